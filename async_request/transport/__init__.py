@@ -1,0 +1,1 @@
+"""Kombu transports of async-request; `async_request.transport.kafka` is the Kafka one."""

@@ -1,0 +1,232 @@
+"""Transport options: validation and the librdkafka configurations built from them.
+
+The option names and defaults are documented in `async_request.transport.kafka` (the manual).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import KafkaConfigError
+
+_OFFSET_RESETS = frozenset({"earliest", "latest", "smallest", "largest", "beginning", "end",
+                            "error"})
+
+#: Consumer settings that suit tansu and Apache Kafka (research §7.8); user config wins.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "session.timeout.ms": 2000,        # tansu parks JoinGroup for session/2 (min 1 s)
+    "heartbeat.interval.ms": 500,      # must stay below session.timeout.ms / 3
+    "max.poll.interval.ms": 300000,
+    "partition.assignment.strategy": "range,roundrobin",
+    "group.protocol": "classic",       # tansu has no KIP-848
+    "fetch.wait.max.ms": 5,            # tansu answers an empty fetch after ~wait/2; 0 never
+    "fetch.min.bytes": 1,
+    "socket.nagle.disable": True,
+    "enable.partition.eof": False,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 0,
+    "socket.nagle.disable": True,
+    "acks": "all",
+}
+
+
+def _dict(options: Mapping[str, Any], key: str, default: Mapping[str, Any] | None = None
+          ) -> dict[str, Any]:
+    value = options.get(key, default if default is not None else {})
+    if value is None:
+        return dict(default or {})
+    if not isinstance(value, Mapping):
+        raise KafkaConfigError(f"transport option {key!r} must be a dict, got {value!r}")
+    return dict(value)
+
+
+def _int(options: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    value = options.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise KafkaConfigError(f"transport option {key!r} must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise KafkaConfigError(
+            f"transport option {key!r} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise KafkaConfigError(f"transport option {key!r} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def _float(options: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
+    value = options.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise KafkaConfigError(f"transport option {key!r} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise KafkaConfigError(
+            f"transport option {key!r} must be a number, got {value!r}") from None
+    if number <= minimum:
+        raise KafkaConfigError(f"transport option {key!r} must be > {minimum}, got {value!r}")
+    return number
+
+
+def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = options.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise KafkaConfigError(f"transport option {key!r} must be a boolean, got {value!r}")
+
+
+def _names(options: Mapping[str, Any], key: str, default: tuple[str, ...]) -> frozenset[str]:
+    value = options.get(key, default)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple | set | frozenset) or not all(
+            isinstance(v, str) for v in value):
+        raise KafkaConfigError(f"transport option {key!r} must be a list of names, got {value!r}")
+    return frozenset(value)
+
+
+def _str(options: Mapping[str, Any], key: str, default: str, allow_empty: bool = True) -> str:
+    value = options.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or (not allow_empty and not value):
+        raise KafkaConfigError(f"transport option {key!r} must be a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    """Validated transport options (see the module docstring of `kafka.py` for each)."""
+
+    group_id: str = "celery"
+    num_partitions: int = 4
+    queue_partitions: dict[str, int] = field(default_factory=dict)
+    replication_factor: int = 1
+    topic_config: dict[str, str] = field(default_factory=dict)
+    exchange_topic_config: dict[str, str] = field(default_factory=dict)
+    topic_prefix: str = ""
+    exchange_topic_prefix: str = "kombu.exchange."
+    auto_offset_reset: str = "earliest"
+    enable_auto_commit: bool = False
+    auto_commit_interval_ms: int = 1000
+    kafka_config: dict[str, Any] = field(default_factory=dict)
+    kafka_consumer_config: dict[str, Any] = field(default_factory=dict)
+    kafka_producer_config: dict[str, Any] = field(default_factory=dict)
+    kafka_admin_config: dict[str, Any] = field(default_factory=dict)
+    bootstrap_servers: str = ""
+    publish_timeout: float = 10.0
+    confirm_publish: bool = True
+    connect_timeout: float = 5.0
+    poll_timeout: float = 0.05
+    broadcast_fetch_wait_ms: int = 100
+    max_buffered: int = 256
+    event_exchanges: frozenset[str] = frozenset({"celeryev"})
+    reply_exchanges: frozenset[str] = frozenset({"reply.celery.pidbox"})
+
+    @classmethod
+    def from_transport_options(cls, options: Mapping[str, Any]) -> KafkaOptions:
+        """Validate kombu `transport_options`; raise KafkaConfigError naming the bad key."""
+        reset = _str(options, "auto_offset_reset", "earliest")
+        if reset not in _OFFSET_RESETS:
+            raise KafkaConfigError(
+                f"transport option 'auto_offset_reset' must be one of "
+                f"{sorted(_OFFSET_RESETS)}, got {reset!r}")
+        queue_partitions = _dict(options, "queue_partitions")
+        for queue, count in queue_partitions.items():
+            _int({queue: count}, queue, 1, 1)
+        group_id = _str(options, "group_id", "celery", allow_empty=False)
+        opts = cls(
+            group_id=group_id,
+            num_partitions=_int(options, "num_partitions", 4, 1),
+            queue_partitions={q: int(n) for q, n in queue_partitions.items()},
+            replication_factor=_int(options, "replication_factor", 1, -1),
+            topic_config={k: str(v) for k, v in _dict(options, "topic_config").items()},
+            exchange_topic_config={
+                k: str(v) for k, v in _dict(options, "exchange_topic_config").items()},
+            topic_prefix=_str(options, "topic_prefix", ""),
+            exchange_topic_prefix=_str(options, "exchange_topic_prefix", "kombu.exchange."),
+            auto_offset_reset=reset,
+            enable_auto_commit=_bool(options, "enable_auto_commit", False),
+            auto_commit_interval_ms=_int(options, "auto_commit_interval_ms", 1000, 1),
+            kafka_config=_dict(options, "kafka_config"),
+            kafka_consumer_config=_dict(options, "kafka_consumer_config"),
+            kafka_producer_config=_dict(options, "kafka_producer_config"),
+            kafka_admin_config=_dict(options, "kafka_admin_config"),
+            bootstrap_servers=_str(options, "bootstrap_servers", ""),
+            publish_timeout=_float(options, "publish_timeout", 10.0, 0.0),
+            confirm_publish=_bool(options, "confirm_publish", True),
+            connect_timeout=_float(options, "connect_timeout", 5.0, 0.0),
+            poll_timeout=_float(options, "poll_timeout", 0.05, 0.0),
+            broadcast_fetch_wait_ms=_int(options, "broadcast_fetch_wait_ms", 100, 1),
+            max_buffered=_int(options, "max_buffered", 256, 1),
+            event_exchanges=_names(options, "event_exchanges", ("celeryev",)),
+            reply_exchanges=_names(options, "reply_exchanges", ("reply.celery.pidbox",)),
+        )
+        fetch_wait = opts.consumer_config("x:1").get("fetch.wait.max.ms")
+        if str(fetch_wait) == "0":
+            raise KafkaConfigError(
+                "transport option 'kafka_consumer_config' sets fetch.wait.max.ms=0: tansu "
+                "then never returns data; use 1 or more")
+        return opts
+
+    def _common(self, bootstrap: str) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap_servers or bootstrap, **self.kafka_config}
+
+    def consumer_config(self, bootstrap: str) -> dict[str, Any]:
+        """librdkafka config of the work consumer (group member)."""
+        return {
+            **CONSUMER_DEFAULTS,
+            "group.id": self.group_id,
+            "auto.offset.reset": self.auto_offset_reset,
+            # Offsets are committed by librdkafka's timer, on revoke and on close; with
+            # enable_auto_commit=False only positions we stored (the acked prefix) are committed.
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": self.enable_auto_commit,
+            "auto.commit.interval.ms": self.auto_commit_interval_ms,
+            **self._common(bootstrap),
+            **self.kafka_consumer_config,
+        }
+
+    def broadcast_config(self, bootstrap: str, group_id: str) -> dict[str, Any]:
+        """librdkafka config of the exchange-topic reader (assign only, never commits)."""
+        return {
+            **CONSUMER_DEFAULTS,
+            **self._common(bootstrap),
+            **self.kafka_consumer_config,
+            "group.id": group_id,  # required by the client; never joined (assign only)
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "fetch.wait.max.ms": self.broadcast_fetch_wait_ms,
+        }
+
+    def producer_config(self, bootstrap: str) -> dict[str, Any]:
+        """librdkafka config of the shared producer."""
+        return {
+            **PRODUCER_DEFAULTS,
+            # librdkafka gives up on a message by itself when we stop waiting for it, so a
+            # publish that raised PublishTimeout is not delivered behind the caller's back.
+            "message.timeout.ms": max(1, int(self.publish_timeout * 1000)),
+            **self._common(bootstrap),
+            **self.kafka_producer_config,
+        }
+
+    def admin_config(self, bootstrap: str) -> dict[str, Any]:
+        """librdkafka config of the AdminClient (topic creation, sizes)."""
+        return {**self._common(bootstrap), **self.kafka_admin_config}
+
+    def partitions_for(self, queue: str) -> int:
+        """Partition count for a new work-queue topic."""
+        return self.queue_partitions.get(queue, self.num_partitions)

@@ -1,0 +1,492 @@
+"""Kombu transport for Apache Kafka (and tansu) on confluent-kafka: at-least-once, fast, visible.
+
+Selecting it
+============
+Celery::
+
+    broker_url = "kafka://127.0.0.1:9092"            # or kafka://h1:9092,h2:9092
+    broker_transport = "async_request.transport.kafka:Transport"
+    broker_transport_options = {"group_id": "myapp", "num_partitions": 4}
+
+kombu takes the transport from `transport=` (Celery's `broker_transport`) when it is given and
+the URL scheme only otherwise (`kombu.Connection.__init__`); the scheme `kafka` alone maps to
+kombu's own `kombu.transport.confluentkafka`. `register_alias()` points the `kafka` (and
+`asynckafka`) aliases at this transport for the current process, so a bare `kafka://` URL
+selects it too; call it before the first Connection is made (kombu caches resolved aliases).
+
+URL form: `kafka://[user:password@]host[:port][,host2[:port2]...]`; the default port is 9092.
+User and password become `sasl.username`/`sasl.password`; set `security.protocol` and
+`sasl.mechanism` in `kafka_config`.
+
+Transport options
+=================
+Validated when the connection is built; a bad value raises `KafkaConfigError` naming the key.
+
+* ``group_id`` (``"celery"``): consumer group of all work queues of this app. One group, one
+  consumer per connection, any number of queues (topics).
+* ``num_partitions`` (4): partitions of auto-created work-queue topics; it caps how many
+  workers share one queue. ``queue_partitions`` (``{}``): per-queue overrides.
+* ``replication_factor`` (1) and ``topic_config`` (``{}``): for created work-queue topics;
+  ``exchange_topic_config`` (``{}``) for exchange topics (e.g. ``{"retention.ms": "600000"}``).
+* ``topic_prefix`` (``""``): prepended to every topic; ``exchange_topic_prefix``
+  (``"kombu.exchange."``): prepended (after ``topic_prefix``) to exchange topics.
+* ``auto_offset_reset`` (``"earliest"``): where a group with no committed offset starts.
+* ``enable_auto_commit`` (False): False = commit only the acknowledged prefix of each partition
+  (at-least-once). True = librdkafka commits the position of everything *fetched*, every
+  ``auto_commit_interval_ms``: a crash then loses every prefetched or running message whose
+  offset was committed (the loss of kombu's stock transport, research §4). Use only for
+  tasks you can afford to lose.
+* ``auto_commit_interval_ms`` (1000): how often librdkafka commits stored positions. Acked
+  messages newer than the last commit are redelivered after a crash (duplicates, never loss).
+* ``kafka_config`` (``{}``): librdkafka options for producer, consumers and admin client (SASL,
+  SSL, ...). ``kafka_consumer_config``, ``kafka_producer_config``, ``kafka_admin_config``:
+  per-client overrides, applied last. ``bootstrap_servers`` overrides the URL's host list.
+* ``publish_timeout`` (10.0 s): how long a publish waits for the broker's acknowledgement;
+  also librdkafka's ``message.timeout.ms``, so a message we gave up on is not sent later.
+* ``confirm_publish`` (True): wait for the acknowledgement of persistent messages (tasks).
+  Transient messages (events, remote control) never wait; failures are logged.
+* ``connect_timeout`` (5.0 s): metadata, topic creation and watermark requests.
+* ``poll_timeout`` (0.05 s): longest a single consumer call blocks; acks from other threads
+  are applied at most this late.
+* ``broadcast_fetch_wait_ms`` (100): ``fetch.wait.max.ms`` of the exchange reader (remote
+  control and events tolerate ~50 ms; a lower value costs broker CPU on tansu).
+* ``max_buffered`` (256): work records fetched ahead of delivery; beyond it partitions pause.
+* ``event_exchanges`` (``["celeryev"]``): topic exchanges routed through exchange topics.
+* ``reply_exchanges`` (``["reply.celery.pidbox"]``): direct exchanges routed the same way
+  (replies to remote control go to a queue only the client process has bound).
+* ``polling_interval``: ignored (drain_events never sleeps blindly).
+
+librdkafka defaults set here (tansu and Kafka): ``session.timeout.ms`` 2000 (tansu parks each
+JoinGroup for session/2; Apache Kafka's default ``group.min.session.timeout.ms`` is 6000, so
+set 6000+ there), ``heartbeat.interval.ms`` 500, ``group.protocol`` classic, assignment
+``range,roundrobin``, ``fetch.wait.max.ms`` 5 (tansu answers an empty fetch only after about
+half of it; 0 never returns data and is rejected), ``linger.ms`` 0, ``acks`` all,
+``socket.nagle.disable``.
+
+Guarantees
+==========
+* At-least-once. Offsets are committed only up to the lowest unacknowledged message of each
+  partition, so prefetched, running (``acks_late``) and rejected-for-requeue messages are
+  redelivered to the next owner after SIGKILL. ``reject(requeue=True)`` re-produces the
+  message (``redelivered=True``), waits for the broker, then acks the original.
+* Publishing waits for the broker's acknowledgement of that message only (no flush). A broker
+  that is down raises `KafkaConnectionError` (in ``connection_errors``, so Celery retries and
+  ``apply_async`` raises ``kombu.exceptions.OperationalError``) within about
+  ``publish_timeout``.
+* Remote control and events work between processes (exchange topics, see `_exchange.py`);
+  they are at-most-once, as over AMQP.
+
+Departures from kombu's ``confluentkafka`` transport (and why)
+==============================================================
+* Acks commit the contiguous acked prefix, not ``commit()`` of everything polled (which lost
+  running and prefetched tasks on kill -9); requeue re-produces instead of ``seek()``-ing the
+  whole partition back (which either lost the message or redelivered everything).
+* One consumer group and one consumer for all queues, consumed only by the thread that drains
+  events, with bounded polls; kombu's transport has a group and consumer per queue and blocks
+  5 s on each empty queue, and its acks from pool threads starve behind ``poll()`` in
+  confluent-kafka 2.16 (``-P threads`` hangs).
+* One producer per connection with per-message delivery futures; no ``flush()`` per message.
+* Fanout (`supports_fanout`) and cross-process topic/reply routing through exchange topics
+  read with ``assign()``; kombu's transport has no fanout and keeps bindings per process, so
+  ``celery inspect``, ``control`` and events (Flower) see nothing.
+* Topics are created explicitly with ``num_partitions`` (default 4, not 1) and cached; queue
+  names are mapped to legal topic names (``[A-Za-z0-9._-]``, hashed beyond 249 characters).
+* Broker errors raise `KafkaConnectionError` instead of being reported as an empty queue;
+  ``connection_errors`` is not empty; ``as_uri`` returns a masked URL.
+* The wire format is the same (the kombu message as JSON in the record value; exchange
+  records add headers ``kombu.routing_key`` and ``kombu.exchange``), but topic names of
+  queues containing characters other than ``[A-Za-z0-9._-]`` differ.
+* Event loop: synloop (``drain_events`` returns within ``poll_timeout`` slices); no asynloop.
+
+Flower: workers (``/api/workers``) and tasks (``/api/tasks``) work; the broker/queues tab
+does not (Flower accepts only AMQP and Redis URLs there). See docs/transport.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+from queue import Empty
+from time import monotonic
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import confluent_kafka
+from kombu.transport import TRANSPORT_ALIASES, virtual
+from kombu.transport.virtual.exchange import DirectExchange, FanoutExchange, TopicExchange
+from kombu.utils.json import dumps
+
+from ._exchange import EXCHANGE_HEADER, ROUTING_KEY_HEADER, Binding, topic_name
+from ._io import KafkaIO
+from ._options import KafkaOptions
+from .errors import (
+    DeliveryFailed,
+    KafkaChannelError,
+    KafkaConnectionError,
+    PublishTimeout,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9092
+TRANSPORT_PATH = "async_request.transport.kafka:Transport"
+
+
+def register_alias(*names: str) -> None:
+    """Make kombu resolve `kafka://` (and `asynckafka://`) URLs to this transport."""
+    from kombu.transport import _transport_cache
+
+    for name in names or ("kafka", "asynckafka"):
+        TRANSPORT_ALIASES[name] = TRANSPORT_PATH
+        _transport_cache.pop(name, None)
+
+
+class _RoutedDirect(DirectExchange):
+    """Direct exchange; the configured reply exchanges go through their exchange topic."""
+
+    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
+        if self.channel._is_routed(exchange):
+            self.channel._put_exchange(exchange, message, routing_key)
+        else:
+            super().deliver(message, exchange, routing_key, **kwargs)
+
+
+class _RoutedTopic(TopicExchange):
+    """Topic exchange; the configured event exchanges go through their exchange topic."""
+
+    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
+        if self.channel._is_routed(exchange):
+            self.channel._put_exchange(exchange, message, routing_key)
+        else:
+            super().deliver(message, exchange, routing_key, **kwargs)
+
+
+class QoS(virtual.QoS):
+    """Prefetch window; acks go to the consumer thread, requeue re-produces."""
+
+    #: Never re-publish unacked messages at shutdown: their offsets were not committed, so
+    #: the partition's next owner redelivers them (re-publishing would duplicate them).
+    restore_at_shutdown = False
+
+    def ack(self, delivery_tag: Any) -> None:
+        """Settle a message: its offset may now be committed."""
+        super().ack(delivery_tag)
+        transport = self.channel.connection
+        if transport is not None and transport._io is not None:
+            transport._io.ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        """Settle a message; with requeue, produce it again first (never seek back)."""
+        if requeue:
+            self.channel._requeue(self._delivered[delivery_tag])
+        self.ack(delivery_tag)
+
+
+class Channel(virtual.Channel):
+    """Kafka channel: queues are topics, exchange topics carry fanout/events/replies."""
+
+    QoS = QoS
+    supports_fanout = True
+    do_restore = False
+    exchange_types = {"direct": _RoutedDirect, "topic": _RoutedTopic,
+                      "fanout": FanoutExchange}
+    connection: Transport
+
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.options: KafkaOptions = connection.options
+
+    # -- naming ------------------------------------------------------------------------------
+    def _topic(self, queue: str) -> str:
+        return topic_name(queue, self.options.topic_prefix)
+
+    def _exchange_topic(self, exchange: str) -> str:
+        return topic_name(exchange, self.options.topic_prefix + self.options.exchange_topic_prefix)
+
+    def _exchange_kind(self, exchange: str) -> str:
+        try:
+            return str(self.state.exchanges[exchange]["type"])
+        except KeyError:
+            return "direct"
+
+    def _is_routed(self, exchange: str) -> bool:
+        if not exchange:
+            return False
+        opts = self.options
+        return (exchange in opts.reply_exchanges or exchange in opts.event_exchanges
+                or self._exchange_kind(exchange) == "fanout")
+
+    @property
+    def io(self) -> KafkaIO:
+        return self.connection.io
+
+    # -- publishing --------------------------------------------------------------------------
+    def _send(self, topic: str, message: dict[str, Any], partitions: int, config: dict[str, str],
+              headers: list[tuple[str, bytes]] | None = None) -> None:
+        io = self.io
+        io.admin.ensure(topic, partitions, self.options.replication_factor, config)
+        persistent = message.get("properties", {}).get("delivery_mode", 2) != 1
+        wait = persistent and self.options.confirm_publish
+        future = io.producer.send(topic, dumps(message).encode(), headers,
+                                  log_errors_only=not wait)
+        if not wait:
+            return
+        try:
+            future.result(timeout=self.options.publish_timeout + 1.0)
+        except TimeoutError:
+            io.admin.forget(topic)
+            raise PublishTimeout(
+                f"kafka did not acknowledge a message to {topic} within "
+                f"{self.options.publish_timeout:g}s") from None
+        except DeliveryFailed:
+            io.admin.forget(topic)  # recreated by the next publish if the broker lost it
+            raise
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        """Produce `message` to the queue's topic; wait for the broker if persistent."""
+        self._send(self._topic(queue), message, self.options.partitions_for(queue),
+                   self.options.topic_config)
+
+    def _put_exchange(self, exchange: str, message: dict[str, Any], routing_key: str) -> None:
+        headers = [(ROUTING_KEY_HEADER, (routing_key or "").encode()),
+                   (EXCHANGE_HEADER, exchange.encode())]
+        self._send(self._exchange_topic(exchange), message, 1,
+                   self.options.exchange_topic_config, headers)
+
+    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
+                    **kwargs: Any) -> None:
+        """Produce once to the fanout exchange's topic."""
+        self._put_exchange(exchange, message, routing_key)
+
+    def _requeue(self, message: virtual.Message) -> None:
+        delivery = self.io.tracker.delivery(message.delivery_tag)
+        if delivery is None:
+            return  # exchange copy (at-most-once) or partition revoked: nothing to requeue
+        payload = message.serializable()
+        payload["redelivered"] = True
+        payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
+        topic = delivery.key[0]
+        future = self.io.producer.send(topic, dumps(payload).encode())
+        try:
+            future.result(timeout=self.options.publish_timeout + 1.0)
+        except TimeoutError:
+            raise PublishTimeout(f"requeue to {topic} not acknowledged") from None
+
+    # -- bindings and queues -----------------------------------------------------------------
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: Any, queue: str) -> None:
+        if not self._is_routed(exchange):
+            return
+        kind = self._exchange_kind(exchange)
+        if exchange in self.options.event_exchanges:
+            kind = "topic"
+        topic = self._exchange_topic(exchange)
+        partitions = self.io.admin.ensure(topic, 1, self.options.replication_factor,
+                                          self.options.exchange_topic_config)
+        self.io.bind(Binding(queue, exchange, kind, routing_key or ""), topic, partitions)
+
+    def _new_queue(self, queue: str, **kwargs: Any) -> None:
+        # Topics are created on first publish or consume: declared queues that turn out to be
+        # bound to an exchange topic (pidbox, replies, events) never get a topic of their own.
+        return None
+
+    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
+        return self.io.is_bound(queue) or self.io.admin.partitions(self._topic(queue)) is not None
+
+    def _size(self, queue: str) -> int:
+        io = self.io
+        if io.is_bound(queue):
+            return len(io.buffers.get(queue, ()))
+        if io.admin.partitions(self._topic(queue)) is None:
+            return 0
+        return io.admin.backlog(self.options.group_id, self._topic(queue))
+
+    def _purge(self, queue: str) -> int:
+        io = self.io
+        if io.is_bound(queue):
+            count = len(io.buffers.get(queue, ()))
+            io.buffers[queue] = deque(maxlen=10000)
+            return count
+        return io.admin.skip_to_end(self.options.group_id, self._topic(queue))
+
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        io = self.io
+        if io.is_bound(queue):
+            io.unbind(queue)
+            return
+        if queue in io.work_topics.values():
+            io.cancel_queue(queue)
+        io.admin.delete(self._topic(queue))
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        io = self.io
+        if not io.is_bound(queue) and self._topic(queue) not in io.work_topics:
+            self._start_work_queue(queue)
+        buffer = io.buffers.get(queue)
+        if not buffer:
+            io.poll(min(timeout or 0.0, self.options.poll_timeout))
+            buffer = io.buffers.get(queue)
+        if not buffer:
+            raise Empty()
+        return buffer.popleft().payload
+
+    def _start_work_queue(self, queue: str) -> None:
+        topic = self._topic(queue)
+        self.io.admin.ensure(topic, self.options.partitions_for(queue),
+                             self.options.replication_factor, self.options.topic_config)
+        self.io.consume_queue(queue, topic)
+
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str,
+                      **kwargs: Any) -> Any:
+        """Consume `queue`: exchange-bound queues are already assigned, others join the group."""
+        result = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+        self.connection.queue_channels[queue] = self
+        if not self.io.is_bound(queue) and self._topic(queue) not in self.io.work_topics:
+            self._start_work_queue(queue)
+        return result
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        """Stop consuming; a work queue leaves the subscription (one rebalance)."""
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue is not None and self.connection._io is not None:
+            self.connection.queue_channels.pop(queue, None)
+            if self._topic(queue) in self.io.work_topics:
+                self.io.cancel_queue(queue)
+        return result
+
+
+class Transport(virtual.Transport):
+    """Kafka transport: one consumer thread, one producer, one admin client per connection."""
+
+    Channel = Channel
+    default_port = DEFAULT_PORT
+    driver_type = "kafka"
+    driver_name = "confluent-kafka"
+    can_parse_url = True  # we parse kafka://h1:p1,h2:p2 ourselves (several brokers)
+    polling_interval = 0.0
+
+    implements = virtual.Transport.implements.extend(
+        asynchronous=False,
+        exchange_type=frozenset(["direct", "topic", "fanout"]),
+        heartbeats=False,
+    )
+    connection_errors = (KafkaConnectionError,)
+    recoverable_connection_errors = (KafkaConnectionError,)
+    channel_errors = (KafkaChannelError,)
+    recoverable_channel_errors = ()
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        self.options = KafkaOptions.from_transport_options(client.transport_options or {})
+        self.bootstrap, user, password = _parse_servers(client)
+        if user:
+            self.options.kafka_config.setdefault("sasl.username", user)
+            self.options.kafka_config.setdefault("sasl.password", password or "")
+        self._io: KafkaIO | None = None
+        self.queue_channels: dict[str, Channel] = {}
+        self._rotation = 0
+        super().__init__(client, **kwargs)
+
+    @property
+    def io(self) -> KafkaIO:
+        """This connection's Kafka clients (rebuilt in a forked child)."""
+        io = self._io
+        if io is None or io.pid != os.getpid():
+            if io is not None:
+                io.close()  # only parks it: handles from the parent are never touched
+            io = self._io = KafkaIO(self.options, self.bootstrap)
+        return io
+
+    def driver_version(self) -> str:
+        """confluent-kafka's version."""
+        return str(confluent_kafka.version()[0])
+
+    def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
+        """The broker URL, password masked unless asked for."""
+        parts = urlsplit(uri if "://" in uri else f"kafka://{uri}")
+        netloc = parts.netloc
+        if "@" in netloc and not include_password:
+            userinfo, _, hosts = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{mask}@{hosts}"
+        return f"kafka://{netloc}"
+
+    def establish_connection(self) -> Any:
+        """Check the broker answers metadata requests (raises KafkaConnectionError)."""
+        self.io.admin.ping()
+        return super().establish_connection()
+
+    def close_connection(self, connection: Any) -> None:
+        """Close channels, commit the acked prefix, leave the group, flush the producer."""
+        try:
+            super().close_connection(connection)
+        finally:
+            io, self._io = self._io, None
+            if io is not None:
+                io.close()
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        """Deliver buffered messages, else poll Kafka in bounded slices until `timeout`."""
+        io = self.io
+        deadline = None if timeout is None else monotonic() + timeout
+        slice_ = self.options.poll_timeout
+        while True:
+            if self._deliver_buffered(io):
+                return
+            wait = slice_
+            if deadline is not None:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    raise socket.timeout()
+                wait = min(wait, remaining)
+            io.poll(wait)
+            if self._deliver_buffered(io):
+                return
+            if deadline is not None and monotonic() >= deadline:
+                raise socket.timeout()
+
+    def _deliver_buffered(self, io: KafkaIO) -> int:
+        queues = [q for q, buf in io.buffers.items() if buf and q in self._callbacks]
+        if not queues:
+            return 0
+        self._rotation = (self._rotation + 1) % len(queues)
+        queues = queues[self._rotation:] + queues[:self._rotation]
+        delivered = 0
+        progress = True
+        while progress:  # round-robin, one message per queue per round (fairness)
+            progress = False
+            for queue in queues:
+                buffer = io.buffers.get(queue)
+                callback = self._callbacks.get(queue)
+                channel = self.queue_channels.get(queue)
+                if not buffer or callback is None or channel is None:
+                    continue
+                if not channel.qos.can_consume():
+                    continue
+                callback(buffer.popleft().payload)
+                delivered += 1
+                progress = True
+        return delivered
+
+
+def _parse_servers(client: Any) -> tuple[str, str | None, str | None]:
+    """bootstrap.servers, user and password from a kombu Connection."""
+    host = client.hostname or "localhost"
+    port = client.port or DEFAULT_PORT
+    if "://" not in host:
+        return f"{host}:{port}", client.userid, client.password
+    netloc = urlsplit(host).netloc
+    userinfo, _, hosts = netloc.rpartition("@")
+    user = password = None
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        user, password = unquote(user), unquote(password)
+    servers = []
+    for item in (hosts or "localhost").split(","):
+        item = item.strip()
+        servers.append(item if ":" in item.rsplit("]", 1)[-1] else f"{item}:{port}")
+    return ",".join(servers), user or client.userid, password or client.password
+
+
+__all__ = ["Channel", "QoS", "Transport", "register_alias"]

@@ -1,0 +1,112 @@
+"""Run Celery workers for async-request: one with a lifetime, or a supervised pool of them.
+
+Why our own supervisor rather than `celery multi`: `multi` daemonizes and does not replace a
+worker that retires at the end of its lifetime (KAFKA_CONSUMER_LIFETIME_SEC), and it does not
+forward SIGTERM/SIGINT to foreground children; this ~80-line loop does exactly those things.
+A retiring worker gets SIGTERM (Celery's warm shutdown): it finishes the task it holds, and any
+message it had fetched but not acknowledged is redelivered, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from celery import Celery
+
+from async_request.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> float:
+    """This worker's lifetime: LIFETIME + random(0..JITTER) seconds, or 0 for forever."""
+    if settings.kafka_consumer_lifetime_sec <= 0:
+        return 0.0
+    jitter = settings.kafka_consumer_lifetime_jitter_sec
+    return float(settings.kafka_consumer_lifetime_sec + (rng or random).randint(0, jitter))
+
+
+def run_single_worker(app: Celery, settings: Settings, argv: Sequence[str] = ()) -> None:
+    """Run one worker in this process; it retires (warm shutdown) after its lifetime."""
+    lifetime = lifetime_seconds(settings)
+    if lifetime:
+        def retire() -> None:
+            logger.info("worker lifetime of %.0fs reached: warm shutdown", lifetime)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        timer = threading.Timer(lifetime, retire)
+        timer.daemon = True
+        timer.start()
+    app.worker_main(["worker", "-E", "-l", settings.kafka_log_level, *argv])
+
+
+class Supervisor:
+    """Keep `count` worker processes running; stop them all on SIGTERM/SIGINT."""
+
+    def __init__(self, command: Sequence[str], count: int, *, restart_delay: float = 1.0,
+                 grace_sec: float = 60.0) -> None:
+        if count < 1:
+            raise ValueError(f"consumers count must be >= 1, got {count}")
+        self.command = list(command)
+        self.count = count
+        self.restart_delay = restart_delay
+        self.grace_sec = grace_sec
+        self.children: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._stopping = threading.Event()
+
+    def _spawn(self, slot: int) -> None:
+        self.children[slot] = subprocess.Popen(self.command)
+        logger.info("worker %d started (pid %d)", slot, self.children[slot].pid)  # type: ignore[union-attr]
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        logger.info("received %s: stopping %d workers", signal.Signals(signum).name, self.count)
+        self._stopping.set()
+
+    def run(self) -> int:
+        """Supervise until a signal arrives; return the exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in range(self.count):
+            self._spawn(slot)
+        while not self._stopping.wait(0.5):
+            for slot, child in enumerate(self.children):
+                if child is not None and child.poll() is not None:
+                    code = child.returncode
+                    logger.info("worker %d (pid %d) exited with %s; replacing it", slot,
+                                child.pid, code)
+                    if code != 0:
+                        time.sleep(self.restart_delay)
+                    if not self._stopping.is_set():
+                        self._spawn(slot)
+        return self._stop_all()
+
+    def _stop_all(self) -> int:
+        alive = [c for c in self.children if c is not None and c.poll() is None]
+        for child in alive:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_sec
+        for child in alive:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("worker pid %d did not stop in %.0fs: killing", child.pid,
+                               self.grace_sec)
+                child.kill()
+                child.wait()
+        return 0
+
+
+def single_worker_command(extra: Sequence[str] = ()) -> list[str]:
+    """The command that runs `kafka_consumer_single` in a child, like the current process."""
+    script = os.path.abspath(sys.argv[0])
+    if script.endswith("manage.py"):
+        return [sys.executable, script, "kafka_consumer_single", *extra]
+    return [sys.executable, "-m", "django", "kafka_consumer_single", *extra]

@@ -1,0 +1,1 @@
+"""Demo app of the async-request sample: orders and reports owned by users, JWT auth."""

@@ -1,0 +1,43 @@
+"""The FastAPI app `api` of the sample, served under `/api/` beside Django.
+
+Import it only after Django is set up (`sample_project.asgi` does that first): the routers
+use Django models and auth.
+"""
+
+from __future__ import annotations
+
+from async_request.results.fastapi import router as results_router
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from demo.api import analytics, files, orders, reports, tokens
+from demo.api.connections import DjangoConnections
+from demo.problems import PROBLEM_CONTENT_TYPE, problem
+
+PREFIX = "/api/v1"
+
+api = FastAPI(title="async-request sample")
+api.add_middleware(DjangoConnections)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def problem_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Send HTTP errors as problem+json, the shape async-request's own errors have."""
+    return JSONResponse(
+        problem(exc.status_code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+@api.get(f"{PREFIX}/health/", tags=["health"])
+async def health() -> dict[str, str]:
+    """Answer without auth or database: the liveness probe `make run` waits for."""
+    return {"status": "ok"}
+
+
+for _router in (tokens.router, orders.router, reports.router, analytics.router, files.router):
+    api.include_router(_router, prefix=PREFIX)
+api.include_router(results_router, prefix=PREFIX)

@@ -1,0 +1,1 @@
+"""Django project package of the async-request sample (settings, URLs, ASGI entry point)."""

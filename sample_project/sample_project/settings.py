@@ -1,0 +1,123 @@
+"""Settings of the async-request sample: Django + FastAPI + Channels in one ASGI app.
+
+Environment:
+- `DJANGO_SECRET_KEY`  signs sessions and the demo JWTs (dev default below; set it in prod).
+- `DJANGO_DEBUG`       "1"/"0", default "1".
+- `DJANGO_ALLOWED_HOSTS` comma separated, default `127.0.0.1,localhost,testserver,[::1]`.
+- `DATABASE_URL`       `postgresql://user:pass@host:port/name`; unset → SQLite `db.sqlite3`.
+- `REDIS_URL`          channel layer + async-request results, default `redis://127.0.0.1:6379/0`.
+- `ASYNC_REQUEST_CHANNEL_LAYER=memory`  in-memory channel layer (unit tests, one process).
+- `KAFKA_BOOTSTRAP_SERVERS` (or `BS_KAFKA_BOOTSTRAP_SERVERS`), default `127.0.0.1:9092`.
+- `DEMO_JWT_TTL_SEC`   lifetime of tokens from `/api/v1/auth/token/`, default 3600.
+
+async-request reads its options from these Django settings first, then from env `BS_<NAME>`;
+so a value set here hides the `BS_*` variable, which is why the Kafka address below looks at
+`BS_KAFKA_BOOTSTRAP_SERVERS` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sample_project.dburl import parse_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-0123456789abcdef0123456789"
+)
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get(
+    "DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]"
+).split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "async_request",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "sample_project.urls"
+ASGI_APPLICATION = "sample_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = os.environ.get("DATABASE_URL", "")
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": parse_database_url(_database_url)
+    if _database_url
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
+    {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if os.environ.get("ASYNC_REQUEST_CHANNEL_LAYER") == "memory"
+    else {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+)
+
+# async-request (see docs/design.md, "Settings").
+ASYNC_REQUEST_ASGI_APP = "sample_project.asgi:application"
+ASYNC_REQUEST_REDIS_URL = REDIS_URL
+KAFKA_BOOTSTRAP_SERVERS = os.environ.get("BS_KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
+    "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"
+)
+KAFKA_TOPIC_ASYNC_BG = "async_request"
+KAFKA_GROUP_ID = "async_request"
+KAFKA_TASKS = ["demo.tasks"]
+
+DEMO_JWT_TTL_SEC = int(os.environ.get("DEMO_JWT_TTL_SEC", "3600"))
+
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+}

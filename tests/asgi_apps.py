@@ -1,0 +1,42 @@
+"""Tiny raw ASGI apps for tests of the middleware and the replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers 200 with the request body; records that it ran in scope['state']."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream"),
+                            (b"x-method", scope["method"].encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def streaming_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers in three chunks with binary bytes."""
+    await send({"type": "http.response.start", "status": 201,
+                "headers": [(b"content-type", b"application/octet-stream")]})
+    for chunk in (b"\x00\x01", b"\xff\xfe", b"end"):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def crashing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    raise RuntimeError("boom")
+
+
+async def silent_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    return None
+
+
+async def sleepy_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    import asyncio
+
+    await asyncio.sleep(10)

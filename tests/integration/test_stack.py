@@ -1,0 +1,57 @@
+"""Smoke test of the integration fixtures: the whole sample stack comes up and answers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.stack import IntegrationStack
+from tools.devstack import HEALTH_PATH, worker_ready
+
+pytestmark = pytest.mark.integration
+
+
+def test_web_app_answers_health(stack: IntegrationStack) -> None:
+    response = httpx.get(stack.base_url + HEALTH_PATH, timeout=10)
+    assert response.status_code == 200
+
+
+def test_default_worker_is_ready(stack: IntegrationStack) -> None:
+    assert stack.worker is not None
+    assert stack.worker.process is not None and stack.worker.process.poll() is None
+    assert worker_ready(stack.worker)
+
+
+def test_ws_url_carries_token_or_channel(stack: IntegrationStack) -> None:
+    ws = stack.base_url.replace("http://", "ws://", 1)
+    assert stack.ws_url() == f"{ws}/ws/"
+    assert stack.ws_url(token="a.b.c") == f"{ws}/ws/?token=a.b.c"
+    assert stack.ws_url(channel="c" * 16) == f"{ws}/ws/?channel={'c' * 16}"
+
+
+def test_create_user_returns_a_jwt(stack: IntegrationStack) -> None:
+    token = stack.create_user("smoke-user")
+    assert token.count(".") == 2
+    assert stack.create_user("smoke-user").count(".") == 2  # creating twice is harmless
+
+
+def test_env_points_at_the_session_services(stack: IntegrationStack) -> None:
+    env = stack.env
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == stack.kafka
+    assert env["REDIS_URL"] == stack.redis_url
+    assert env["REDIS_URL"].endswith("/5")
+    assert env["BS_KAFKA_TOPIC_ASYNC_BG"].startswith("ar_test_")
+
+
+def test_worker_restarts_after_a_kill(stack: IntegrationStack) -> None:
+    old = stack.worker
+    stack.kill_worker()
+    assert old is not None and old.process is not None and old.process.poll() is not None
+    new = stack.restart_worker()
+    assert new is stack.worker and worker_ready(new)
+
+
+def test_flower_comes_up(stack: IntegrationStack) -> None:
+    url = stack.start_flower()
+    response = httpx.get(url + "/healthcheck", timeout=10)
+    assert response.status_code == 200

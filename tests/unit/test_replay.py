@@ -1,0 +1,49 @@
+"""replay(): status, headers and every body chunk captured, exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from async_request.exceptions import ReplayTimeoutError
+from async_request.replay import replay
+from async_request.types import INTERNAL_SCOPE_KEY
+from tests.asgi_apps import crashing_app, echo_app, silent_app, sleepy_app, streaming_app
+
+SCOPE = {"type": "http", "method": "PUT", "path": "/x", "raw_path": b"/x", "query_string": b"",
+         "headers": [], INTERNAL_SCOPE_KEY: {"task_id": "t"}}
+
+
+def run(app: object, body: bytes = b"", timeout: float = 5) -> object:
+    return asyncio.run(replay(app, dict(SCOPE), body, task_id="t", endpoint="/x",  # type: ignore[arg-type]
+                              timeout=timeout))
+
+
+def test_body_is_fed_and_captured_byte_exact() -> None:
+    body = bytes(range(256)) * 3
+    result = run(echo_app, body)
+    assert result.status == 200  # type: ignore[attr-defined]
+    assert result.body == body  # type: ignore[attr-defined]
+    assert ["x-method", "PUT"] in result.to_dict()["headers"]  # type: ignore[attr-defined]
+    assert base64.b64decode(result.to_dict()["body"]) == body  # type: ignore[attr-defined]
+
+
+def test_streamed_chunks_are_all_kept() -> None:
+    result = run(streaming_app)
+    assert result.status == 201  # type: ignore[attr-defined]
+    assert result.body == b"\x00\x01\xff\xfeend"  # type: ignore[attr-defined]
+
+
+def test_crash_before_response_is_a_500() -> None:
+    assert run(crashing_app).status == 500  # type: ignore[attr-defined]
+
+
+def test_no_response_is_a_500() -> None:
+    assert run(silent_app).status == 500  # type: ignore[attr-defined]
+
+
+def test_timeout_raises() -> None:
+    with pytest.raises(ReplayTimeoutError):
+        run(sleepy_app, timeout=0.2)

