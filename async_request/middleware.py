@@ -171,13 +171,12 @@ class AsyncRequestMiddleware:
         """Send the task and return once the broker acknowledged it (runs in a thread)."""
         app = self._app()
         self._errors()
-        timeout = self.settings.kafka_publish_timeout_sec
         kwargs: dict[str, Any] = {
             "args": [envelope.to_dict()],
             "task_id": envelope.task_id,
             "retry": True,
             "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                             "interval_max": 0.2, "timeout": timeout},
+                             "interval_max": 0.2},
         }
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: app.send_task(TASK_NAME, **kwargs)

@@ -30,6 +30,12 @@ def replaying(app: Any, task_id: str = TASK_ID) -> Any:
 
 
 @pytest.fixture
+def task_id() -> str:
+    """The task id the `replay_client` puts in its scope marker."""
+    return TASK_ID
+
+
+@pytest.fixture
 def application() -> Any:
     """The sample's full ASGI application, as uvicorn serves it."""
     from sample_project.asgi import application

@@ -100,9 +100,7 @@ def test_django_guarded_view_is_409_when_called_directly(client: Any) -> None:
     assert client.get("/django/guarded/").status_code == 409
 
 
-def test_django_guarded_view_runs_inside_a_replay(replay_client: Any) -> None:
-    from conftest import TASK_ID
-
+def test_django_guarded_view_runs_inside_a_replay(replay_client: Any, task_id: str) -> None:
     response = replay_client.get("/django/guarded/")
     assert response.status_code == 200
-    assert response.json() == {"status": "ran in background", "task_id": TASK_ID}
+    assert response.json() == {"status": "ran in background", "task_id": task_id}
