@@ -6,14 +6,14 @@ use Django models and auth.
 
 from __future__ import annotations
 
-from async_request.results.fastapi import router as results_router
+from demo.api import analytics, files, orders, reports, tokens
+from demo.api.connections import DjangoConnections
+from demo.problems import PROBLEM_CONTENT_TYPE, problem
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from demo.api import analytics, files, orders, reports, tokens
-from demo.api.connections import DjangoConnections
-from demo.problems import PROBLEM_CONTENT_TYPE, problem
+from async_request.results.fastapi import router as results_router
 
 PREFIX = "/api/v1"
 

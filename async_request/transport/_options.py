@@ -5,6 +5,7 @@ The option names and defaults are documented in `async_request.transport.kafka` 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "socket.nagle.disable": True,
     "enable.partition.eof": False,
 }
+_LIBRDKAFKA_LOG = logging.getLogger("async_request.transport.librdkafka")
+
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 0,
     "socket.nagle.disable": True,
@@ -183,7 +186,9 @@ class KafkaOptions:
         return opts
 
     def _common(self, bootstrap: str) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers or bootstrap, **self.kafka_config}
+        # librdkafka logs go to Python logging instead of raw lines on stderr
+        return {"bootstrap.servers": self.bootstrap_servers or bootstrap, "logger": _LIBRDKAFKA_LOG,
+                **self.kafka_config}
 
     def consumer_config(self, bootstrap: str) -> dict[str, Any]:
         """librdkafka config of the work consumer (group member)."""

@@ -20,9 +20,12 @@ def _money(value: Decimal | None) -> str:
 
 async def sales_summary(owner_id: int) -> dict[str, Any]:
     """Return order count and totals of one owner, overall and per status (amounts as strings)."""
-    rows = Order.objects.filter(owner_id=owner_id).values("status").annotate(
-        n=Count("id"), total=Sum("amount")
-    ).order_by("status")
+    rows = (
+        Order.objects.filter(owner_id=owner_id)
+        .values("status")
+        .annotate(n=Count("id"), total=Sum("amount"))
+        .order_by("status")
+    )
     by_status: dict[str, dict[str, Any]] = {}
     count, total = 0, Decimal(0)
     async for row in rows:

@@ -17,8 +17,6 @@ logger = logging.getLogger(__name__)
 def cleanup_reports(days: int = 7) -> int:
     """Delete ready reports finished more than `days` days ago; return how many went."""
     cutoff = timezone.now() - timedelta(days=days)
-    deleted, _ = Report.objects.filter(
-        status=Report.Status.READY, finished_at__lt=cutoff
-    ).delete()
+    deleted, _ = Report.objects.filter(status=Report.Status.READY, finished_at__lt=cutoff).delete()
     logger.info("deleted %d reports finished before %s", deleted, cutoff.isoformat())
     return deleted

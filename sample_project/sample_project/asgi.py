@@ -20,11 +20,11 @@ if settings.DEBUG:
     # Admin CSS/JS under uvicorn, which has no runserver to serve static files.
     django_asgi = ASGIStaticFilesHandler(django_asgi)
 
-from async_request.middleware import AsyncRequestMiddleware  # noqa: E402
-from async_request.routing import websocket_urlpatterns  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from fastapi_app import api  # noqa: E402
 
+from async_request.middleware import AsyncRequestMiddleware  # noqa: E402
+from async_request.routing import websocket_urlpatterns  # noqa: E402
 from sample_project.dispatch import PathDispatcher  # noqa: E402
 
 dispatcher = PathDispatcher(api, django_asgi)

@@ -4,15 +4,17 @@ Environment:
 - `DJANGO_SECRET_KEY`  signs sessions and the demo JWTs (dev default below; set it in prod).
 - `DJANGO_DEBUG`       "1"/"0", default "1".
 - `DJANGO_ALLOWED_HOSTS` comma separated, default `127.0.0.1,localhost,testserver,[::1]`.
-- `DATABASE_URL`       `postgresql://user:pass@host:port/name`; unset → SQLite `db.sqlite3`.
+- `DATABASE_URL`       `postgresql://user:pass@host:port/name`; unset → SQLite.
+- `SQLITE_PATH`        the SQLite file when `DATABASE_URL` is unset, default `db.sqlite3` here.
 - `REDIS_URL`          channel layer + async-request results, default `redis://127.0.0.1:6379/0`.
 - `ASYNC_REQUEST_CHANNEL_LAYER=memory`  in-memory channel layer (unit tests, one process).
 - `KAFKA_BOOTSTRAP_SERVERS` (or `BS_KAFKA_BOOTSTRAP_SERVERS`), default `127.0.0.1:9092`.
 - `DEMO_JWT_TTL_SEC`   lifetime of tokens from `/api/v1/auth/token/`, default 3600.
 
 async-request reads its options from these Django settings first, then from env `BS_<NAME>`;
-so a value set here hides the `BS_*` variable, which is why the Kafka address below looks at
-`BS_KAFKA_BOOTSTRAP_SERVERS` itself.
+so a value set here hides the `BS_*` variable. Each option set below therefore reads
+`BS_<NAME>` itself first (`_bs`), so launchers and tests can still override it (the test suite
+gives each session its own topic and group that way).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from typing import Any
 from sample_project.dburl import parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _bs(name: str, default: str) -> str:
+    """Return env `BS_<name>` if set and not empty, else `default`."""
+    return os.environ.get(f"BS_{name}") or default
+
 
 SECRET_KEY = os.environ.get(
     "DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-0123456789abcdef0123456789"
@@ -77,7 +85,10 @@ _database_url = os.environ.get("DATABASE_URL", "")
 DATABASES: dict[str, dict[str, Any]] = {
     "default": parse_database_url(_database_url)
     if _database_url
-    else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+    else {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SQLITE_PATH") or BASE_DIR / "db.sqlite3",
+    }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -100,15 +111,16 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
     }
 )
 
-# async-request (see docs/design.md, "Settings").
-ASYNC_REQUEST_ASGI_APP = "sample_project.asgi:application"
-ASYNC_REQUEST_REDIS_URL = REDIS_URL
-KAFKA_BOOTSTRAP_SERVERS = os.environ.get("BS_KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
-    "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"
+# async-request (docs/design.md, "Settings").
+ASYNC_REQUEST_ASGI_APP = _bs("ASYNC_REQUEST_ASGI_APP", "sample_project.asgi:application")
+ASYNC_REQUEST_REDIS_URL = _bs("ASYNC_REQUEST_REDIS_URL", REDIS_URL)
+KAFKA_BOOTSTRAP_SERVERS = _bs(
+    "KAFKA_BOOTSTRAP_SERVERS", os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 )
-KAFKA_TOPIC_ASYNC_BG = "async_request"
-KAFKA_GROUP_ID = "async_request"
-KAFKA_TASKS = ["demo.tasks"]
+KAFKA_TOPIC_ASYNC_BG = _bs("KAFKA_TOPIC_ASYNC_BG", "async_request")
+KAFKA_GROUP_ID = _bs("KAFKA_GROUP_ID", "async_request")
+# A list here; from env as JSON or comma separated text, which the package parses.
+KAFKA_TASKS: list[str] | str = os.environ.get("BS_KAFKA_TASKS") or ["demo.tasks"]
 
 DEMO_JWT_TTL_SEC = int(os.environ.get("DEMO_JWT_TTL_SEC", "3600"))
 

@@ -80,12 +80,11 @@ def test_replay_accepts_a_token_that_expired_while_queued(
 def test_inactive_user_is_rejected(client: Any, alice: Any, alice_auth: dict[str, str]) -> None:
     alice.is_active = False
     alice.save()
-    assert_unauthorized(client.get("/api/v1/orders/", headers=alice_auth), "unknown or inactive user")
+    response = client.get("/api/v1/orders/", headers=alice_auth)
+    assert_unauthorized(response, "unknown or inactive user")
 
 
-def test_django_view_takes_the_same_bearer_token(
-    client: Any, alice_auth: dict[str, str]
-) -> None:
+def test_django_view_takes_the_same_bearer_token(client: Any, alice_auth: dict[str, str]) -> None:
     assert client.get("/django/orders/", headers=alice_auth).status_code == 200
     response = client.get("/django/orders/", headers={"Authorization": "Bearer nope"})
     assert_unauthorized(response, "invalid token")

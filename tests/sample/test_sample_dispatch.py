@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-
 from sample_project.dburl import parse_database_url
 from sample_project.dispatch import PathDispatcher
 

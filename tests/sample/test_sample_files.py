@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 import pytest
-
 from demo.api.files import binary_payload
 
 
@@ -65,7 +64,6 @@ def test_django_echo_describes_the_body(client: Any) -> None:
         "content_type": "application/octet-stream",
         "length": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
-        "replayed": False,
     }
 
 

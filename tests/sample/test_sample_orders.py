@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from demo.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,7 +79,5 @@ def test_bad_order_bodies_are_422(
 
 def test_patch_refuses_null(client: Any, alice: Any, alice_auth: dict[str, str]) -> None:
     order = Order.objects.create(owner=alice, title="Desk", amount="10.00")
-    response = client.patch(
-        f"/api/v1/orders/{order.pk}/", json={"title": None}, headers=alice_auth
-    )
+    response = client.patch(f"/api/v1/orders/{order.pk}/", json={"title": None}, headers=alice_auth)
     assert response.status_code == 422

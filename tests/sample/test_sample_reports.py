@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 import pytest
-
 from demo.models import Order, Report
 
 pytestmark = pytest.mark.django_db(transaction=True)

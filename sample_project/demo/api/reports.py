@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from async_request.dependencies import require_async
 from django.utils import timezone
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 
+from async_request.dependencies import require_async
 from demo.api.deps import CurrentUser
 from demo.api.schemas import ReportIn, ReportOut
 from demo.models import Report

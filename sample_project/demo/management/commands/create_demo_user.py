@@ -17,9 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--password", required=True)
         parser.add_argument("--email", default="")
-        parser.add_argument(
-            "--superuser", action="store_true", help="also allow the Django admin"
-        )
+        parser.add_argument("--superuser", action="store_true", help="also allow the Django admin")
 
     def handle(self, *args: Any, **options: Any) -> None:
         username: str = options["username"].strip()
