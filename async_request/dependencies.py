@@ -29,6 +29,12 @@ def is_internal(scope: Mapping[str, Any]) -> bool:
     return isinstance(scope.get(INTERNAL_SCOPE_KEY), dict)
 
 
+def replay_of(scope: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`{"task_id", "attempt"}` of a worker's replay, else None: a key to deduplicate on."""
+    marker = scope.get(INTERNAL_SCOPE_KEY)
+    return dict(marker) if isinstance(marker, dict) else None
+
+
 async def require_async(request: Request) -> None:
     """FastAPI dependency: 409 unless the request is an internal replay.
 

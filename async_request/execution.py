@@ -1,8 +1,15 @@
 """What a worker does with one queued request: claim it, replay it, record the outcome.
 
 The claim (see `registry.Registry.claim`) is what keeps a redelivered request from running
-twice: a run that finished hands back its stored result; a run that died mid-way is run again
-only for idempotent methods, and reported `interrupted` otherwise.
+twice: a run that finished hands back its stored result. A run that died mid-way (worker killed,
+its lease expired) leaves the outcome unknown; the rule for it (`may_run_again`):
+
+- idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: RFC 9110 §9.2.2) run again;
+- a request carrying an `Idempotency-Key` header runs again (the app promised to honour it);
+- a route listed in ASYNC_REQUEST_IDEMPOTENT_ROUTES runs again: it deduplicates on the task id
+  that `dependencies.replay_of()` gives it (the sample's order creation does);
+- anything else (a plain POST or PATCH) is not run a second time: the task ends `failed` with an
+  "interrupted" error, and the client decides.
 """
 
 from __future__ import annotations
@@ -26,10 +33,23 @@ from async_request.exceptions import (
 )
 from async_request.registry import Registry, get_registry
 from async_request.replay import replay
-from async_request.settings import get_settings
+from async_request.settings import Settings, get_settings
 from async_request.types import ASGIApp
 
 logger = logging.getLogger(__name__)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
+    """True when a request whose earlier run died mid-way may safely run again."""
+    method = envelope.method.upper()
+    if method in IDEMPOTENT_METHODS:
+        return True
+    if any(name == "idempotency-key" for name, _ in envelope.headers):
+        return True
+    return any(method == route_method and pattern.fullmatch(envelope.path)
+               for route_method, pattern in settings.idempotent_routes)
 
 
 @lru_cache(maxsize=4)
@@ -76,17 +96,20 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
     if not registry.known(task_id):
         # Withdrawn after a failed publish (the client got 503), or older than the result expiry.
         raise EnvelopeError(f"task {task_id} is unknown to the registry (withdrawn or expired)")
-    claim = registry.claim(task_id, worker, envelope.method, wait_sec=registry.lease_sec + 5)
+    claim = registry.claim(task_id, worker, wait_sec=registry.lease_sec + 5)
     if claim.action == "done" and claim.result is not None:
         logger.info("task %s already ran; returning its stored result", task_id)
         return claim.result
     if claim.action == "failed":
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
-    if claim.action == "interrupted":
+    if claim.action == "resume" and not may_run_again(envelope, settings):
         message = (f"an earlier run of this {envelope.method} request stopped mid-way; "
                    "it is not run again because the method is not idempotent")
         registry.fail(task_id, message)
         raise ReplayInterruptedError(message)
+    if claim.action == "resume":
+        logger.warning("task %s: earlier run died mid-way; running attempt %d", task_id,
+                       claim.attempt)
     body = envelope.body if envelope.body is not None else registry.load_body(task_id)
     if body is None:
         raise EnvelopeError(f"the stored body of task {task_id} has expired")

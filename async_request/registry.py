@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PREFIX = "async_request"
-#: Methods RFC 9110 calls idempotent: running them twice has the effect of running them once.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 def task_key(task_id: str) -> str:
@@ -56,7 +54,7 @@ def attempts_key(task_id: str) -> str:
 class Claim:
     """Outcome of `Registry.claim`: run it, or reuse what an earlier run left."""
 
-    action: Literal["run", "done", "failed", "interrupted"]
+    action: Literal["run", "resume", "done", "failed"]
     attempt: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -142,14 +140,14 @@ class Registry:
         return json.loads(raw) if raw else None  # type: ignore[arg-type]
 
     # -- worker side -------------------------------------------------------------------------
-    def claim(self, task_id: str, worker: str, method: str, *, wait_sec: float) -> Claim:
+    def claim(self, task_id: str, worker: str, *, wait_sec: float) -> Claim:
         """Claim a task for one run, atomically, so a redelivered task never runs twice at once.
 
-        - No run record: we take it (SET NX with a lease). If an earlier run had taken it and
-          vanished without finishing (lease expired), the rule applies: idempotent methods run
-          again; others are `interrupted` (never executed twice).
+        - No run record: we take it (SET NX with a lease): `run`, or `resume` when an earlier
+          run had taken it and vanished without finishing (its lease expired); the caller
+          decides whether a resumed request may run again.
         - A finished run: `done` with its stored result (or `failed` with its error).
-        - A run in progress elsewhere: wait up to `wait_sec` for it, then decide as above.
+        - A run in progress elsewhere (lease alive): wait up to `wait_sec` for it, then as above.
         """
         deadline = time.monotonic() + wait_sec
         while True:
@@ -173,9 +171,7 @@ class Registry:
                 time.sleep(0.05)
                 continue
             attempt = int(self._retry(lambda: self._incr_attempts(task_id), "count attempts"))
-            if attempt > 1 and method.upper() not in IDEMPOTENT_METHODS:
-                return Claim("interrupted", attempt=attempt)
-            return Claim("run", attempt=attempt)
+            return Claim("resume" if attempt > 1 else "run", attempt=attempt)
 
     def _incr_attempts(self, task_id: str) -> int:
         pipe = self.client.pipeline(transaction=True)

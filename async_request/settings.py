@@ -40,12 +40,14 @@ also be comma separated. Booleans accept true/false, 1/0, yes/no, on/off. A wron
 | ASYNC_REQUEST_ALLOW_ANONYMOUS | true | allow `X-Async-Request: <channel>` without a token |
 | ASYNC_REQUEST_REPLAY_TIMEOUT_SEC | 300 | a replay running longer fails with a timeout |
 | ASYNC_REQUEST_RESULTS_PATH | /api/v1/async_background_response/ | results route prefix (never queued) |
+| ASYNC_REQUEST_IDEMPOTENT_ROUTES | [] | "METHOD path-regex" of routes that deduplicate on the task id: run again after a crash |
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -88,6 +90,7 @@ class Settings:
     allow_anonymous: bool = True
     replay_timeout_sec: float = 300.0
     results_path: str = "/api/v1/async_background_response/"
+    idempotent_routes: tuple[tuple[str, re.Pattern[str]], ...] = ()
 
 
 def _as_str(value: Any) -> str:
@@ -184,6 +187,19 @@ def _dotted(value: Any) -> str:
     return text
 
 
+def _routes(value: Any) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    routes = []
+    for item in _as_list(value):
+        method, _, pattern = item.strip().partition(" ")
+        if not method.isalpha() or not pattern.strip():
+            raise ValueError(f"{item!r} is not 'METHOD /path-regex'")
+        try:
+            routes.append((method.upper(), re.compile(pattern.strip())))
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+    return tuple(routes)
+
+
 # setting name -> (Settings attribute, caster)
 _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", _non_empty),
@@ -215,6 +231,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "ASYNC_REQUEST_ALLOW_ANONYMOUS": ("allow_anonymous", _as_bool),
     "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC": ("replay_timeout_sec", _as_float),
     "ASYNC_REQUEST_RESULTS_PATH": ("results_path", _path_prefix),
+    "ASYNC_REQUEST_IDEMPOTENT_ROUTES": ("idempotent_routes", _routes),
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(_FIELDS)

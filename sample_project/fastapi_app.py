@@ -17,7 +17,13 @@ from async_request.results.fastapi import router as results_router
 
 PREFIX = "/api/v1"
 
-api = FastAPI(title="async-request sample")
+# Docs live under /api/ too: the dispatcher sends every other path to Django.
+api = FastAPI(
+    title="async-request sample",
+    docs_url=f"{PREFIX}/docs",
+    redoc_url=None,
+    openapi_url=f"{PREFIX}/openapi.json",
+)
 api.add_middleware(DjangoConnections)
 
 

@@ -69,7 +69,9 @@ CELERY_APP = "celery_app"
 HEALTH_PATH = "/api/v1/health/"
 RESULTS_PATH = "/api/v1/async_background_response/"
 # The request the printed curl line defers; any endpoint of the sample works.
-DEMO_PATH = "/api/v1/health/"
+DEMO_PATH = "/api/v1/analytics/slow/?seconds=2"
+# Where the FastAPI docs may be served; the first that answers 200 is printed.
+DOCS_PATHS = ("/docs", "/api/docs", "/api/v1/docs")
 WORKER_READY = re.compile(rb"@\S+ ready\.")
 DEMO_USER = ("demo", "demo")
 
@@ -317,11 +319,13 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
             token: str) -> str:
     """The block printed once everything is up."""
     ws_host = web.replace("http://", "ws://", 1)
+    docs = next((p for p in DOCS_PATHS if http_status(web + p) == 200), None)
+    docs_line = f"{web}{docs}" if docs else f"not served (tried {', '.join(DOCS_PATHS)})"
     return "\n".join([
         "",
         "async-request dev stack is up (Ctrl-C or `make stop` stops everything)",
         f"  app        {web}/",
-        f"  API docs   {web}/docs",
+        f"  API docs   {docs_line}",
         f"  health     {web}{HEALTH_PATH}",
         f"  WebSocket  {ws_host}/ws/?{urlencode({'token': token})}",
         f"  Flower     {flower}/",
@@ -333,7 +337,7 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         "",
         "Try it (202 + async_request_id, then fetch the result):",
         f"  curl -i -H 'X-Async-Request: true' -H 'Authorization: Bearer {token}' "
-        f"{web}{DEMO_PATH}",
+        f"'{web}{DEMO_PATH}'",
         f"  curl -H 'Authorization: Bearer {token}' {web}{RESULTS_PATH}<async_request_id>/",
         "",
     ])

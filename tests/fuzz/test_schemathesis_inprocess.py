@@ -13,10 +13,12 @@ import types
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from tests.fuzz import _asgi
 from tests.fuzz._openapi import load_schema
 
 schema = load_schema(max_examples=30, coverage=True)
@@ -56,3 +58,73 @@ def test_no_server_error_without_async_header(case: Any, token: str, fast_sleeps
         headers={"Authorization": f"Bearer {token}"},
         checks=[not_a_server_error, response_schema_conformance],
     )
+
+
+# -- malformed headers and bodies, sent raw (no client library cleans them up) ----------------
+
+#: Routes of both frameworks behind the same middleware; ids that exist or not, it does not matter.
+_PATHS = [
+    b"/api/v1/health/", b"/api/v1/orders/", b"/api/v1/orders/1/", b"/api/v1/reports/",
+    b"/api/v1/reports/export/", b"/api/v1/auth/token/", b"/api/v1/uploads/",
+    b"/api/v1/async_background_response/00000000-0000-4000-8000-000000000000/",
+    b"/django/echo/", b"/django/orders/", b"/django/guarded/",
+]
+#: What a header value can hold on the wire: latin-1 without control characters.
+_header_text = st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=80)
+_bytes_text = _header_text.map(lambda s: s.encode("latin-1"))
+_json_ish = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"{", b"[]", b"null", b'{"title": 1}', b'{"amount": "NaN", "title": "x"}',
+                     b'{"seconds": 1e309}', b'{"amount": 1e400, "title": "x"}', b"\xff\xfe",
+                     b'{"kind": "sales", "seconds": -0.0}', b"--x\r\n\r\n--x--\r\n"]),
+)
+
+
+@st.composite
+def _raw_headers(draw: st.DrawFn, token: str) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = []
+    auth = draw(st.one_of(
+        st.none(), st.just(f"Bearer {token}"), _header_text.map(lambda t: f"Bearer {t}"),
+        st.sampled_from(["Bearer", "Bearer ", "Basic abc", "bearer  x.y.z", "Token t"]),
+        _header_text,
+    ))
+    if auth is not None:
+        headers.append((b"authorization", auth.encode("latin-1")))
+    content_type = draw(st.one_of(
+        st.none(), _header_text,
+        st.sampled_from(["application/json", "application/json; charset=latin-9",
+                         "multipart/form-data", "multipart/form-data; boundary=",
+                         "multipart/form-data; boundary=x", "text/plain; charset=\"",
+                         "application/x-www-form-urlencoded"]),
+    ))
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    for name in (b"content-length", b"cookie", b"accept", b"accept-encoding", b"origin"):
+        value = draw(st.one_of(st.none(), _bytes_text))
+        if value is not None:
+            headers.append((name, value))
+    # Values that mean "run it now": the middleware must pass these through untouched.
+    sync_value = draw(st.one_of(st.none(), st.sampled_from(["", "false", "0", "No", " OFF "])))
+    if sync_value is not None:
+        headers.append((b"x-async-request", sync_value.encode()))
+    return headers
+
+
+@pytest.mark.django_db(transaction=True)
+@settings(deadline=None, max_examples=150, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_malformed_headers_and_bodies_never_5xx(data: st.DataObject, token: str,
+                                                fast_sleeps: None) -> None:
+    from sample_project.asgi import application
+
+    method = data.draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"]), "method")
+    path = data.draw(st.sampled_from(_PATHS), "path")
+    headers = data.draw(_raw_headers(token), "headers")
+    body = data.draw(_json_ish, "body")
+    chunks = data.draw(st.sampled_from([[body], [body[:3], body[3:]], [b"", body, b""]]),
+                       "chunks")
+    scope = _asgi.http_scope(method, path, headers=headers)
+    answer = asyncio.run(_asgi.call(application, scope, chunks))
+    assert answer.status is not None, "the app sent no response"
+    assert answer.status < 500, (answer.status, answer.body[:500])

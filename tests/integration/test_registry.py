@@ -35,30 +35,23 @@ def test_accept_then_forget(registry: Registry) -> None:
 
 def test_first_claim_runs_and_a_finished_run_is_reused(registry: Registry) -> None:
     task_id = new_id()
-    assert registry.claim(task_id, "w1", "POST", wait_sec=1).action == "run"
+    assert registry.claim(task_id, "w1", wait_sec=1).action == "run"
     registry.finish(task_id, {"status": 201})
-    again = registry.claim(task_id, "w2", "POST", wait_sec=1)
+    again = registry.claim(task_id, "w2", wait_sec=1)
     assert again.action == "done" and again.result == {"status": 201}
 
 
-def test_a_run_that_died_is_not_repeated_for_post(registry: Registry) -> None:
+def test_a_run_that_died_is_resumed_with_its_attempt_number(registry: Registry) -> None:
     task_id = new_id()
-    assert registry.claim(task_id, "w1", "POST", wait_sec=0).action == "run"
+    assert registry.claim(task_id, "w1", wait_sec=0).action == "run"
     time.sleep(0.8)  # w1 "died": its lease expires without finish()
-    claim = registry.claim(task_id, "w2", "POST", wait_sec=0)
-    assert claim.action == "interrupted" and claim.attempt == 2
-
-
-def test_a_run_that_died_is_repeated_for_get(registry: Registry) -> None:
-    task_id = new_id()
-    registry.claim(task_id, "w1", "GET", wait_sec=0)
-    time.sleep(0.8)
-    assert registry.claim(task_id, "w2", "GET", wait_sec=0).action == "run"
+    claim = registry.claim(task_id, "w2", wait_sec=0)
+    assert claim.action == "resume" and claim.attempt == 2
 
 
 def test_a_live_run_is_waited_for(registry: Registry) -> None:
     task_id = new_id()
-    registry.claim(task_id, "w1", "POST", wait_sec=0)
+    registry.claim(task_id, "w1", wait_sec=0)
     stop = threading.Event()
 
     def keep_alive_then_finish() -> None:
@@ -69,7 +62,7 @@ def test_a_live_run_is_waited_for(registry: Registry) -> None:
 
     thread = threading.Thread(target=keep_alive_then_finish)
     thread.start()
-    claim = registry.claim(task_id, "w2", "POST", wait_sec=5)
+    claim = registry.claim(task_id, "w2", wait_sec=5)
     thread.join()
     stop.set()
     assert claim.action == "done" and claim.result == {"status": 200}
@@ -80,7 +73,7 @@ def test_concurrent_claims_run_once(registry: Registry) -> None:
     actions: list[str] = []
 
     def claim(worker: str) -> None:
-        actions.append(registry.claim(task_id, worker, "POST", wait_sec=0.1).action)
+        actions.append(registry.claim(task_id, worker, wait_sec=0.1).action)
 
     threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(8)]
     for thread in threads:
@@ -88,3 +81,4 @@ def test_concurrent_claims_run_once(registry: Registry) -> None:
     for thread in threads:
         thread.join()
     assert actions.count("run") == 1
+    assert set(actions) <= {"run", "resume"}

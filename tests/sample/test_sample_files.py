@@ -15,6 +15,13 @@ def test_health_needs_no_auth(client: Any) -> None:
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
+def test_openapi_docs_are_served_under_api(client: Any) -> None:
+    assert client.get("/api/v1/docs").status_code == 200
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/orders/" in schema["paths"]
+    assert "/api/v1/async_background_response/{task_id}/" in schema["paths"]
+
+
 def test_unknown_api_path_is_a_problem_404(client: Any) -> None:
     response = client.get("/api/v1/nothing-here/")
     assert response.status_code == 404

@@ -44,13 +44,13 @@ def make_app(broker: str, redis_url: str, queue: str, group: str, ns: str,
 
 
 def _register(celery: Celery) -> None:
-    def store() -> redis.Redis:
-        return redis.Redis.from_url(celery.conf.kt_redis)
+    clients: dict[int, redis.Redis] = {}
 
     def mark(what: str, tag: str) -> None:
-        client = store()
-        client.rpush(f"{celery.conf.kt_ns}:{what}", f"{tag}|{os.getpid()}")
-        client.close()
+        pid = os.getpid()
+        if pid not in clients:  # one client per process (prefork children included)
+            clients[pid] = redis.Redis.from_url(celery.conf.kt_redis)
+        clients[pid].rpush(f"{celery.conf.kt_ns}:{what}", f"{tag}|{pid}")
 
     @celery.task(name="kt.noop")
     def noop(tag: str | None = None) -> str | None:

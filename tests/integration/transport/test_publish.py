@@ -1,0 +1,51 @@
+"""Publishing is confirmed: a broker that is down raises within about publish_timeout."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from kombu.exceptions import OperationalError
+
+from tests.integration.transport.app import make_app
+from tools.services import free_port, start_tansu
+
+pytestmark = pytest.mark.integration
+
+
+def test_broker_down_raises_then_recovers_in_the_same_process(kt_redis_url: str) -> None:
+    port = free_port()
+    broker = start_tansu(port=port)
+    suffix = uuid.uuid4().hex[:8]
+    app = make_app(broker.url, kt_redis_url, f"kt-down-{suffix}", f"kt-g-{suffix}",
+                   f"kt:{suffix}", {"publish_timeout": 2})
+    try:
+        app.send_task("kt.noop", args=["before"], retry=False)
+        broker.kill()
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            app.send_task("kt.noop", args=["during"], retry=False)
+        assert time.monotonic() - started < 2 + 3
+        broker = start_tansu(port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                app.send_task("kt.noop", args=["after"], retry=False)
+                break
+            except OperationalError:
+                assert time.monotonic() < deadline, "publish never recovered"
+                time.sleep(0.2)
+    finally:
+        app.close()
+        broker.stop()
+
+
+def test_bad_option_fails_when_the_connection_is_built(kt_redis_url: str) -> None:
+    from async_request.transport.errors import KafkaConfigError
+
+    app = make_app("127.0.0.1:1", kt_redis_url, "q", "g", "ns", {"num_partitions": 0})
+    with pytest.raises(KafkaConfigError, match="'num_partitions'"):
+        with app.connection_for_write() as conn:
+            conn.transport  # noqa: B018 - building the transport validates the options
+    app.close()
