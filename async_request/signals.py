@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import task_failure, task_revoked, task_success
+from celery.signals import (
+    task_failure,
+    task_revoked,
+    task_success,
+    worker_init,
+    worker_process_init,
+)
 
 from async_request.auth import Owner
 from async_request.celery_config import TASK_NAME
@@ -49,6 +55,16 @@ def on_task_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
         publish(owner, str(request.id), "failed")
 
 
+def preload_asgi_app(**_: Any) -> None:
+    """Import the replay target when a worker (or pool process) starts, not on its first task."""
+    from async_request.execution import load_asgi_app
+    from async_request.settings import get_settings
+
+    path = get_settings().asgi_app
+    if path:
+        load_asgi_app(path)
+
+
 def connect() -> None:
     """Connect the receivers (idempotent thanks to dispatch_uid)."""
     task_success.connect(on_task_success, dispatch_uid="async_request.task_success",
@@ -57,3 +73,6 @@ def connect() -> None:
                          weak=False)
     task_revoked.connect(on_task_revoked, dispatch_uid="async_request.task_revoked",
                          weak=False)
+    worker_init.connect(preload_asgi_app, dispatch_uid="async_request.preload", weak=False)
+    worker_process_init.connect(preload_asgi_app, dispatch_uid="async_request.preload_child",
+                                weak=False)

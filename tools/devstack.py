@@ -367,6 +367,9 @@ def run() -> int:
         if external:
             kafka = Service("kafka", external)
             broker_note = "external, from KAFKA_BOOTSTRAP_SERVERS"
+            host, _, port_text = external.split(",")[0].rpartition(":")
+            if not port_text.isdigit() or not port_open(host or "127.0.0.1", int(port_text)):
+                raise StartError(f"no broker answers at KAFKA_BOOTSTRAP_SERVERS={external!r}")
             say(f"using the broker at {external} (KAFKA_BOOTSTRAP_SERVERS)")
         else:
             port = choose_port(int(os.environ.get("KAFKA_PORT", "9092")), "Kafka broker", say)

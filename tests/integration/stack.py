@@ -6,23 +6,64 @@ per test session. Kafka and Redis come from the `kafka` and `redis_url` fixtures
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
+import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlparse
 
 from tools.devstack import Stack, tail
 from tools.services import Service
 
+if TYPE_CHECKING:
+    import psycopg
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drop_stale_databases(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    # A session killed before its teardown (SIGKILL, CI timeout) leaves its database behind;
+    # the name holds the host and pid of its creator, so a later session on the same host
+    # drops those whose creator is gone.
+    from psycopg import sql
+
+    prefix = f"test_ar_{_host_tag()}_"
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+    ).fetchall()
+    for row in rows:
+        name = str(row[0])
+        pid = name[len(prefix):].split("_", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
 
 def create_postgres_database(url: str) -> tuple[str, Callable[[], None]]:
-    """Create a fresh database `test_ar_<random>` on the server of url; return its URL, drop."""
+    """Create a fresh database `test_ar_<host>_<pid>_<random>` on url's server; URL and drop."""
     import psycopg
     from psycopg import sql
 
-    name = f"test_ar_{secrets.token_hex(4)}"
+    name = f"test_ar_{_host_tag()}_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        _drop_stale_databases(conn)
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     def drop() -> None:
@@ -38,7 +79,8 @@ class IntegrationStack:
     """Web app + default worker of one test session; more workers and Flower on demand."""
 
     def __init__(self, *, kafka: str, redis_url: str, workdir: Path,
-                 database_url: str | None = None) -> None:
+                 database_url: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.session = secrets.token_hex(4)
@@ -59,6 +101,7 @@ class IntegrationStack:
                 "BS_KAFKA_TOPIC_ASYNC_BG": f"ar_test_{self.session}",
                 "BS_KAFKA_GROUP_ID": f"ar_test_{self.session}",
                 "DJANGO_SECRET_KEY": f"test-secret-{secrets.token_hex(16)}",
+                **(extra_env or {}),
             },
         )
         self.base_url = ""

@@ -1,0 +1,275 @@
+"""Benchmark our Kafka transport against kombu's stock one, Celery on Redis and raw Kafka.
+
+Plain script: `python bench/transport.py [--repeat 3]`. It starts its own tansu broker, uses
+Redis (127.0.0.1:6379 or its own) DB 11 for results and DB 12 as the Redis broker, runs every
+configuration once per round (rounds interleave configurations, so machine noise hits all
+of them alike) and prints a Markdown table of medians with (min-max) ranges.
+
+Measured per Celery configuration (worker: prefork -c2, prefetch multiplier 4):
+ready (spawn to "ready."), first task (sent at "ready."), sequential `delay().get()` p50/p99,
+the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join), CPU% of
+worker (incl. children) + broker over 5 idle seconds, and for our transport the first task
+after a SIGKILLed worker's replacement starts. Raw: confluent-kafka produce->consume p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools.services import ensure_redis, redis_url_with_db, start_tansu  # noqa: E402
+
+APP = textwrap.dedent('''
+    import json, os
+    from celery import Celery
+    app = Celery("bt")
+    app.conf.update(json.loads(os.environ["BT_CONF"]))
+    @app.task(name="bt.noop")
+    def noop(x=None):
+        return x
+''')
+
+STOCK_TUNED = {
+    "kafka_consumer_config": {"fetch.wait.max.ms": 10, "session.timeout.ms": 2000,
+                              "heartbeat.interval.ms": 500, "socket.nagle.disable": True},
+    "kafka_producer_config": {"linger.ms": 0, "socket.nagle.disable": True},
+    "wait_time_seconds": 0.01, "polling_interval": 0.005, "num_partitions": 4,
+}
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Worker:
+    def __init__(self, workdir: Path, conf: dict[str, Any], queues: str, log: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        env.update(BT_CONF=json.dumps(conf), PYTHONPATH=f"{workdir}:{ROOT}")
+        self.log = log
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "btapp", "worker", "-P", "prefork", "-c", "2",
+             "-Q", queues, "--without-mingle", "--without-gossip", "-l", "info"],
+            cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def ready(self, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready." in self.log.read_text(errors="replace"):
+                return time.monotonic() - self.t0
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.log.read_text())
+            time.sleep(0.01)
+        raise RuntimeError("worker not ready")
+
+    def cpu_seconds(self) -> float:
+        try:
+            main = psutil.Process(self.proc.pid)
+            procs = [main, *main.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(30)
+
+
+def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir: Path,
+               n_seq: int, n_thru: int, kill_test: bool) -> dict[str, Any]:
+    from celery import Celery
+    from celery.result import ResultSet
+
+    queue = f"bt-{uuid.uuid4().hex[:8]}"
+    conf = {**conf, "task_default_queue": queue, "worker_prefetch_multiplier": 4,
+            "worker_hijack_root_logger": False, "broker_connection_retry_on_startup": True}
+    if "group_id" in conf.get("broker_transport_options", {}):
+        conf["broker_transport_options"] = {**conf["broker_transport_options"],
+                                            "group_id": f"bt-g-{queue}"}
+    client = Celery("bt")
+    client.conf.update(conf)
+    noop = client.signature("bt.noop")
+    out: dict[str, Any] = {"config": name}
+    worker = Worker(workdir, conf, queue, workdir / f"{name}-{queue}.log")
+    try:
+        out["ready_s"] = worker.ready()
+        t = time.monotonic()
+        noop.delay(1).get(timeout=120)
+        out["first_task_s"] = time.monotonic() - t
+        lat = []
+        for i in range(n_seq):
+            t = time.perf_counter()
+            noop.delay(i).get(timeout=30)
+            lat.append((time.perf_counter() - t) * 1000)
+        out["seq_p50_ms"], out["seq_p99_ms"] = pct(lat, 50), pct(lat, 99)
+        if n_thru:
+            t = time.perf_counter()
+            results = ResultSet([noop.delay(i) for i in range(n_thru)])
+            results.join_native(timeout=120)
+            out["thru_per_s"] = n_thru / (time.perf_counter() - t)
+        broker = psutil.Process(broker_pid) if broker_pid else None
+        time.sleep(1.0)
+        w0, b0 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
+        time.sleep(5.0)
+        w1, b1 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
+        out["idle_cpu_pct"] = 100 * ((w1 - w0) + (b1 - b0)) / 5.0
+        if kill_test:
+            worker.kill()
+            replacement = Worker(workdir, conf, queue, workdir / f"{name}-{queue}-r.log")
+            worker = replacement
+            t = time.monotonic()
+            noop.delay("k").get(timeout=120)
+            out["after_kill_first_task_s"] = time.monotonic() - t
+    finally:
+        worker.kill()
+    # a worker on 3 queues (the extra two stay empty)
+    worker = Worker(workdir, conf, f"{queue},{queue}-x,{queue}-y", workdir / f"{name}-3q.log")
+    try:
+        worker.ready()
+        noop.delay(0).get(timeout=120)
+        lat = []
+        for i in range(min(n_seq, 20)):
+            t = time.perf_counter()
+            noop.delay(i).get(timeout=30)
+            lat.append((time.perf_counter() - t) * 1000)
+        out["seq3q_p50_ms"] = pct(lat, 50)
+    finally:
+        worker.kill()
+        client.close()
+    return out
+
+
+def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"bt-raw-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(10)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                         "socket.nagle.disable": True})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                         "fetch.wait.max.ms": 5, "socket.nagle.disable": True,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    lat = []
+    for i in range(n + 20):
+        t = time.perf_counter()
+        producer.produce(topic, str(i).encode())
+        producer.poll(0)
+        while True:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None and msg.value() == str(i).encode():
+                break
+        if i >= 20:
+            lat.append((time.perf_counter() - t) * 1000)
+    consumer.close()
+    return {"config": "raw confluent-kafka (fetch.wait 5 ms)", "seq_p50_ms": pct(lat, 50),
+            "seq_p99_ms": pct(lat, 99)}
+
+
+COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
+           ("seq_p50_ms", "seq p50 ms"), ("seq_p99_ms", "seq p99 ms"),
+           ("seq3q_p50_ms", "3 queues p50 ms"), ("thru_per_s", "1000 tasks/s"),
+           ("idle_cpu_pct", "idle CPU % (worker+broker)"),
+           ("after_kill_first_task_s", "first task after kill -9 s")]
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    digits = 0 if med >= 100 else 1 if med >= 10 else 2
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--n-seq", type=int, default=100)
+    parser.add_argument("--n-thru", type=int, default=1000)
+    parser.add_argument("--skip-stock-default", action="store_true",
+                        help="skip kombu's transport with defaults (23 s first task)")
+    parser.add_argument("--json", type=Path, help="also write raw rows as JSON lines here")
+    args = parser.parse_args(argv)
+
+    tansu = start_tansu()
+    redis_service = ensure_redis()
+    results_url = redis_url_with_db(redis_service.url, 11)
+    redis_broker = redis_url_with_db(redis_service.url, 12)
+    broker_pid = tansu.process.pid if tansu.process else None
+    kafka = f"kafka://{tansu.url}"
+    configs: list[tuple[str, dict[str, Any], int | None, bool]] = [
+        ("ours (async_request.transport.kafka, defaults)",
+         {"broker_url": kafka, "broker_transport": "async_request.transport.kafka:Transport",
+          "broker_transport_options": {"group_id": "x"}}, broker_pid, True),
+        ("kombu confluentkafka, tuned (research §3.4)",
+         {"broker_url": f"confluentkafka://{tansu.url}",
+          "broker_transport_options": STOCK_TUNED}, broker_pid, False),
+        ("Celery on Redis broker", {"broker_url": redis_broker}, None, True),
+    ]
+    if not args.skip_stock_default:
+        configs.insert(1, ("kombu confluentkafka, defaults",
+                           {"broker_url": f"confluentkafka://{tansu.url}"}, broker_pid, False))
+    rows: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-transport-") as tmp:
+            workdir = Path(tmp)
+            (workdir / "btapp.py").write_text(APP)
+            for round_ in range(args.repeat):
+                for name, conf, pid, kill_test in configs:
+                    conf = {**conf, "result_backend": results_url}
+                    stock_default = "defaults" in name and "kombu" in name
+                    n_seq = 20 if stock_default else args.n_seq
+                    row = celery_run(name, conf, pid, workdir, n_seq, args.n_thru, kill_test)
+                    row["round"] = round_
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                rows.append({**raw_run(tansu.url, 200), "round": round_})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    finally:
+        tansu.stop()
+        redis_service.stop()
+    if args.json:
+        args.json.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    names = list(dict.fromkeys(r["config"] for r in rows))
+    print(f"\n{args.repeat} round(s); median (min–max). Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores.\n")
+    print("| configuration | " + " | ".join(title for _, title in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for name in names:
+        mine = [r for r in rows if r["config"] == name]
+        cells = [fmt([r[key] for r in mine if key in r]) for key, _ in COLUMNS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
