@@ -17,14 +17,18 @@ BENCH ?= $(wildcard bench/*.py)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(STAMP) ## create .venv and install the package with [dev] (again only when pyproject.toml changes)
-
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-		|| { echo "async-request needs Python >= 3.11: make PYTHON=python3.11 ..."; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --no-input -e ".[dev]"
-	@touch $@
+install: ## create .venv and pip install -e ".[dev]" (again only when pyproject.toml changes)
+	@if [ ! -x $(PY) ]; then \
+		$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+			|| { echo "async-request needs Python >= 3.11: make PYTHON=python3.11 ..."; exit 1; }; \
+		echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); \
+	fi
+	@# The stamp holds a checksum of pyproject.toml, not a time: a checkout, a rebase or a
+	@# copy can leave pyproject.toml older than the stamp while its content changed.
+	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$(cksum < pyproject.toml)" ]; then \
+		echo "$(PY) -m pip install --no-input -e \".[dev]\""; \
+		$(PY) -m pip install --no-input -e ".[dev]" && cksum < pyproject.toml > $(STAMP); \
+	fi
 
 run: install ## start broker, Redis, web app, worker, Flower in the foreground (Ctrl-C stops all)
 	$(PY) tools/devstack.py

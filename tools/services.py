@@ -104,7 +104,9 @@ def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | N
     """Start argv in its own process group, stdout+stderr appended to log_path, no stdin.
 
     The child gets SIGTERM when the launching process dies (Linux), so a crashed launcher
-    leaves nothing behind.
+    leaves nothing behind. Linux ties this to the *thread* that spawned the child: spawn from
+    a thread that outlives the child (the main thread, or one kept alive), never from a
+    short-lived one.
     """
     log = open(log_path, "ab") if log_path else None  # noqa: SIM115
     try:

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """Exchange topics: how fanout, event (topic) and reply exchanges cross process boundaries.
 
 kombu's virtual transport keeps its binding table in the memory of each process, so a

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """The Kafka side of one kombu connection: consumers, buffers, acks, the shared producer.
 
 Threading rule: confluent-kafka 2.16 serializes calls on one Consumer from different threads,
@@ -170,7 +171,7 @@ class KafkaIO:
         buffer = self.buffers.get(queue)
         if not buffer:
             return
-        kept = deque()
+        kept: deque[Record] = deque()
         for rec in buffer:
             if predicate(rec):
                 if rec.tag is not None:
@@ -296,7 +297,7 @@ class KafkaIO:
             if error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("kafka consumer: %s", error)
             return
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
         key = (topic, partition)
         tag = self.tracker.delivered(key, offset)
         queue = self.work_topics.get(topic)
@@ -319,14 +320,14 @@ class KafkaIO:
             if error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("kafka exchange reader: %s", error)
             return
-        view = self.exchanges.get(msg.topic())
+        view = self.exchanges.get(str(msg.topic()))
         if view is None:
             return
         routing_key = ""
-        for name, value in msg.headers() or ():
+        for name, value in list(msg.headers() or ()):
             if name == ROUTING_KEY_HEADER and value is not None:
-                routing_key = value.decode()
-        queues = view.route(msg.partition(), msg.offset(), routing_key)
+                routing_key = value.decode() if isinstance(value, bytes) else str(value)
+        queues = view.route(msg.partition() or 0, msg.offset() or 0, routing_key)
         if not queues:
             return
         try:

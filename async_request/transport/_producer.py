@@ -39,7 +39,8 @@ class DeliveryProducer:
         while not self._closed.is_set():
             self._producer.poll(_POLL_SECONDS)
 
-    def send(self, topic: str, value: bytes, headers: list[tuple[str, bytes]] | None = None,
+    def send(self, topic: str, value: bytes,
+             headers: list[tuple[str, str | bytes | None]] | None = None,
              log_errors_only: bool = False) -> Future[tuple[int, int]]:
         """Produce one record; the Future resolves when the broker acknowledged it."""
         future: Future[tuple[int, int]] = Future()

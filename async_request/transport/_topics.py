@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """Topic administration: explicit creation with a metadata cache, sizes, purge, delete.
 
 Topics are created explicitly (never by broker auto-creation, which picks the broker's default
@@ -14,7 +15,11 @@ import time
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+    OffsetSpec,
+)
 
 from .errors import KafkaChannelError, KafkaConnectionError
 

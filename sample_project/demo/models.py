@@ -21,6 +21,9 @@ class Order(models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Task id of the background request that created it: a replay that runs again after a
+    # worker crash finds its order instead of creating a second one.
+    request_id = models.CharField(max_length=36, null=True, blank=True, unique=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

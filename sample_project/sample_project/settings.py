@@ -119,6 +119,8 @@ KAFKA_BOOTSTRAP_SERVERS = _bs(
 )
 KAFKA_TOPIC_ASYNC_BG = _bs("KAFKA_TOPIC_ASYNC_BG", "async_request")
 KAFKA_GROUP_ID = _bs("KAFKA_GROUP_ID", "async_request")
+# Order creation deduplicates on the task id (demo/api/orders.py): safe to run again after a crash.
+ASYNC_REQUEST_IDEMPOTENT_ROUTES = [r"POST ^/api/v1/orders/$"]
 # A list here; from env as JSON or comma separated text, which the package parses.
 KAFKA_TASKS: list[str] | str = os.environ.get("BS_KAFKA_TASKS") or ["demo.tasks"]
 

@@ -26,9 +26,11 @@ class Answer:
 
 
 def http_scope(method: str, raw_path: bytes, *, query_string: bytes = b"",
-               headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    """An HTTP scope as uvicorn builds it (`path` is the percent-decoded `raw_path`)."""
-    from urllib.parse import unquote_to_bytes
+               headers: list[tuple[bytes, bytes]] | None = None,
+               host: bool = True) -> dict[str, Any]:
+    """An HTTP scope as uvicorn builds it: `raw_path` is ASCII, `path` is
+    `unquote(raw_path.decode("ascii"))` (UTF-8, bad sequences replaced)."""
+    from urllib.parse import unquote
 
     return {
         "type": "http",
@@ -36,11 +38,11 @@ def http_scope(method: str, raw_path: bytes, *, query_string: bytes = b"",
         "http_version": "1.1",
         "method": method,
         "scheme": "http",
-        "path": unquote_to_bytes(raw_path).decode("utf-8", "surrogateescape"),
+        "path": unquote(raw_path.decode("ascii")),
         "raw_path": raw_path,
         "query_string": query_string,
         "root_path": "",
-        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "headers": [*([(b"host", b"testserver")] if host else []), *(headers or [])],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
         "state": {},

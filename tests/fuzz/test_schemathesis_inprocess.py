@@ -40,6 +40,12 @@ def fast_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=sleep))
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings: Any) -> None:
+    """Cheap hashing: `authenticate()` hashes even for unknown users (~0.5 s per call)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def token(transactional_db: None) -> str:
     from django.contrib.auth import get_user_model
@@ -131,3 +137,22 @@ def test_malformed_headers_and_bodies_never_5xx(data: st.DataObject, token: str,
     answer = asyncio.run(_asgi.call(application, scope, chunks))
     assert answer.status is not None, "the app sent no response"
     assert answer.status < 500, (answer.status, answer.body[:500])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("path", [b"/api/v1/auth/token/", b"/api/v1/orders/"])
+def test_non_utf8_body_is_a_4xx(path: bytes, content_type: str | None, token: str) -> None:
+    """The smallest case the fuzzer above found: one non-UTF-8 byte and no JSON content type.
+
+    FastAPI's default 422 handler echoes the body back with `bytes.decode()`, which raises.
+    Reachable through uvicorn: `curl --data-binary $'\\x80' .../api/v1/auth/token/`.
+    """
+    from sample_project.asgi import application
+
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    if content_type:
+        headers.append((b"content-type", content_type.encode()))
+    scope = _asgi.http_scope("POST", path, headers=headers)
+    answer = asyncio.run(_asgi.call(application, scope, [b"\x80"]))
+    assert answer.status is not None and 400 <= answer.status < 500, (answer.status, answer.body)

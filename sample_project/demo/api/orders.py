@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from async_request.dependencies import replay_of
 
 from demo.api.deps import CurrentUser
 from demo.api.schemas import OrderIn, OrderOut, OrderPatch
@@ -30,9 +32,16 @@ async def list_orders(
 
 
 @router.post("/", response_model=OrderOut, status_code=201)
-async def create_order(body: OrderIn, user: CurrentUser) -> Order:
-    """Create an order owned by the caller."""
-    return await Order.objects.acreate(owner_id=user.pk, **body.model_dump())
+async def create_order(body: OrderIn, user: CurrentUser, request: Request) -> Order:
+    """Create an order owned by the caller; a background replay creates it at most once."""
+    replay = replay_of(request.scope)
+    if replay is None:
+        return await Order.objects.acreate(owner_id=user.pk, **body.model_dump())
+    # Listed in ASYNC_REQUEST_IDEMPOTENT_ROUTES: deduplicated on the task id, so it may run again.
+    order, _ = await Order.objects.aget_or_create(
+        request_id=replay["task_id"], defaults={"owner_id": user.pk, **body.model_dump()}
+    )
+    return order
 
 
 @router.get("/{order_id}/", response_model=OrderOut)

@@ -45,7 +45,7 @@ def test_bad_option_fails_when_the_connection_is_built(kt_redis_url: str) -> Non
     from async_request.transport.errors import KafkaConfigError
 
     app = make_app("127.0.0.1:1", kt_redis_url, "q", "g", "ns", {"num_partitions": 0})
-    with pytest.raises(KafkaConfigError, match="'num_partitions'"):
-        with app.connection_for_write() as conn:
-            conn.transport  # noqa: B018 - building the transport validates the options
+    with pytest.raises(KafkaConfigError, match="'num_partitions'"), \
+            app.connection_for_write() as conn:
+        conn.transport  # noqa: B018 - building the transport validates the options
     app.close()

@@ -1,0 +1,58 @@
+"""Transport class of the Kafka transport: selection, URL parsing, declared capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection
+from kombu.transport import TRANSPORT_ALIASES, _transport_cache
+
+from async_request.transport.errors import KafkaConfigError, KafkaConnectionError
+from async_request.transport.kafka import TRANSPORT_PATH, Channel, Transport, register_alias
+
+
+@pytest.fixture
+def restore_aliases() -> Iterator[None]:
+    saved = dict(TRANSPORT_ALIASES)
+    yield
+    TRANSPORT_ALIASES.clear()
+    TRANSPORT_ALIASES.update(saved)
+    _transport_cache.clear()
+
+
+def test_explicit_transport_wins_over_the_url_scheme() -> None:
+    conn = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH)
+    assert isinstance(conn.transport, Transport)
+    assert conn.transport.bootstrap == "127.0.0.1:1"
+
+
+def test_register_alias_makes_bare_kafka_urls_ours(restore_aliases: None) -> None:
+    register_alias()
+    assert isinstance(Connection("kafka://h:1").transport, Transport)
+    assert isinstance(Connection("asynckafka://h:1").transport, Transport)
+
+
+def test_url_with_several_brokers_and_credentials() -> None:
+    conn = Connection("kafka://u%40x:p%2Fw@h1:1,h2", transport=TRANSPORT_PATH)
+    transport = conn.transport
+    assert transport.bootstrap == "h1:1,h2:9092"
+    assert transport.options.kafka_config["sasl.username"] == "u@x"
+    assert transport.options.kafka_config["sasl.password"] == "p/w"
+    assert "p%2Fw" not in conn.as_uri()
+    assert conn.as_uri().startswith("kafka://")
+
+
+def test_capabilities_enable_remote_control() -> None:
+    assert Transport.implements.exchange_type >= {"direct", "topic", "fanout"}
+    assert Channel.supports_fanout is True
+    assert KafkaConnectionError in Transport.connection_errors
+    assert KafkaConnectionError in Transport.recoverable_connection_errors
+    assert Transport.driver_type == "kafka"
+
+
+def test_bad_option_fails_when_the_transport_is_built() -> None:
+    conn = Connection("kafka://h:1", transport=TRANSPORT_PATH,
+                      transport_options={"publish_timeout": -1})
+    with pytest.raises(KafkaConfigError, match="'publish_timeout'"):
+        conn.transport  # noqa: B018
