@@ -163,9 +163,17 @@ class IntegrationStack:
         """Stop the default worker (gracefully, if still alive) and start a new default one."""
         if self.worker is not None:
             self._stack.stop_service(self.worker)
+            self.worker = None
         pool, concurrency, extra = self._worker_options
         self.worker = self.start_worker(pool, concurrency, extra)
         return self.worker
+
+    def ensure_worker(self) -> Service:
+        """The default worker, restarted first if an earlier test left it dead or missing."""
+        worker = self.worker
+        if worker is None or worker.process is None or worker.process.poll() is not None:
+            return self.restart_worker()
+        return worker
 
     def start_flower(self) -> str:
         """Start Flower on a free port; return its base URL."""

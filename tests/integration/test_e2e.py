@@ -214,3 +214,71 @@ def test_websocket_refuses_bad_credentials(stack: IntegrationStack) -> None:
             with pytest.raises(Exception):  # noqa: B017 - the server closes with `code`
                 ws.recv(timeout=10)
             assert ws.close_code == code
+
+
+def test_body_above_the_kafka_limit_travels_beside_the_message(http: httpx.Client,
+                                                              alice: str) -> None:
+    body = bytes(range(256)) * 8192  # 2 MiB: above Kafka's default 1 MB message limit
+    headers = {"content-type": "application/octet-stream"}
+    task_id = accepted_id(http.post("/django/echo/", content=body,
+                                    headers=auth(alice, **headers, **{"X-Async-Request": "true"})))
+    result = result_of(http, task_id, auth(alice))
+    assert result["response"]["length"] == len(body)
+    assert result["response"]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def decoded_body(value: bytes) -> bytes:
+    """The task body of a kombu message, base64-decoded when kombu encoded it."""
+    try:
+        message = json.loads(value)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            return base64.b64decode(body)
+        return body.encode() if isinstance(body, str) else b""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return b""
+
+
+def test_credentials_never_sit_in_plain_text_in_kafka(stack: IntegrationStack,
+                                                      http: httpx.Client) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    token = stack.create_user("carol_e2e")
+    cookie = "sessionid=" + uuid.uuid4().hex
+    task_id = accepted_id(http.post("/django/echo/", content=b"x",
+                                    headers=auth(token, cookie=cookie,
+                                                 **{"X-Async-Request": "true"})))
+    result_of(http, task_id, auth(token))
+    topic = stack.env["BS_KAFKA_TOPIC_ASYNC_BG"]
+    consumer = Consumer({"bootstrap.servers": stack.kafka, "group.id": "inspector",
+                         "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1]
+                for tp in partitions}
+        consumer.assign(partitions)
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while sum(ends.values()) > len(seen) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                seen.append(message.value() or b"")
+                seen.extend(v for _, v in (message.headers() or []) if isinstance(v, bytes))
+                seen.append(decoded_body(message.value() or b""))
+    finally:
+        consumer.close()
+    wire = b"".join(seen)
+    assert b'"sealed_headers"' in wire and task_id.encode() in wire  # we read the envelope
+    assert token.encode() not in wire
+    assert cookie.encode() not in wire
+
+
+def test_websocket_refuses_an_expired_token(stack: IntegrationStack) -> None:
+    import jwt
+
+    expired = jwt.encode({"sub": "1", "exp": int(time.time()) - 60},
+                         stack.env["DJANGO_SECRET_KEY"], algorithm="HS256")
+    with connect(stack.ws_url(token=expired), open_timeout=10) as ws:
+        frame = json.loads(ws.recv(timeout=10))
+        assert frame == {"type": "error", "code": 4401, "detail": "the token has expired"}
