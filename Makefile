@@ -8,7 +8,8 @@ STAMP := $(VENV)/.install-stamp
 PYTEST_ARGS ?=
 # `make test-postgres` uses DATABASE_URL, or this server when it is unset.
 PG_URL := $(or $(DATABASE_URL),postgresql://root@127.0.0.1:5432/test)
-PG_TESTS ?= tests/sample tests/integration
+# The sample on PostgreSQL: what touches the database (transport and fault tests do not differ).
+PG_TESTS ?= tests/sample tests/integration/test_e2e.py tests/integration/test_stack.py
 BENCH ?= $(wildcard bench/*.py)
 
 .DEFAULT_GOAL := help

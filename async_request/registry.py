@@ -63,7 +63,7 @@ class Claim:
 class Registry:
     """Redis-backed task registry; sync methods for workers, async ones for the web app."""
 
-    def __init__(self, redis_url: str, expires_sec: int, *, lease_sec: float = 15.0) -> None:
+    def __init__(self, redis_url: str, expires_sec: int, *, lease_sec: float = 6.0) -> None:
         self.redis_url = redis_url
         self.expires_sec = expires_sec
         self.lease_sec = lease_sec

@@ -14,6 +14,7 @@ from tests.integration.stack import IntegrationStack
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(600)
 def test_short_soak_with_one_kill(stack: IntegrationStack) -> None:
     token = stack.create_user("soak_user")
 
@@ -21,9 +22,12 @@ def test_short_soak_with_one_kill(stack: IntegrationStack) -> None:
         stack.kill_worker()
         stack.restart_worker()
 
-    report = run_soak(stack.base_url, token, requests=1000, clients=16, kill_every=3,
-                      max_kills=1, kill=kill,
-                      count_orders=order_counter(stack.manage, stack.workdir))
+    try:
+        report = run_soak(stack.base_url, token, requests=1000, clients=16, kill_every=3,
+                          max_kills=1, kill=kill,
+                          count_orders=order_counter(stack.manage, stack.workdir))
+    finally:
+        stack.ensure_worker()
     print(report.line())
     assert report.kills == 1
     assert report.refused == 0

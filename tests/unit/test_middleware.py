@@ -17,7 +17,7 @@ from tests.asgi_apps import echo_app
 
 SETTINGS = Settings(secret_key="s" * 32, jwt_secret="s" * 32, max_body_bytes=1000,
                     redis_url="redis://127.0.0.1:1/0")
-TOKEN = jwt.encode({"sub": "7", "exp": int(time.time()) + 600}, "s" * 32, algorithm="HS256")
+TOKEN = jwt.encode({"sub": "7", "exp": int(time.time()) + 86400}, "s" * 32, algorithm="HS256")
 
 
 class Recorder:
