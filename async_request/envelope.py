@@ -66,10 +66,13 @@ class RequestEnvelope:
         """Capture an HTTP scope and its body; `body_ref` set means the body is stored aside."""
         plain: list[tuple[str, str]] = []
         secret_pairs: list[tuple[str, str]] = []
-        for raw_name, raw_value in scope.get("headers", ()):
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            if name in DROPPED_HEADERS:
+        pairs = [(n.decode("latin-1").lower(), v.decode("latin-1"))
+                 for n, v in scope.get("headers", ())]
+        # Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+        dropped = DROPPED_HEADERS | {token.strip().lower() for name, value in pairs
+                                     if name == "connection" for token in value.split(",")}
+        for name, value in pairs:
+            if name in dropped and name not in SECRET_HEADERS:
                 continue
             (secret_pairs if name in SECRET_HEADERS else plain).append((name, value))
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")

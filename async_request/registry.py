@@ -137,7 +137,7 @@ class Registry:
     def run_state(self, task_id: str) -> dict[str, Any] | None:
         """The run record of a task, if any."""
         raw = self.client.get(run_key(task_id))
-        return json.loads(raw) if raw else None  # type: ignore[arg-type]
+        return json.loads(raw) if raw else None
 
     # -- worker side -------------------------------------------------------------------------
     def claim(self, task_id: str, worker: str, *, wait_sec: float) -> Claim:
@@ -153,7 +153,7 @@ class Registry:
         while True:
             record = self._retry(lambda: self.client.get(run_key(task_id)), "read run state")
             if record:
-                state = json.loads(record)  # type: ignore[arg-type]
+                state = json.loads(record)
                 if state.get("state") == "done":
                     return Claim("done", result=state.get("result"))
                 if state.get("state") == "failed":
@@ -161,17 +161,17 @@ class Registry:
                 if time.monotonic() < deadline:
                     time.sleep(0.25)
                     continue
-            running = json.dumps({"state": "running", "worker": worker, "since": time.time()})
-            taken = self._retry(
-                lambda: self.client.set(run_key(task_id), running, nx=True,
-                                        px=int(self.lease_sec * 1000)),
-                "claim task",
-            )
+            taken = self._retry(lambda: self._take(task_id, worker), "claim task")
             if not taken:
                 time.sleep(0.05)
                 continue
             attempt = int(self._retry(lambda: self._incr_attempts(task_id), "count attempts"))
             return Claim("resume" if attempt > 1 else "run", attempt=attempt)
+
+    def _take(self, task_id: str, worker: str) -> bool:
+        running = json.dumps({"state": "running", "worker": worker, "since": time.time()})
+        return bool(self.client.set(run_key(task_id), running, nx=True,
+                                    px=int(self.lease_sec * 1000)))
 
     def _incr_attempts(self, task_id: str) -> int:
         pipe = self.client.pipeline(transaction=True)

@@ -188,17 +188,20 @@ def main() -> int:
             e2e_runs.append(end_to_end(base, ws_url, token, args.e2e))
             step(f"run {run + 1}/{args.repeat}: burst of {args.burst}")
             bursts.append(burst(base, ws_url, token, args.burst, args.clients))
-        rows += ["| measurement (ms) | p50 (median of runs) | p99 (median of runs) | p50 range | runs × n |",
+        rows += ["| measurement (ms) | p50 (median of runs) | p99 (median of runs) "
+                 "| p50 range | runs × n |",
                  "|---|---|---|---|---|",
                  summarize(f"GET {PATH} without the header (route runs)", sync_runs),
                  summarize(f"GET {PATH} with X-Async-Request: time to 202", async_runs),
                  summarize("send → WebSocket notification (end to end)", e2e_runs)]
-        rows += ["", f"| burst: {args.burst} requests, {args.clients} clients | accepted/s | completed/s | lost | refused |",
+        rows += ["", f"| burst: {args.burst} requests, {args.clients} clients | accepted/s "
+                     "| completed/s | lost | refused |",
                  "|---|---|---|---|---|"]
         for i, b in enumerate(bursts, 1):
             rows.append(f"| run {i} | {b['accepted_per_s']:.0f} | {b['completed_per_s']:.0f} | "
                         f"{b['lost']:.0f} | {b['refused']:.0f} |")
-        med = {k: statistics.median(b[k] for b in bursts) for k in ("accepted_per_s", "completed_per_s")}
+        med = {k: statistics.median(b[k] for b in bursts)
+               for k in ("accepted_per_s", "completed_per_s")}
         rows.append(f"| median | {med['accepted_per_s']:.0f} | {med['completed_per_s']:.0f} | "
                     f"{sum(b['lost'] for b in bursts):.0f} total | "
                     f"{sum(b['refused'] for b in bursts):.0f} total |")

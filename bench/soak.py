@@ -130,7 +130,8 @@ ORDER_COUNT = (
 )
 
 
-def order_counter(manage: Callable[..., object], workdir: Path) -> Callable[[list[str]], tuple[int, int]]:
+def order_counter(manage: Callable[..., object],
+                  workdir: Path) -> Callable[[list[str]], tuple[int, int]]:
     """A `count_orders` that asks the sample's database through `manage.py shell`."""
     import json
 

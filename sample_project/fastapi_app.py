@@ -10,6 +10,7 @@ from demo.api import analytics, files, orders, reports, tokens
 from demo.api.connections import DjangoConnections
 from demo.problems import PROBLEM_CONTENT_TYPE, problem
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,6 +35,21 @@ async def problem_handler(request: Request, exc: StarletteHTTPException) -> JSON
         problem(exc.status_code, str(exc.detail)),
         status_code=exc.status_code,
         headers=exc.headers,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+@api.exception_handler(RequestValidationError)
+async def validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 as problem+json listing where the input is wrong, never echoing raw input bytes.
+
+    FastAPI's default handler echoes the input and fails (a 500) when it is not UTF-8.
+    """
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
+    return JSONResponse(
+        {**problem(422, "the request is invalid"), "errors": errors},
+        status_code=422,
         media_type=PROBLEM_CONTENT_TYPE,
     )
 

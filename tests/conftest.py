@@ -3,7 +3,7 @@
 pytest-django reads DJANGO_SETTINGS_MODULE before this file is imported, so when it is unset
 here we load the settings ourselves; pytest-django's `pytest_configure` then runs
 `django.setup()`. Live services (broker, Redis, worker, ASGI server) are started lazily by the
-fixtures in tests/integration/conftest.py, only for tests that ask for them.
+fixtures in tests/live_fixtures.py, only for tests that ask for them.
 """
 
 from __future__ import annotations
@@ -19,3 +19,13 @@ if importlib.util.find_spec(os.environ["DJANGO_SETTINGS_MODULE"]) is not None:
     from django.conf import settings
 
     settings.INSTALLED_APPS  # noqa: B018 - force-load so pytest-django sets Django up
+
+# The live-stack fixtures (lazy: started only by tests that ask for them) and the hook that adds
+# process logs to failing reports, shared by tests/integration and tests/fuzz.
+from tests.live_fixtures import (  # noqa: E402,F401 - fixtures and a hook, used by name
+    integration_logs,
+    kafka,
+    pytest_runtest_makereport,
+    redis_url,
+    stack,
+)

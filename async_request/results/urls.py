@@ -1,4 +1,7 @@
-"""Django URL patterns of the results endpoint: `path("api/v1/", include("async_request.results.urls"))`."""
+"""Django URL patterns of the results endpoint.
+
+Mount with `path("api/v1/", include("async_request.results.urls"))`.
+"""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from time import monotonic
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -75,12 +74,6 @@ class KafkaIO:
         self._admin: TopicAdmin | None = None
         self._lock = threading.Lock()  # creation of the lazy producer/admin only
         self._copies = 0
-        # idle mode: work partitions paused, the exchange reader probes them (see poll())
-        self._idle = False
-        self._probe: list[tuple[str, int]] = []
-        self._probe_hit = False
-        self._rebalanced = False
-        self._last_activity = monotonic()
 
     # -- lazily built clients ---------------------------------------------------------------
     @property
@@ -146,7 +139,6 @@ class KafkaIO:
             consumer.unsubscribe()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalanced = True
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.tracker.assign(key)
@@ -168,7 +160,6 @@ class KafkaIO:
         self._forget_partitions(partitions)
 
     def _forget_partitions(self, partitions: Iterable[TopicPartition]) -> None:
-        self._rebalanced = True
         keys = {(tp.topic, tp.partition) for tp in partitions}
         for key in keys:
             self.tracker.revoke(key)
@@ -261,25 +252,10 @@ class KafkaIO:
                    if q in self.buffers)
 
     def poll(self, timeout: float) -> None:
-        """Apply queued acks and fetch what arrived within `timeout` into the buffers.
-
-        Idle mode: on tansu every fetch that finds nothing costs the broker CPU (it emulates
-        the long poll by sleeping, research §2.1), ~200 fetches/s at fetch.wait.max.ms=5. After
-        `idle_after` seconds without work records the work partitions are paused and the
-        exchange reader (slow fetch wait, already fetching for pidbox) probes them from the
-        same positions; its first record ends idle mode and the work consumer resumes.
-        """
+        """Apply queued acks and fetch what arrived within `timeout` into the buffers."""
         self._wakeup.clear()
         self._apply_acks()
         work, reader = self._work, self._reader
-        if work is not None and self._subscribed and self._idle:
-            self._rebalanced = False
-            self._fetch(work, 1, 0.0, self._on_work_record)  # rebalance callbacks, liveness
-            if reader is not None and not self._rebalanced:
-                self._fetch(reader, 500, timeout, self._on_exchange_record)
-            if self._probe_hit or self._rebalanced:
-                self._leave_idle(work)
-            return
         if work is not None and self._subscribed:
             room = self.options.max_buffered - self.buffered()
             self._flow(work, room > 0)
@@ -289,38 +265,10 @@ class KafkaIO:
                 self._wakeup.wait(timeout)
                 self._fetch(work, 1, 0.0, self._on_work_record)
             timeout = 0.0
-            if self.options.idle_after and monotonic() - self._last_activity > \
-                    self.options.idle_after and not self.buffered() and not self._acks:
-                self._enter_idle(work)
         if reader is not None and self._reader_parts:
             self._fetch(reader, 500, timeout, self._on_exchange_record)
         elif timeout > 0:
             self._wakeup.wait(timeout)
-
-    def _enter_idle(self, work: Consumer) -> None:
-        parts = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
-        if not parts or self._paused:
-            return
-        positions = work.position(parts)
-        if any(tp.offset < 0 for tp in positions):
-            return  # nothing fetched yet on some partition: its start is not known here
-        work.pause(parts)
-        self._reader_consumer().incremental_assign(
-            [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in positions])
-        self._probe = [(tp.topic, tp.partition) for tp in positions]
-        self._probe_hit = False
-        self._idle = True
-        logger.debug("kafka: idle, probing %s", self._probe)
-
-    def _leave_idle(self, work: Consumer) -> None:
-        if self._probe and self._reader is not None:
-            self._reader.incremental_unassign([TopicPartition(t, p) for t, p in self._probe])
-        self._probe, self._probe_hit, self._idle = [], False, False
-        parts = [TopicPartition(t, p) for t, p in self._assigned]
-        if parts:
-            work.resume(parts)
-        self._paused = False
-        self._last_activity = monotonic()
 
     @staticmethod
     def _fetch(consumer: Consumer, limit: int, timeout: float, handle: Any) -> None:
@@ -351,7 +299,6 @@ class KafkaIO:
             return
         topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
         key = (topic, partition)
-        self._last_activity = monotonic()
         tag = self.tracker.delivered(key, offset)
         queue = self.work_topics.get(topic)
         try:
@@ -373,11 +320,7 @@ class KafkaIO:
             if error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("kafka exchange reader: %s", error)
             return
-        topic = str(msg.topic())
-        if topic in self.work_topics:
-            self._probe_hit = True  # a work record while idle: the work consumer refetches it
-            return
-        view = self.exchanges.get(topic)
+        view = self.exchanges.get(str(msg.topic()))
         if view is None:
             return
         routing_key = ""

@@ -78,12 +78,6 @@ def _float(options: Mapping[str, Any], key: str, default: float, minimum: float)
     return number
 
 
-def _idle_after(options: Mapping[str, Any]) -> float:
-    if options.get("idle_after") in (0, "0", 0.0, False, None) and "idle_after" in options:
-        return 0.0
-    return _float(options, "idle_after", 1.0, 0.0)
-
-
 def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
     value = options.get(key, default)
     if isinstance(value, bool):
@@ -141,7 +135,6 @@ class KafkaOptions:
     connect_timeout: float = 5.0
     poll_timeout: float = 0.05
     broadcast_fetch_wait_ms: int = 50
-    idle_after: float = 1.0
     max_buffered: int = 256
     event_exchanges: frozenset[str] = frozenset({"celeryev"})
     reply_exchanges: frozenset[str] = frozenset({"reply.celery.pidbox"})
@@ -181,7 +174,6 @@ class KafkaOptions:
             connect_timeout=_float(options, "connect_timeout", 5.0, 0.0),
             poll_timeout=_float(options, "poll_timeout", 0.05, 0.0),
             broadcast_fetch_wait_ms=_int(options, "broadcast_fetch_wait_ms", 50, 1),
-            idle_after=_idle_after(options),
             max_buffered=_int(options, "max_buffered", 256, 1),
             event_exchanges=_names(options, "event_exchanges", ("celeryev",)),
             reply_exchanges=_names(options, "reply_exchanges", ("reply.celery.pidbox",)),

@@ -51,11 +51,6 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
   are applied at most this late.
 * ``broadcast_fetch_wait_ms`` (50): ``fetch.wait.max.ms`` of the exchange reader (remote
   control and events tolerate ~25 ms; a lower value costs broker CPU on tansu).
-* ``idle_after`` (1.0 s; 0 disables): after this long without work records the work
-  partitions are paused and the exchange reader probes them instead, so an idle worker costs
-  tansu ~20 fetches/s instead of ~200 (each empty fetch costs tansu CPU, research §2.1). The
-  first task after an idle period waits up to ~``broadcast_fetch_wait_ms``/2 longer;
-  back-to-back tasks are unaffected.
 * ``max_buffered`` (256): work records fetched ahead of delivery; beyond it partitions pause.
 * ``event_exchanges`` (``["celeryev"]``): topic exchanges routed through exchange topics.
 * ``reply_exchanges`` (``["reply.celery.pidbox"]``): direct exchanges routed the same way

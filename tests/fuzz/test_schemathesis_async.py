@@ -7,7 +7,7 @@ never deferred (it answers 404 for ids that are not the caller's). Then the acce
 all finish as `completed` (a route's 4xx is a completed task; `failed` means the worker broke),
 with a replayed status below 500, and the worker must still be alive.
 
-The `stack` fixture is the one of tests/integration/conftest.py (imported by our conftest.py).
+The `stack` fixture is the shared one of tests/live_fixtures.py (via tests/conftest.py).
 """
 
 from __future__ import annotations

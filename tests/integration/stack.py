@@ -1,6 +1,6 @@
 """The full sample stack for end-to-end tests: web app, worker(s), Flower, own database.
 
-Built on `tools.devstack.Stack`; the `stack` fixture in tests/integration/conftest.py makes one
+Built on `tools.devstack.Stack`; the `stack` fixture in tests/live_fixtures.py makes one
 per test session. Kafka and Redis come from the `kafka` and `redis_url` fixtures.
 """
 

@@ -1,4 +1,4 @@
-"""README's "Use it in your own project", done literally in a temporary directory, outside the sample.
+"""README's "Use it in your own project", done literally in a temporary directory.
 
 A minimal project (settings, asgi.py, celery_app.py: the README's snippets) is written to disk, then
 served by a real uvicorn and a real `celery -A celery_app worker` on the session's broker and

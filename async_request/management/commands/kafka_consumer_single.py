@@ -17,7 +17,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
         parser.add_argument("--concurrency", type=int, default=None)
-        parser.add_argument("--hostname", default=None, help="worker node name (default: celery@host)")
+        parser.add_argument("--hostname", default=None,
+                            help="worker node name (default: celery@host)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         argv = ["-P", options["pool"]]

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from async_request.dependencies import replay_of
-
 from demo.api.deps import CurrentUser
 from demo.api.schemas import OrderIn, OrderOut, OrderPatch
 from demo.models import Order

@@ -1,4 +1,6 @@
-"""Session fixtures for end-to-end tests against the real stack.
+"""Session fixtures for tests against the real stack (tests/integration, tests/fuzz).
+
+Imported by tests/conftest.py, so one session shares one broker, Redis and stack.
 
 Every fixture is lazy: nothing starts unless a test requests it, and all of it stops at the
 end of the session.
@@ -93,7 +95,7 @@ def stack(kafka: Service, redis_url: str,
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, None]:
-    """Attach the tail of the session's process logs to failing tests' reports."""
+    """Attach the tail of the session's process logs to failing live tests' reports."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if not report.failed or not _LOG_DIRS:
