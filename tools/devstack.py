@@ -142,6 +142,9 @@ class Stack:
             env["DATABASE_URL"] = self.database_url
         if self.sqlite_path is not None:
             env["SQLITE_PATH"] = str(self.sqlite_path)
+        # Flower's HTTP API (/api/workers, /api/tasks) for the local dev stack, bound to
+        # 127.0.0.1; a deployment sets up Flower's own authentication instead.
+        env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
         env.update(self.extra_env)
         return env
 
