@@ -7,13 +7,15 @@ and channel names are validated before they get here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import re
+import threading
 import time
+from collections.abc import Coroutine
 from typing import Any
-
-from asgiref.sync import async_to_sync
 
 from async_request.auth import Owner
 
@@ -23,6 +25,27 @@ MESSAGE_TYPE = "async_request.task"  # handled by TaskStatusConsumer.async_reque
 ACTION = "async_request"
 _GROUP_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _warned_no_layer = False
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _run(coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+    """Run `coro` on this process's notification loop (one thread, kept for reuse).
+
+    `async_to_sync` would build a new event loop, and so a new channel-layer connection, for
+    every notification; one long-lived loop per process reuses them. Created lazily and per
+    PID, so a forked pool process gets its own.
+    """
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            _loop = asyncio.new_event_loop()
+            _loop_pid = os.getpid()
+            threading.Thread(target=_loop.run_forever, name="async-request-notify",
+                             daemon=True).start()
+        loop = _loop
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
 
 def group_for(owner: Owner) -> str:
@@ -60,7 +83,7 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
     delay = 0.2
     while True:
         try:
-            async_to_sync(layer.group_send)(group_for(owner), layer_message(task_id, status))
+            _run(layer.group_send(group_for(owner), layer_message(task_id, status)), 30)
             return True
         except (OSError, ConnectionError, TimeoutError) as exc:
             error: Exception = exc

@@ -191,7 +191,7 @@ async def capture_and_replay(
         await registry.aclient().aclose()
 
 
-@settings(max_examples=200, deadline=None, database=None,
+@settings(max_examples=100, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(

@@ -134,6 +134,7 @@ class Cluster:
     def __init__(self, broker: str, redis_url: str, names: Names, logs: Path) -> None:
         self.broker, self.redis_url, self.names, self.logs = broker, redis_url, names, logs
         self.workers: list[WorkerProcess] = []
+        self.apps: list[Celery] = []
         self.options: dict[str, Any] = {}
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
 
@@ -146,9 +147,11 @@ class Cluster:
                 "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 
     def app(self) -> Celery:
-        """A client app (publishes and reads results)."""
-        return make_app(self.broker, self.redis_url, self.names.queue, self.names.group,
-                        self.names.ns, self.options)
+        """A client app (publishes and reads results); closed with the cluster."""
+        app = make_app(self.broker, self.redis_url, self.names.queue, self.names.group,
+                       self.names.ns, self.options)
+        self.apps.append(app)
+        return app
 
     def worker(self, pool: str = "prefork", concurrency: int = 2, extra: list[str] | None = None,
                name: str | None = None) -> WorkerProcess:
@@ -192,9 +195,11 @@ class Cluster:
         raise AssertionError(f"{tag} {what} {seen} times, expected {count}\n{logs}")
 
     def close(self) -> None:
-        """Stop every worker."""
+        """Stop every worker; close the client apps' broker connections (producer threads)."""
         for worker in self.workers:
             worker.stop()
+        for app in self.apps:
+            app.close()
         self.redis.close()
 
 
