@@ -58,7 +58,7 @@ def test_single_consumer_retires_after_its_lifetime(stack: IntegrationStack) -> 
             proc.kill()
     elapsed = time.monotonic() - started
     assert code == 0, log.read_text()[-3000:]
-    assert 4 <= elapsed < 40
+    assert 4 <= elapsed < 90  # retired after its lifetime, not never (speed is not the point)
     assert "lifetime" in log.read_text()
 
 

@@ -137,7 +137,7 @@ def test_broker_stopped_then_back(faults: tuple[IntegrationStack, dict]) -> None
         elapsed = time.monotonic() - started
         assert refused.status_code == 503, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
-        assert elapsed < 15
+        assert elapsed < 30  # refused within the publish timeout (3 s) and retries, no hang
         services["broker"] = start_tansu(port, log_path=stack.workdir / "kafka-restarted.log")
         deadline = time.monotonic() + 60
         while True:

@@ -26,7 +26,7 @@ def test_broker_down_raises_then_recovers_in_the_same_process(kt_redis_url: str)
         started = time.monotonic()
         with pytest.raises(OperationalError):
             app.send_task("kt.noop", args=["during"], retry=False)
-        assert time.monotonic() - started < 2 + 3
+        assert time.monotonic() - started < 30  # an error, not a hang (publish_timeout 2 s)
         broker = start_tansu(port=port)
         deadline = time.monotonic() + 20
         while True:
