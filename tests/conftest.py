@@ -29,3 +29,16 @@ from tests.live_fixtures import (  # noqa: E402,F401 - fixtures and a hook, used
     redis_url,
     stack,
 )
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    """Silence logging once the session is over.
+
+    Client producers created in this process (Celery apps of the transport tests) keep a
+    librdkafka thread that reports "connection refused" once the session's brokers are gone;
+    after pytest closed its streams that would print tracebacks below the summary line.
+    """
+    import logging
+
+    logging.raiseExceptions = False
+    logging.disable(logging.CRITICAL)
