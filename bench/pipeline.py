@@ -21,7 +21,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,8 +32,7 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.devstack import Stack  # noqa: E402
-from tools.services import ensure_redis, redis_url_with_db, start_tansu  # noqa: E402
+from tools.devstack import private_stack  # noqa: E402
 
 PATH = "/api/v1/orders/"
 
@@ -155,19 +153,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    broker = start_tansu(log_path=workdir / "kafka.log")
-    redis_service = ensure_redis(log_path=workdir / "redis.log")
-    redis_url = redis_url_with_db(redis_service.url, 7)
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
-                  sqlite_path=workdir / "db.sqlite3",
-                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": "bench", "BS_KAFKA_GROUP_ID": "bench"})
     rows: list[str] = []
-    try:
-        stack.migrate()
+    with private_stack("bench-pipeline", redis_db=7) as stack:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
         web = stack.start_web()
@@ -205,10 +192,6 @@ def main() -> int:
         rows.append(f"| median | {med['accepted_per_s']:.0f} | {med['completed_per_s']:.0f} | "
                     f"{sum(b['lost'] for b in bursts):.0f} total | "
                     f"{sum(b['refused'] for b in bursts):.0f} total |")
-    finally:
-        stack.stop()
-        broker.stop()
-        redis_service.stop()
     print("\n".join(rows))
     return 0
 

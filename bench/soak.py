@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -152,23 +151,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--kill-every", type=float, default=5.0)
     parser.add_argument("--max-kills", type=int, default=1000)
+    parser.add_argument("--settle", type=float, default=1800,
+                        help="seconds to wait for results after the last request")
     args = parser.parse_args()
 
-    from tools.devstack import Stack
-    from tools.services import ensure_redis, redis_url_with_db, start_tansu
+    from tools.devstack import private_stack
 
-    workdir = Path(tempfile.mkdtemp(prefix="soak-"))
-    broker = start_tansu(log_path=workdir / "kafka.log")
-    redis_service = ensure_redis(log_path=workdir / "redis.log")
-    redis_url = redis_url_with_db(redis_service.url, 8)
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
-                  sqlite_path=workdir / "db.sqlite3",
-                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": "soak", "BS_KAFKA_GROUP_ID": "soak"})
-    try:
-        stack.migrate()
+    with private_stack("soak", redis_db=8) as stack:
         stack.create_user("soak", "soak")
         token = stack.issue_token("soak")
         web = stack.start_web()
@@ -181,11 +170,8 @@ def main() -> int:
 
         report = run_soak(web.url, token, requests=args.requests, clients=args.clients,
                           kill_every=args.kill_every, max_kills=args.max_kills, kill=kill,
-                          count_orders=order_counter(stack.manage, workdir))
-    finally:
-        stack.stop()
-        broker.stop()
-        redis_service.stop()
+                          count_orders=order_counter(stack.manage, stack.log_dir.parent),
+                          settle_timeout=args.settle)
     print(report.line())
     for failure in report.failures[:10]:
         print("  failed:", failure)

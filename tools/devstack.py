@@ -56,6 +56,7 @@ from tools.services import (  # noqa: E402
     free_port,
     port_open,
     python,
+    redis_url_with_db,
     spawn,
     start_tansu,
 )
@@ -78,6 +79,36 @@ DEMO_USER = ("demo", "demo")
 
 class StartError(RuntimeError):
     """A component did not come up; the message ends with the tail of its log."""
+
+
+@contextlib.contextmanager
+def private_stack(name: str, redis_db: int) -> Iterator[Stack]:
+    """A throw-away stack for benchmarks: own tansu and temp dir, Redis DB `redis_db` flushed.
+
+    The stack is migrated; the caller starts the web app and workers it needs. Everything
+    is stopped on exit.
+    """
+    import tempfile
+
+    import redis
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    broker = start_tansu(log_path=workdir / "kafka.log")
+    redis_service = ensure_redis(log_path=workdir / "redis.log")
+    redis_url = redis_url_with_db(redis_service.url, redis_db)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
+                  sqlite_path=workdir / "db.sqlite3",
+                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name})
+    try:
+        stack.migrate()
+        yield stack
+    finally:
+        stack.stop()
+        broker.stop()
+        redis_service.stop()
 
 
 def tail(path: Path | None, lines: int = 40) -> str:
