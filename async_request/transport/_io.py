@@ -229,12 +229,10 @@ class KafkaIO:
             self._acks.append(tag)
             self._wakeup.set()
 
-    def _apply_acks(self) -> int:
+    def _apply_acks(self) -> None:
         positions: dict[PartitionKey, int] = {}
         acks = self._acks
-        applied = 0
         while acks:
-            applied += 1
             moved = self.tracker.ack(acks.popleft())
             if moved is not None:
                 positions[moved[0]] = moved[1]
@@ -246,7 +244,10 @@ class KafkaIO:
                     self._work.store_offsets(offsets=offsets)
                 except KafkaException as exc:  # partition revoked meanwhile: next owner redelivers
                     logger.debug("kafka: store_offsets: %s", exc)
-        return applied
+
+    def wait_for_ack(self, timeout: float) -> None:
+        """Block until an ack arrives from any thread (or `timeout`); then `poll(0)`."""
+        self._wakeup.wait(timeout)
 
     # -- polling (owner thread) -------------------------------------------------------------
     def buffered(self) -> int:
@@ -257,21 +258,16 @@ class KafkaIO:
     def poll(self, timeout: float) -> None:
         """Apply queued acks and fetch what arrived within `timeout` into the buffers."""
         self._wakeup.clear()
-        acked = self._apply_acks()
+        self._apply_acks()
         work, reader = self._work, self._reader
         if work is not None and self._subscribed:
-            buffered = self.buffered()
-            room = self.options.max_buffered - buffered
+            room = self.options.max_buffered - self.buffered()
             self._flow(work, room > 0)
-            if buffered:
-                # Records are waiting for kombu's prefetch window, which only an ack opens:
-                # wait for that ack (it sets `_wakeup`), not for Kafka, then fetch without
-                # blocking. Blocking in consumer.poll here cost up to `timeout` per task.
-                if not acked:  # an ack that came before clear() has opened the window
-                    self._wakeup.wait(timeout)
-                self._fetch(work, max(1, min(room, 500)), 0.0, self._on_work_record)
-            else:
+            if room > 0:
                 self._fetch(work, min(room, 500), timeout, self._on_work_record)
+            else:  # window full: keep the group alive and wake up on the next ack
+                self._wakeup.wait(timeout)
+                self._fetch(work, 1, 0.0, self._on_work_record)
             timeout = 0.0
         if reader is not None and self._reader_parts:
             self._fetch(reader, 500, timeout, self._on_exchange_record)

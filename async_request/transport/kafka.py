@@ -442,11 +442,27 @@ class Transport(virtual.Transport):
                 if remaining <= 0:
                     raise TimeoutError()
                 wait = min(wait, remaining)
-            io.poll(wait)
+            if self._waiting_for_window(io):
+                # Fetched records wait only for kombu's prefetch window, which an ack from a
+                # pool thread opens: wait for that ack rather than block in a Kafka poll for
+                # the whole slice (that cost up to `poll_timeout` per task under load).
+                io.wait_for_ack(wait)
+                io.poll(0.0)
+            else:
+                io.poll(wait)
             if self._deliver_buffered(io):
                 return
             if deadline is not None and monotonic() >= deadline:
                 raise TimeoutError()
+
+    def _waiting_for_window(self, io: KafkaIO) -> bool:
+        """True when some consumed queue has records buffered but its prefetch window is full."""
+        for queue, buffer in io.buffers.items():
+            channel = self.queue_channels.get(queue)
+            if buffer and queue in self._callbacks and channel is not None \
+                    and not channel.qos.can_consume():
+                return True
+        return False
 
     def _deliver_buffered(self, io: KafkaIO) -> int:
         queues = [q for q, buf in io.buffers.items() if buf and q in self._callbacks]
