@@ -1,0 +1,50 @@
+"""The Django adapter of the results endpoint (`async_request.results.django`), on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import jwt
+import pytest
+from django.conf import settings
+from django.test import RequestFactory, override_settings
+
+from async_request.registry import Registry
+from async_request.results.django import task_result_view
+from async_request.settings import reset_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def results_redis(redis_url: str) -> Iterator[str]:
+    with override_settings(ASYNC_REQUEST_REDIS_URL=redis_url):
+        reset_settings()
+        yield redis_url
+    reset_settings()
+
+
+def call(path_id: str, **headers: str) -> tuple[int, dict[str, object], str]:
+    request = RequestFactory().get(f"/api/v1/async_background_response/{path_id}/",
+                                   **{f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    response = asyncio.run(task_result_view(request, path_id))
+    return response.status_code, json.loads(response.content), response["Content-Type"]
+
+
+def test_django_view_owner_rules(results_redis: str) -> None:
+    token = jwt.encode({"sub": "5", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+                       algorithm="HS256")
+    other = jwt.encode({"sub": "6", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+                       algorithm="HS256")
+    task_id = str(uuid.uuid4())
+    asyncio.run(Registry(results_redis, 60).accept(task_id, "user:5", "/x/", "GET"))
+    code, body, media = call(task_id, authorization=f"Bearer {token}")
+    assert code == 202 and body["state"] == "pending" and body["endpoint"] == "/x/"
+    assert call(task_id, authorization=f"Bearer {other}")[0] == 404
+    assert call("not-a-uuid", authorization=f"Bearer {token}")[0] == 404
+    code, body, media = call(task_id)
+    assert code == 401 and media == "application/problem+json" and body["status"] == 401
