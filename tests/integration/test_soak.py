@@ -6,16 +6,43 @@ long version: 10,000 requests, a kill every few seconds).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from bench.soak import order_counter, run_soak
 from tests.integration.stack import IntegrationStack
+from tools.services import Service
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def soak_stack(kafka: Service, redis_url: str,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
+    """Its own web app, worker and group, with a 6 s consumer session.
+
+    Sixteen clients, uvicorn, the worker, tansu and Redis saturate 2 cores; heartbeats can then
+    miss tansu's 2 s default session, and a rejoin right after a kill may stall on tansu
+    (docs/transport.md, "Known issues"). This test is about losing nothing, so it uses the
+    setting we recommend under load.
+    """
+    stack = IntegrationStack(
+        kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("soak"),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        extra_env={"BS_KAFKA_CONFIG":
+                   '{"session.timeout.ms": 6000, "heartbeat.interval.ms": 1500}'})
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.mark.timeout(600)
-def test_short_soak_with_one_kill(stack: IntegrationStack) -> None:
+def test_short_soak_with_one_kill(soak_stack: IntegrationStack) -> None:
+    stack = soak_stack
     token = stack.create_user("soak_user")
 
     def kill() -> None:
@@ -24,7 +51,7 @@ def test_short_soak_with_one_kill(stack: IntegrationStack) -> None:
 
     try:
         report = run_soak(stack.base_url, token, requests=1000, clients=16, kill_every=3,
-                          max_kills=1, kill=kill,
+                          max_kills=1, kill=kill, settle_timeout=180,
                           count_orders=order_counter(stack.manage, stack.workdir))
     finally:
         stack.ensure_worker()
