@@ -106,7 +106,9 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
     else {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
+            # pop: the pop then times out now and then and drops the WebSocket. Wait longer.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
 )

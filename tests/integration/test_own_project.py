@@ -35,7 +35,8 @@ USE_TZ = True
 import os
 REDIS = os.environ["TEST_REDIS_URL"]
 CHANNEL_LAYERS = {{"default": {{"BACKEND": "channels_redis.core.RedisChannelLayer",
-                              "CONFIG": {{"hosts": [REDIS]}}}}}}
+                              "CONFIG": {{"hosts": [{{"address": REDIS,
+                                                     "socket_timeout": 30}}]}}}}}}
 ASYNC_REQUEST_ASGI_APP = "myproject.asgi:application"
 ASYNC_REQUEST_REDIS_URL = REDIS
 KAFKA_BOOTSTRAP_SERVERS = os.environ["TEST_KAFKA"]
