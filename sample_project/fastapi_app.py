@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from demo.api import analytics, files, orders, reports, tokens
 from demo.api.connections import DjangoConnections
-from demo.problems import PROBLEM_CONTENT_TYPE, problem
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from async_request.problems import PROBLEM_CONTENT_TYPE, problem
 from async_request.results.fastapi import router as results_router
 
 PREFIX = "/api/v1"
@@ -48,7 +48,7 @@ async def validation_handler(request: Request, exc: RequestValidationError) -> J
     errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
                "type": str(e.get("type", ""))} for e in exc.errors()]
     return JSONResponse(
-        {**problem(422, "the request is invalid"), "errors": errors},
+        problem(422, "the request is invalid", errors=errors),
         status_code=422,
         media_type=PROBLEM_CONTENT_TYPE,
     )

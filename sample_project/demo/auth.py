@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from demo.problems import PROBLEM_CONTENT_TYPE, problem
+from async_request.problems import PROBLEM_CONTENT_TYPE, problem
 
 ALGORITHM = "HS256"
 INTERNAL_SCOPE_KEY = "async_request.internal"
@@ -86,7 +86,7 @@ def user_for_id(user_id: str) -> AbstractBaseUser:
 def unauthorized_response(detail: str) -> JsonResponse:
     """Return the 401 problem response both frameworks send."""
     return JsonResponse(
-        problem(401, detail, "Unauthorized"),
+        problem(401, detail, title="Unauthorized"),
         status=401,
         content_type=PROBLEM_CONTENT_TYPE,
         headers={"WWW-Authenticate": "Bearer"},
