@@ -55,8 +55,12 @@ class SoakReport:
 def run_soak(base_url: str, token: str, *, requests: int, clients: int,
              kill_every: float, max_kills: int, kill: Callable[[], None],
              count_orders: Callable[[list[str]], tuple[int, int]],
-             settle_timeout: float = 300) -> SoakReport:
-    """Send `requests` order creations, killing the worker every `kill_every` s (≤ max_kills)."""
+             settle_timeout: float = 300, first_kill_after: int = 0) -> SoakReport:
+    """Send `requests` order creations, killing the worker every `kill_every` s (≤ max_kills).
+
+    `first_kill_after`: the first kill waits until that many requests were accepted too, so a
+    short run on a fast machine cannot finish sending before its kill.
+    """
     report = SoakReport()
     accepted: list[str] = []
     sending = threading.Event()
@@ -67,6 +71,8 @@ def run_soak(base_url: str, token: str, *, requests: int, clients: int,
     def killer() -> None:
         while sending.is_set() and report.kills < max_kills:
             time.sleep(kill_every)
+            while not report.kills and len(accepted) < first_kill_after and sending.is_set():
+                time.sleep(0.01)
             if sending.is_set():
                 kill()
                 report.kills += 1

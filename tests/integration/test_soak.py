@@ -50,8 +50,8 @@ def test_short_soak_with_one_kill(soak_stack: IntegrationStack) -> None:
         stack.restart_worker()
 
     try:
-        report = run_soak(stack.base_url, token, requests=1000, clients=16, kill_every=3,
-                          max_kills=1, kill=kill, settle_timeout=180,
+        report = run_soak(stack.base_url, token, requests=1000, clients=16, kill_every=1,
+                          max_kills=1, first_kill_after=300, kill=kill, settle_timeout=180,
                           count_orders=order_counter(stack.manage, stack.workdir))
     finally:
         stack.ensure_worker()
