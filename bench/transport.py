@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-thru", type=int, default=1000)
     parser.add_argument("--skip-stock-default", action="store_true",
                         help="skip kombu's transport with defaults (23 s first task)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only configurations whose name contains this (repeatable)")
     parser.add_argument("--json", type=Path, help="also write raw rows as JSON lines here")
     args = parser.parse_args(argv)
 
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_stock_default:
         configs.insert(1, ("kombu confluentkafka, defaults",
                            {"broker_url": f"confluentkafka://{tansu.url}"}, broker_pid, False))
+    if args.only:
+        configs = [c for c in configs if any(word in c[0] for word in args.only)]
     rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-transport-") as tmp:

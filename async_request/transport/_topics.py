@@ -108,11 +108,15 @@ class TopicAdmin:
             if _error_code(exc) != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaChannelError(f"deleting topic {topic}: {exc}") from exc
 
-    def _ends(self, topic: str, count: int) -> dict[int, int]:
+    def ends(self, topic: str, count: int) -> dict[int, int]:
+        """High watermark of each of the `count` partitions of `topic`."""
         request = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(count)}
-        result = self._admin.list_offsets(request, request_timeout=self._timeout)
-        return {tp.partition: f.result(timeout=self._timeout).offset
-                for tp, f in result.items()}
+        try:
+            result = self._admin.list_offsets(request, request_timeout=self._timeout)
+            return {tp.partition: f.result(timeout=self._timeout).offset
+                    for tp, f in result.items()}
+        except (KafkaException, TimeoutError) as exc:
+            raise KafkaConnectionError(f"kafka end offsets of {topic}: {exc}") from exc
 
     def _committed(self, group: str, topic: str, count: int) -> dict[int, int]:
         request = [ConsumerGroupTopicPartitions(
@@ -129,7 +133,7 @@ class TopicAdmin:
         if not count:
             return 0
         try:
-            ends = self._ends(topic, count)
+            ends = self.ends(topic, count)
             committed = self._committed(group, topic, count)
         except KafkaException as exc:
             raise KafkaConnectionError(f"kafka offsets of {topic} failed: {exc}") from exc
@@ -144,7 +148,7 @@ class TopicAdmin:
         if not count:
             return 0
         skipped = self.backlog(group, topic)
-        ends = self._ends(topic, count)
+        ends = self.ends(topic, count)
         request = [ConsumerGroupTopicPartitions(
             group, [TopicPartition(topic, p, off) for p, off in ends.items()])]
         try:

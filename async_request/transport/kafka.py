@@ -107,7 +107,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 from queue import Empty
 from time import monotonic
 from typing import Any
@@ -262,7 +261,7 @@ class Channel(virtual.Channel):
         self._put_exchange(exchange, message, routing_key)
 
     def _requeue(self, message: virtual.Message) -> None:
-        delivery = self.io.tracker.delivery(message.delivery_tag)
+        delivery = self.io.delivery(message.delivery_tag)
         if delivery is None:
             return  # exchange copy (at-most-once) or partition revoked: nothing to requeue
         payload = message.serializable()
@@ -298,7 +297,7 @@ class Channel(virtual.Channel):
     def _size(self, queue: str) -> int:
         io = self.io
         if io.is_bound(queue):
-            return len(io.buffers.get(queue, ()))
+            return io.inbox.size(queue)
         if io.admin.partitions(self._topic(queue)) is None:
             return 0
         return io.admin.backlog(self.options.group_id, self._topic(queue))
@@ -306,9 +305,7 @@ class Channel(virtual.Channel):
     def _purge(self, queue: str) -> int:
         io = self.io
         if io.is_bound(queue):
-            count = len(io.buffers.get(queue, ()))
-            io.buffers[queue] = deque(maxlen=10000)
-            return count
+            return len(io.inbox.remove(lambda rec: True, queue))
         return io.admin.skip_to_end(self.options.group_id, self._topic(queue))
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
@@ -316,21 +313,18 @@ class Channel(virtual.Channel):
         if io.is_bound(queue):
             io.unbind(queue)
             return
-        if queue in io.work_topics.values():
-            io.cancel_queue(queue)
+        io.cancel_queue(queue)
         io.admin.delete(self._topic(queue))
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         io = self.io
-        if not io.is_bound(queue) and self._topic(queue) not in io.work_topics:
+        io.check()
+        if not io.is_bound(queue) and queue not in io.work_queues:
             self._start_work_queue(queue)
-        buffer = io.buffers.get(queue)
-        if not buffer:
-            io.poll(min(timeout or 0.0, self.options.poll_timeout))
-            buffer = io.buffers.get(queue)
-        if not buffer:
+        record = io.inbox.pop(queue)
+        if record is None:
             raise Empty()
-        return buffer.popleft().payload
+        return record.payload
 
     def _start_work_queue(self, queue: str) -> None:
         topic = self._topic(queue)
@@ -343,7 +337,7 @@ class Channel(virtual.Channel):
         """Consume `queue`: exchange-bound queues are already assigned, others join the group."""
         result = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
         self.connection.queue_channels[queue] = self
-        if not self.io.is_bound(queue) and self._topic(queue) not in self.io.work_topics:
+        if not self.io.is_bound(queue) and queue not in self.io.work_queues:
             self._start_work_queue(queue)
         return result
 
@@ -353,8 +347,7 @@ class Channel(virtual.Channel):
         result = super().basic_cancel(consumer_tag)
         if queue is not None and self.connection._io is not None:
             self.connection.queue_channels.pop(queue, None)
-            if self._topic(queue) in self.io.work_topics:
-                self.io.cancel_queue(queue)
+            self.io.cancel_queue(queue)
         return result
 
 
@@ -369,7 +362,7 @@ class Transport(virtual.Transport):
     polling_interval = 0.0
 
     implements = virtual.Transport.implements.extend(
-        asynchronous=False,
+        asynchronous=True,
         exchange_type=frozenset(["direct", "topic", "fanout"]),
         heartbeats=False,
     )
@@ -387,6 +380,7 @@ class Transport(virtual.Transport):
         self._io: KafkaIO | None = None
         self.queue_channels: dict[str, Channel] = {}
         self._rotation = 0
+        self._loop: Any = None
         super().__init__(client, **kwargs)
 
     @property
@@ -425,64 +419,72 @@ class Transport(virtual.Transport):
         finally:
             io, self._io = self._io, None
             if io is not None:
+                if io.pid == os.getpid():
+                    self._unregister(io)
                 io.close()
 
     def drain_events(  # type: ignore[override]
             self, connection: Any, timeout: float | None = None) -> None:
-        """Deliver buffered messages, else poll Kafka in bounded slices until `timeout`."""
+        """Deliver fetched messages; wait for the fetcher's wake-up up to `timeout`."""
         io = self.io
         deadline = None if timeout is None else monotonic() + timeout
-        slice_ = self.options.poll_timeout
         while True:
+            io.wakeup.clear()  # before looking: a record put after this wakes the wait below
+            io.check()
             if self._deliver_buffered(io):
                 return
-            wait = slice_
-            if deadline is not None:
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    raise TimeoutError()
-                wait = min(wait, remaining)
-            if self._waiting_for_window(io):
-                # Fetched records wait only for kombu's prefetch window, which an ack from a
-                # pool thread opens: wait for that ack rather than block in a Kafka poll for
-                # the whole slice (that cost up to `poll_timeout` per task under load).
-                io.wait_for_ack(wait)
-                io.poll(0.0)
-            else:
-                io.poll(wait)
-            if self._deliver_buffered(io):
-                return
-            if deadline is not None and monotonic() >= deadline:
+            remaining = None if deadline is None else deadline - monotonic()
+            if remaining is not None and remaining <= 0:
                 raise TimeoutError()
+            io.wakeup.wait(remaining)
 
-    def _waiting_for_window(self, io: KafkaIO) -> bool:
-        """True when some consumed queue has records buffered but its prefetch window is full."""
-        for queue, buffer in io.buffers.items():
-            channel = self.queue_channels.get(queue)
-            if buffer and queue in self._callbacks and channel is not None \
-                    and not channel.qos.can_consume():
-                return True
-        return False
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Celery's event loop: deliver when the fetcher signals, and after every tick (an
+        ack handled in the loop may have opened the prefetch window)."""
+        io = self.io
+        loop.add_reader(io.wakeup.fileno(), self._on_readable, io)
+        loop.on_tick.add(self._on_tick)
+        self._loop = loop
+
+    def _on_readable(self, io: KafkaIO) -> None:
+        if io is not self._io:
+            return  # a closed connection's pipe
+        io.wakeup.clear()
+        io.check()
+        self._deliver_buffered(io)
+
+    def _on_tick(self) -> None:
+        io = self._io
+        if io is not None and io.pid == os.getpid():
+            self._deliver_buffered(io)
+
+    def _unregister(self, io: KafkaIO) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.on_tick.discard(self._on_tick)
+            if not io.wakeup.closed:
+                loop.remove_reader(io.wakeup.fileno())
 
     def _deliver_buffered(self, io: KafkaIO) -> int:
-        queues = [q for q, buf in io.buffers.items() if buf and q in self._callbacks]
+        """Hand waiting records to kombu, round-robin over queues, within prefetch windows."""
+        queues = [q for q in io.inbox.ready() if q in self._callbacks]
         if not queues:
             return 0
         self._rotation = (self._rotation + 1) % len(queues)
         queues = queues[self._rotation:] + queues[:self._rotation]
         delivered = 0
         progress = True
-        while progress:  # round-robin, one message per queue per round (fairness)
+        while progress:  # one message per queue per round (fairness)
             progress = False
             for queue in queues:
-                buffer = io.buffers.get(queue)
                 callback = self._callbacks.get(queue)
                 channel = self.queue_channels.get(queue)
-                if not buffer or callback is None or channel is None:
+                if callback is None or channel is None or not channel.qos.can_consume():
                     continue
-                if not channel.qos.can_consume():
+                record = io.inbox.pop(queue)
+                if record is None:
                     continue
-                callback(buffer.popleft().payload)
+                callback(record.payload)
                 delivered += 1
                 progress = True
         return delivered
