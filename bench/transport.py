@@ -8,8 +8,9 @@ of them alike) and prints a Markdown table of medians with (min-max) ranges.
 Measured per Celery configuration (worker: prefork -c2, prefetch multiplier 4):
 ready (spawn to "ready."), first task (sent at "ready."), sequential `delay().get()` p50/p99,
 the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join), CPU% of
-worker (incl. children) + broker over 5 idle seconds, and for our transport the first task
-after a SIGKILLed worker's replacement starts. Raw: confluent-kafka produce->consume p50.
+worker (incl. children) + broker over 10 idle seconds (from 2 s after the last task), the
+round trip of a task sent after 2 s without tasks (median of 3), and the first task after a
+SIGKILLed worker's replacement starts. Raw: confluent-kafka produce->consume p50.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ APP = textwrap.dedent('''
     def noop(x=None):
         return x
 ''')
+
+#: Idle CPU: measured over IDLE_WINDOW seconds, starting IDLE_SETTLE seconds after the last task.
+IDLE_SETTLE, IDLE_WINDOW = 2.0, 10.0
 
 STOCK_TUNED = {
     "kafka_consumer_config": {"fetch.wait.max.ms": 10, "session.timeout.ms": 2000,
@@ -134,11 +138,18 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             results.join_native(timeout=120)
             out["thru_per_s"] = n_thru / (time.perf_counter() - t)
         broker = psutil.Process(broker_pid) if broker_pid else None
-        time.sleep(1.0)
+        time.sleep(IDLE_SETTLE)
         w0, b0 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
-        time.sleep(5.0)
+        time.sleep(IDLE_WINDOW)
         w1, b1 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
-        out["idle_cpu_pct"] = 100 * ((w1 - w0) + (b1 - b0)) / 5.0
+        out["idle_cpu_pct"] = 100 * ((w1 - w0) + (b1 - b0)) / IDLE_WINDOW
+        wake = []
+        for i in range(3):  # the first task after an idle pause (ours: the wake-up path)
+            time.sleep(IDLE_SETTLE)
+            t = time.perf_counter()
+            noop.delay(f"w{i}").get(timeout=30)
+            wake.append((time.perf_counter() - t) * 1000)
+        out["after_idle_ms"] = statistics.median(wake)
         if kill_test:
             worker.kill()
             replacement = Worker(workdir, conf, queue, workdir / f"{name}-{queue}-r.log")
@@ -205,6 +216,7 @@ COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
            ("seq_p50_ms", "seq p50 ms"), ("seq_p99_ms", "seq p99 ms"),
            ("seq3q_p50_ms", "3 queues p50 ms"), ("thru_per_s", "1000 tasks/s"),
            ("idle_cpu_pct", "idle CPU % (worker+broker)"),
+           ("after_idle_ms", "first task after 2 s idle ms"),
            ("after_kill_first_task_s", "first task after kill -9 s")]
 
 

@@ -25,15 +25,24 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from time import monotonic
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from kombu.utils.json import loads
 
 from ._exchange import ROUTING_KEY_HEADER, Binding, ExchangeTopic
 from ._inbox import Inbox, Record
 from ._offsets import OffsetTracker, PartitionKey
 from ._options import KafkaOptions
+from ._pacing import Pacer
 from .errors import KafkaConnectionError
 
 logger = logging.getLogger(__name__)
@@ -65,7 +74,11 @@ class Fetcher:
         self._work_topics: dict[str, str] = {}  # topic -> queue
         self._subscribed: tuple[str, ...] = ()
         self._assigned: set[PartitionKey] = set()
-        self._paused = False
+        self._pacer = Pacer(options.max_buffered, options.idle_after)
+        self._paused: set[PartitionKey] = set()
+        self._resume_at: dict[PartitionKey, int] = {}  # paused partitions' next offsets
+        self._probe: set[PartitionKey] = set()  # paused work partitions the reader watches
+        self._woken = False  # the probe saw a record, or the assignment changed
         self._reader: Consumer | None = None
         self._reader_parts: set[PartitionKey] = set()
         self._views: dict[str, ExchangeTopic] = {}  # exchange topic -> bindings
@@ -126,11 +139,12 @@ class Fetcher:
         timeout = self.options.poll_timeout
         work = self._work
         if work is not None and self._subscribed:
-            self._flow(work)
-            self._fetch(work, 0.0 if self._paused else timeout, self._on_work_record)
-            timeout = 0.0 if not self._paused else timeout
-        if self._reader is not None and self._reader_parts:
-            self._fetch(self._reader, timeout, self._on_exchange_record)
+            self._pace(work)
+            # a paused consumer is still polled: rebalance callbacks run inside poll()
+            self._fetch(work, 0.0 if self._pacer.paused else timeout, self._on_work_record)
+            timeout = timeout if self._pacer.paused else 0.0
+        if self._reader is not None and (self._reader_parts or self._probe):
+            self._fetch(self._reader, timeout, self._on_reader_record)
         elif timeout > 0:
             self._signal.wait(timeout)
 
@@ -192,8 +206,7 @@ class Fetcher:
             key = (tp.topic, tp.partition)
             self.tracker.assign(key)
             self._assigned.add(key)
-        if self._paused and partitions:
-            consumer.pause(partitions)
+        self._woken = True  # new partitions: fetch them at once, then go idle again if quiet
         logger.debug("kafka: assigned %s", [(p.topic, p.partition) for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -214,6 +227,9 @@ class Fetcher:
         for key in keys:
             self.tracker.revoke(key)
             self._assigned.discard(key)
+            self._paused.discard(key)
+            self._resume_at.pop(key, None)
+        self._unprobe(keys & self._probe)
         # buffered records of revoked partitions go to their next owner, not to kombu
         self._drop(self.inbox.remove(lambda rec: rec.key in keys))
 
@@ -222,19 +238,93 @@ class Fetcher:
             if isinstance(rec.tag, int):
                 self.tracker.drop(rec.tag)
 
-    def _flow(self, consumer: Consumer) -> None:
-        """Pause at `max_buffered` undelivered records, resume at half of it (hysteresis:
-        librdkafka restarts a resumed partition's fetch only after a while)."""
-        backlog = self.inbox.work_backlog()
-        if self._paused:
-            if backlog > self.options.max_buffered // 2:
-                return
-        elif backlog < self.options.max_buffered:
+    # -- pacing: flow control and idle mode (see _pacing.py) ---------------------------------
+    def _pace(self, work: Consumer) -> None:
+        pacer = self._pacer
+        was_idle = pacer.idle
+        pacer.decide(self.inbox.work_backlog(), monotonic(), bool(self._assigned), self._woken)
+        self._woken = False
+        if pacer.idle and not was_idle and not self._start_idle(work):
+            pacer.idle = False  # a position is unknown: stay active, try again later
+            pacer.worked(monotonic())
+        if was_idle and not pacer.idle:
+            self._unprobe(set(self._probe))
+        if pacer.paused:
+            self._pause(work, self._assigned - self._paused)
+        elif self._paused:
+            self._resume(work)
+
+    def _pause(self, work: Consumer, keys: set[PartitionKey]) -> None:
+        if not keys:
             return
-        parts = [TopicPartition(t, p) for t, p in self._assigned]
-        if parts:
-            (consumer.resume if self._paused else consumer.pause)(parts)
-        self._paused = not self._paused
+        self._resume_at.update(self._positions(work, keys))
+        work.pause([TopicPartition(t, p) for t, p in keys])
+        self._paused |= keys
+
+    def _resume(self, work: Consumer) -> None:
+        """Resume every paused partition and seek it to where it stopped.
+
+        librdkafka 2.16 starts fetching a resumed partition only when its broker thread
+        next wakes up, up to ~1 s later (measured p50 650 ms); a seek() right after the
+        resume wakes it, and the first record then arrives in < 1 ms.
+        """
+        parts = [TopicPartition(t, p) for t, p in self._paused]
+        work.resume(parts)
+        for key, offset in self._resume_at.items():
+            if key in self._paused:
+                try:
+                    work.seek(TopicPartition(key[0], key[1], offset))
+                except KafkaException as exc:  # not fetching yet: it starts where it is
+                    logger.debug("kafka: seek %s to %d: %s", key, offset, exc)
+        self._paused.clear()
+        self._resume_at.clear()
+
+    def _start_idle(self, work: Consumer) -> bool:
+        """Pause for idleness: the reader watches every partition from its next offset."""
+        positions = self._positions(work, self._assigned)
+        if set(positions) != self._assigned:
+            return False
+        self._resume_at.update(positions)
+        self._reader_consumer().incremental_assign(
+            [TopicPartition(t, p, off) for (t, p), off in positions.items()])
+        self._probe = set(positions)
+        return True
+
+    def _unprobe(self, keys: set[PartitionKey]) -> None:
+        if keys and self._reader is not None:
+            self._reader.incremental_unassign([TopicPartition(t, p) for t, p in keys])
+        self._probe -= keys
+
+    def _positions(self, work: Consumer, keys: Iterable[PartitionKey]) -> dict[PartitionKey, int]:
+        """Next offset of each partition: delivered + 1, else librdkafka's position, else
+        the committed offset, else the start `auto_offset_reset` picks (unknown on errors)."""
+        found: dict[PartitionKey, int] = {}
+        for key in keys:
+            offset = self._resume_at.get(key, self.tracker.next_offset(key))
+            if offset is not None:
+                found[key] = offset
+        missing = [TopicPartition(t, p) for t, p in keys if (t, p) not in found]
+        if not missing:
+            return found
+        timeout = self.options.connect_timeout
+        try:
+            for lookup in (work.position, lambda tps: work.committed(tps, timeout=timeout)):
+                for tp in lookup(missing):
+                    if tp.offset >= 0:
+                        found[(tp.topic, tp.partition)] = tp.offset
+                missing = [tp for tp in missing if (tp.topic, tp.partition) not in found]
+                if not missing:
+                    return found
+            earliest = self.options.auto_offset_reset in ("earliest", "smallest", "beginning")
+            for tp in missing:
+                if earliest:
+                    found[(tp.topic, tp.partition)] = OFFSET_BEGINNING
+                else:
+                    _, high = work.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                    found[(tp.topic, tp.partition)] = high
+        except KafkaException as exc:
+            logger.debug("kafka: positions unknown: %s", exc)
+        return found
 
     def _on_work_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
         error = msg.error()
@@ -244,6 +334,7 @@ class Fetcher:
             return
         topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
         key = (topic, partition)
+        self._pacer.worked(monotonic())
         tag = self.tracker.delivered(key, offset)
         queue = self._work_topics.get(topic)
         try:
@@ -309,6 +400,12 @@ class Fetcher:
             self._reader = Consumer({**self.options.broadcast_config(self.bootstrap, group),
                                      "error_cb": self._on_error})
         return self._reader
+
+    def _on_reader_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
+        if msg.error() is None and (str(msg.topic()), msg.partition() or 0) in self._probe:
+            self._woken = True  # work arrived while idle; the work consumer fetches it
+            return
+        self._on_exchange_record(msg, batches)
 
     def _on_exchange_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
         error = msg.error()

@@ -111,6 +111,13 @@ class OffsetTracker:
         """Forget `tag` without settling it (a buffered record dropped on revoke)."""
         self._tags.pop(tag, None)
 
+    def next_offset(self, key: PartitionKey) -> int | None:
+        """The offset after the last one delivered from `key` (None before the first)."""
+        state = self._partitions.get(key)
+        if state is None or state.max_delivered < 0:
+            return None
+        return state.max_delivered + 1
+
     def inflight_count(self, key: PartitionKey) -> int:
         """Number of delivered, unsettled offsets of `key`."""
         state = self._partitions.get(key)

@@ -62,7 +62,8 @@ def _int(options: Mapping[str, Any], key: str, default: int, minimum: int) -> in
     return number
 
 
-def _float(options: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
+def _float(options: Mapping[str, Any], key: str, default: float, minimum: float,
+           allow_minimum: bool = False) -> float:
     value = options.get(key, default)
     if value is None:
         return default
@@ -73,8 +74,10 @@ def _float(options: Mapping[str, Any], key: str, default: float, minimum: float)
     except (TypeError, ValueError):
         raise KafkaConfigError(
             f"transport option {key!r} must be a number, got {value!r}") from None
-    if number <= minimum:
-        raise KafkaConfigError(f"transport option {key!r} must be > {minimum}, got {value!r}")
+    if number < minimum or (number == minimum and not allow_minimum):
+        relation = ">=" if allow_minimum else ">"
+        raise KafkaConfigError(
+            f"transport option {key!r} must be {relation} {minimum}, got {value!r}")
     return number
 
 
@@ -136,6 +139,7 @@ class KafkaOptions:
     poll_timeout: float = 0.05
     broadcast_fetch_wait_ms: int = 50
     max_buffered: int = 256
+    idle_after: float = 1.0
     event_exchanges: frozenset[str] = frozenset({"celeryev"})
     reply_exchanges: frozenset[str] = frozenset({"reply.celery.pidbox"})
 
@@ -175,6 +179,7 @@ class KafkaOptions:
             poll_timeout=_float(options, "poll_timeout", 0.05, 0.0),
             broadcast_fetch_wait_ms=_int(options, "broadcast_fetch_wait_ms", 50, 1),
             max_buffered=_int(options, "max_buffered", 256, 1),
+            idle_after=_float(options, "idle_after", 1.0, 0.0, allow_minimum=True),
             event_exchanges=_names(options, "event_exchanges", ("celeryev",)),
             reply_exchanges=_names(options, "reply_exchanges", ("reply.celery.pidbox",)),
         )

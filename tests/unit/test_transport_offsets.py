@@ -118,3 +118,15 @@ def test_random_ack_order_commits_exactly_the_contiguous_prefix() -> None:
         assert tracker.position(P0) == prefix
     assert tracker.position(P0) == 200
     assert tracker.inflight_count(P0) == 0
+
+
+def test_next_offset_follows_the_highest_delivered() -> None:
+    tracker = OffsetTracker()
+    tracker.assign(P0)
+    assert tracker.next_offset(P0) is None
+    tags = deliver(tracker, P0, range(5, 8))
+    assert tracker.next_offset(P0) == 8
+    tracker.ack(tags[0])
+    assert tracker.next_offset(P0) == 8  # acks do not move it; fetching does
+    tracker.revoke(P0)
+    assert tracker.next_offset(P0) is None

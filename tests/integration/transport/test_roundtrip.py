@@ -55,3 +55,23 @@ def test_no_worker_means_no_result(cluster: Cluster) -> None:
     with pytest.raises(CeleryTimeout):
         result.get(timeout=0.5)
     app.close()
+
+
+def test_idle_workers_wake_for_tasks_and_rebalance_while_idle(cluster: Cluster) -> None:
+    """Idle mode pauses the work partitions; a task, or a rebalance, wakes them (no loss)."""
+    cluster.options = {"idle_after": 0.3}
+    first = cluster.worker(concurrency=1)
+    first.wait_ready()
+    app = cluster.app()
+    assert app.send_task("kt.noop", args=["warm"]).get(timeout=60) == "warm"
+    for index in range(5):  # each task arrives after the worker went idle
+        time.sleep(0.8)
+        assert app.send_task("kt.noop", args=[f"i{index}"]).get(timeout=10) == f"i{index}"
+    second = cluster.worker(concurrency=1)  # joins while the first is idle: a rebalance
+    second.wait_ready()
+    time.sleep(3.0)
+    tags = {f"r{index}" for index in range(20)}
+    for tag in sorted(tags):
+        app.send_task("kt.noop", args=[tag])
+    cluster.wait_marks("done", tags, 30)
+    app.close()
