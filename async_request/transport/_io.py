@@ -34,7 +34,8 @@ class KafkaIO:
         self.bootstrap = bootstrap
         self.wakeup = Wakeup()
         self.inbox = Inbox(self.wakeup)
-        self.fetcher = Fetcher(options, bootstrap, self.inbox)
+        self.fetcher = Fetcher(options, bootstrap, self.inbox,
+                               lambda: self.admin.session_timeout_minimum())
         self.work_queues: dict[str, str] = {}  # queue -> topic, as consumed by this connection
         self.bound_queues: set[str] = set()  # queues fed from exchange topics
         self._producer: DeliveryProducer | None = None
@@ -92,12 +93,12 @@ class KafkaIO:
         """
         start = self.admin.ends(topic, partitions)
         self.bound_queues.add(binding.queue)
-        self.fetcher.call(lambda: self.fetcher.bind(binding, topic, start))
+        self.fetcher.call(lambda: self.fetcher.reader.bind(binding, topic, start))
 
     def unbind(self, queue: str) -> None:
         """Drop `queue`'s exchange bindings and its waiting records."""
         self.bound_queues.discard(queue)
-        self.fetcher.call(lambda: self.fetcher.unbind(queue))
+        self.fetcher.call(lambda: self.fetcher.reader.unbind(queue))
 
     def is_bound(self, queue: str) -> bool:
         """True when `queue` is fed from an exchange topic."""

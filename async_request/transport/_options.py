@@ -237,6 +237,11 @@ class KafkaOptions:
         """librdkafka config of the AdminClient (topic creation, sizes)."""
         return {**self._common(bootstrap), **self.kafka_admin_config}
 
+    @property
+    def session_configured(self) -> bool:
+        """True when the user set session.timeout.ms (then it is never changed for them)."""
+        return "session.timeout.ms" in {**self.kafka_config, **self.kafka_consumer_config}
+
     def partitions_for(self, queue: str) -> int:
         """Partition count for a new work-queue topic."""
         return self.queue_partitions.get(queue, self.num_partitions)

@@ -17,8 +17,10 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
+    ConfigResource,
     NewTopic,
     OffsetSpec,
+    ResourceType,
 )
 
 from .errors import KafkaChannelError, KafkaConnectionError
@@ -92,6 +94,29 @@ class TopicAdmin:
             if time.monotonic() > deadline:
                 raise KafkaConnectionError(f"topic {topic} not visible after creation")
             time.sleep(0.02)
+
+    def session_timeout_minimum(self) -> int | None:
+        """The brokers' `group.min.session.timeout.ms` (the largest), or None when they do
+        not say (tansu answers DescribeConfigs with no entries; ACLs may refuse it)."""
+        try:
+            brokers = self._admin.list_topics(timeout=self._timeout).brokers
+            futures = self._admin.describe_configs(
+                [ConfigResource(ResourceType.BROKER, str(b)) for b in brokers],
+                request_timeout=self._timeout)
+        except KafkaException as exc:
+            logger.debug("kafka: describe broker configs: %s", exc)
+            return None
+        found: int | None = None
+        for future in futures.values():
+            try:
+                entries = future.result(timeout=self._timeout + 1)
+            except (KafkaException, TimeoutError) as exc:
+                logger.debug("kafka: describe broker configs: %s", exc)
+                continue
+            entry = entries.get("group.min.session.timeout.ms")
+            if entry is not None and str(entry.value).isdigit():
+                found = max(found or 0, int(entry.value))
+        return found
 
     def forget(self, topic: str) -> None:
         """Drop `topic` from the cache (it may have vanished, e.g. a broker restart)."""

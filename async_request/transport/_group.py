@@ -1,0 +1,69 @@
+"""Consumer group membership: a session timeout the broker accepts, rebalances that never end.
+
+Session timeout. tansu parks every JoinGroup for session/2 (research §6), so the default is
+2000 ms; Apache Kafka refuses sessions below its `group.min.session.timeout.ms` (6000 by
+default) with INVALID_SESSION_TIMEOUT, which librdkafka hands to the application as a
+`poll()` error and retries forever. On that error the fetcher rejoins with
+`longer_session()`: the brokers' own minimum when DescribeConfigs tells it, else the next
+step of `SESSION_LADDER`. A session the user configured is never changed.
+
+Rebalances that never end. tansu keeps naming a group leader that left (LeaveGroup) while the
+group was rebalancing; only the leader can complete the rebalance, so no member ever gets
+partitions again and no client sees an error (group study, tansu `Inner<Forming>::leave`; the
+rebalance state is otherwise healthy). The fetcher avoids being that leader: it leaves only
+when its member is not rebalancing (`RebalanceWatch.rebalancing`), and it reports a member
+that stays in a rebalance far longer than any normal one (`overdue()`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Sessions to try, in order, when the broker refuses ours and does not say its minimum.
+SESSION_LADDER = (6000, 10000, 30000, 45000)
+
+
+def longer_session(current_ms: int, broker_minimum_ms: int | None) -> int | None:
+    """The session timeout to rejoin with after INVALID_SESSION_TIMEOUT (None: give up)."""
+    if broker_minimum_ms is not None and broker_minimum_ms > current_ms:
+        return broker_minimum_ms
+    return next((step for step in SESSION_LADDER if step > current_ms), None)
+
+
+def stall_limit(session_ms: int) -> float:
+    """Seconds of rebalancing after which a member is reported stuck (normal: <= 5 s on
+    tansu with a 2-6 s session)."""
+    return max(10.0, 3 * session_ms / 1000)
+
+
+@dataclass
+class RebalanceWatch:
+    """Whether the work consumer is between leaving its assignment and getting a new one."""
+
+    stall_after: float
+    since: float | None = None  # start of the current (re)join; None while steady
+    reported: float | None = None
+
+    @property
+    def rebalancing(self) -> bool:
+        """True from subscribe/revoke until the next assignment."""
+        return self.since is not None
+
+    def joining(self, now: float) -> None:
+        """The member (re)joins: subscribed, or its partitions were revoked or lost."""
+        if self.since is None:
+            self.since = now
+
+    def settled(self) -> None:
+        """The member got its assignment, or left the group."""
+        self.since = None
+        self.reported = None
+
+    def overdue(self, now: float) -> float | None:
+        """Seconds spent rebalancing, when past `stall_after` (again every `stall_after`)."""
+        if self.since is None or now - self.since < self.stall_after:
+            return None
+        if self.reported is not None and now - self.reported < self.stall_after:
+            return None
+        self.reported = now
+        return now - self.since
