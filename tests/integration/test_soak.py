@@ -21,18 +21,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def soak_stack(kafka: Service, redis_url: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
-    """Its own web app, worker and group, with a 6 s consumer session.
+    """Its own web app, worker and consumer group, with the default settings.
 
-    Sixteen clients, uvicorn, the worker, tansu and Redis saturate 2 cores; heartbeats can then
-    miss tansu's 2 s default session, and a rejoin right after a kill may stall on tansu
-    (docs/transport.md, "Known issues"). This test is about losing nothing, so it uses the
-    setting we recommend under load.
+    Sixteen clients, uvicorn, the worker, tansu and Redis saturate 2 cores, right when a
+    worker is killed and its replacement joins the group: what a rebalance must survive.
     """
     stack = IntegrationStack(
         kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("soak"),
-        database_url=os.environ.get("DATABASE_URL") or None,
-        extra_env={"BS_KAFKA_CONFIG":
-                   '{"session.timeout.ms": 6000, "heartbeat.interval.ms": 1500}'})
+        database_url=os.environ.get("DATABASE_URL") or None)
     try:
         stack.start()
         yield stack
