@@ -2,8 +2,15 @@
 
 kombu's confluentkafka transport calls `flush()` after every message, which waits for every
 message of that producer (other threads' too) and caps one thread at ~5-6k msg/s (research
-§2.2). Here `send()` returns a Future resolved by the delivery report; a daemon thread serves
-delivery reports with `poll()`, and a caller that needs confirmation waits for its own future.
+§2.2). Here `send()` returns a Future resolved by the delivery report, and `wait()` waits for
+that one future only.
+
+Who serves delivery reports: a caller in `wait()` polls the producer itself, so its report
+wakes it directly instead of waking a helper thread that then wakes it (measured 150-170 µs
+instead of 180-190 µs per confirmed publish on tansu). One poller at a time (`_poll_lock`),
+so a report is never taken by a thread that then sleeps on; other waiters wait on their
+futures. A daemon thread serves the reports nobody waits for (events) every
+`_SERVE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
+from time import monotonic
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -19,7 +28,9 @@ from .errors import DeliveryFailed, KafkaConnectionError
 
 logger = logging.getLogger(__name__)
 
-_POLL_SECONDS = 0.1
+_SERVE_SECONDS = 0.05
+#: Longest single poll of a waiting caller (it re-checks its future in between).
+_WAIT_POLL_SECONDS = 0.005
 
 
 class DeliveryProducer:
@@ -28,6 +39,7 @@ class DeliveryProducer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._closed = threading.Event()
+        self._poll_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._serve, name="kafka-delivery-reports", daemon=True)
         self._thread.start()
@@ -36,8 +48,29 @@ class DeliveryProducer:
         logger.warning("kafka producer: %s", error)
 
     def _serve(self) -> None:
-        while not self._closed.is_set():
-            self._producer.poll(_POLL_SECONDS)
+        while not self._closed.wait(_SERVE_SECONDS):
+            with self._poll_lock:
+                self._producer.poll(0)
+
+    def wait(self, future: Future[tuple[int, int]], timeout: float) -> tuple[int, int]:
+        """The result of `future` (from `send()`), serving delivery reports meanwhile.
+
+        Raises TimeoutError after `timeout` seconds, or the delivery error.
+        """
+        deadline = monotonic() + timeout
+        while not future.done():
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise TimeoutError()
+            if self._poll_lock.acquire(blocking=False):
+                try:
+                    if not future.done():
+                        self._producer.poll(min(remaining, _WAIT_POLL_SECONDS))
+                finally:
+                    self._poll_lock.release()
+            else:  # another thread polls; its poll may set our future
+                futures_wait([future], timeout=min(remaining, 0.001))
+        return future.result()
 
     def send(self, topic: str, value: bytes,
              headers: list[tuple[str, str | bytes | None]] | None = None,

@@ -256,7 +256,7 @@ class Channel(virtual.Channel):
         if not wait:
             return
         try:
-            future.result(timeout=self.options.publish_timeout + 1.0)
+            io.producer.wait(future, self.options.publish_timeout + 1.0)
         except TimeoutError:
             io.admin.forget(topic)
             raise PublishTimeout(
@@ -293,7 +293,7 @@ class Channel(virtual.Channel):
         topic = delivery.key[0]
         future = self.io.producer.send(topic, dumps(payload).encode())
         try:
-            future.result(timeout=self.options.publish_timeout + 1.0)
+            self.io.producer.wait(future, self.options.publish_timeout + 1.0)
         except TimeoutError:
             raise PublishTimeout(f"requeue to {topic} not acknowledged") from None
 
