@@ -7,7 +7,8 @@ of them alike) and prints a Markdown table of medians with (min-max) ranges.
 
 Measured per Celery configuration (worker: prefork -c2, prefetch multiplier 4):
 ready (spawn to "ready."), first task (sent at "ready."), sequential `delay().get()` p50/p99,
-the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join), CPU% of
+the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join), the rate
+at which a fresh worker drains a backlog of 2000 no-ops (the worker alone), CPU% of
 worker (incl. children) + broker over 10 idle seconds (from 2 s after the last task), the
 round trip of a task sent after 2 s without tasks (median of 3), and the first task after a
 SIGKILLed worker's replacement starts. Raw: confluent-kafka produce->consume p50.
@@ -105,17 +106,46 @@ class Worker:
             self.proc.wait(30)
 
 
+def fresh_names(conf: dict[str, Any], queue: str) -> dict[str, Any]:
+    """`conf` on queue `queue`, in a consumer group of its own (our transport)."""
+    conf = {**conf, "task_default_queue": queue}
+    if "group_id" in conf.get("broker_transport_options", {}):
+        conf["broker_transport_options"] = {**conf["broker_transport_options"],
+                                            "group_id": f"bt-g-{queue}"}
+    return conf
+
+
+def drain_run(conf: dict[str, Any], workdir: Path, name: str, n: int) -> float:
+    """Tasks/s of a worker started on a backlog of `n` no-ops (the worker alone, no client)."""
+    from celery import Celery
+    from celery.result import ResultSet
+
+    conf = fresh_names(conf, f"bt-{uuid.uuid4().hex[:8]}-drain")
+    client = Celery("bt")
+    client.conf.update(conf)
+    noop = client.signature("bt.noop")
+    results = ResultSet([noop.delay(i) for i in range(n)])
+    worker = Worker(workdir, conf, conf["task_default_queue"], workdir / f"{name}-drain.log")
+    try:
+        worker.ready()
+        results.results[0].get(timeout=120)
+        t = time.perf_counter()
+        results.join_native(timeout=120, interval=0.005)
+        return (n - 1) / (time.perf_counter() - t)
+    finally:
+        worker.kill()
+        client.close()
+
+
 def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir: Path,
-               n_seq: int, n_thru: int, kill_test: bool) -> dict[str, Any]:
+               n_seq: int, n_thru: int, kill_test: bool, n_drain: int) -> dict[str, Any]:
     from celery import Celery
     from celery.result import ResultSet
 
     queue = f"bt-{uuid.uuid4().hex[:8]}"
-    conf = {**conf, "task_default_queue": queue, "worker_prefetch_multiplier": 4,
-            "worker_hijack_root_logger": False, "broker_connection_retry_on_startup": True}
-    if "group_id" in conf.get("broker_transport_options", {}):
-        conf["broker_transport_options"] = {**conf["broker_transport_options"],
-                                            "group_id": f"bt-g-{queue}"}
+    conf = fresh_names({**conf, "worker_prefetch_multiplier": 4,
+                        "worker_hijack_root_logger": False,
+                        "broker_connection_retry_on_startup": True}, queue)
     client = Celery("bt")
     client.conf.update(conf)
     noop = client.signature("bt.noop")
@@ -135,7 +165,9 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
         if n_thru:
             t = time.perf_counter()
             results = ResultSet([noop.delay(i) for i in range(n_thru)])
-            results.join_native(timeout=120)
+            # join_native polls every `interval` (0.5 s by default), which would round the
+            # measured time up to the next half second
+            results.join_native(timeout=120, interval=0.005)
             out["thru_per_s"] = n_thru / (time.perf_counter() - t)
         broker = psutil.Process(broker_pid) if broker_pid else None
         time.sleep(IDLE_SETTLE)
@@ -159,12 +191,11 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             out["after_kill_first_task_s"] = time.monotonic() - t
     finally:
         worker.kill()
+    if n_drain:
+        out["drain_per_s"] = drain_run(conf, workdir, name, n_drain)
     # a worker on 3 queues (the extra two stay empty), fresh queue and group: no dead members
     queue3 = f"{queue}-3q"
-    conf = {**conf, "task_default_queue": queue3}
-    if "group_id" in conf.get("broker_transport_options", {}):
-        conf["broker_transport_options"] = {**conf["broker_transport_options"],
-                                            "group_id": f"bt-g-{queue3}"}
+    conf = fresh_names(conf, queue3)
     client.conf.update(conf)
     worker = Worker(workdir, conf, f"{queue3},{queue3}-x,{queue3}-y",
                     workdir / f"{name}-3q.log")
@@ -215,6 +246,7 @@ def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
 COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
            ("seq_p50_ms", "seq p50 ms"), ("seq_p99_ms", "seq p99 ms"),
            ("seq3q_p50_ms", "3 queues p50 ms"), ("thru_per_s", "1000 tasks/s"),
+           ("drain_per_s", "backlog drain tasks/s"),
            ("idle_cpu_pct", "idle CPU % (worker+broker)"),
            ("after_idle_ms", "first task after 2 s idle ms"),
            ("after_kill_first_task_s", "first task after kill -9 s")]
@@ -235,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--n-seq", type=int, default=100)
     parser.add_argument("--n-thru", type=int, default=1000)
+    parser.add_argument("--n-drain", type=int, default=2000,
+                        help="backlog a fresh worker drains (0: skip; kombu defaults skip it)")
     parser.add_argument("--skip-stock-default", action="store_true",
                         help="skip kombu's transport with defaults (23 s first task)")
     parser.add_argument("--only", action="append", default=[],
@@ -277,7 +311,8 @@ def main(argv: list[str] | None = None) -> None:
                         tansu = start_tansu(port=int(tansu.url.rsplit(":", 1)[1]))
                     try:
                         row = celery_run(name, conf, tansu.process.pid if pid else None,
-                                         workdir, n_seq, args.n_thru, kill_test)
+                                         workdir, n_seq, args.n_thru, kill_test,
+                                         0 if stock_default else args.n_drain)
                     except Exception as exc:  # noqa: BLE001 - record the failure, keep going
                         row = {"config": name, "error": repr(exc)[:300]}
                     row["round"] = round_
