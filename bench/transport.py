@@ -10,8 +10,9 @@ ready (spawn to "ready."), first task (sent at "ready."), sequential `delay().ge
 the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join), the rate
 at which a fresh worker drains a backlog of 2000 no-ops (the worker alone), CPU% of
 worker (incl. children) + broker over 10 idle seconds (from 2 s after the last task), the
-round trip of a task sent after 2 s without tasks (median of 3), and the first task after a
-SIGKILLed worker's replacement starts. Raw: confluent-kafka produce->consume p50.
+round trip of a task sent after 2 s without tasks (median of 3), the first task after a
+SIGKILLed worker's replacement starts, and how long a warm shutdown (SIGTERM) takes.
+Raw: confluent-kafka produce->consume p50.
 """
 
 from __future__ import annotations
@@ -189,6 +190,10 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             t = time.monotonic()
             noop.delay("k").get(timeout=120)
             out["after_kill_first_task_s"] = time.monotonic() - t
+        t = time.monotonic()  # warm shutdown: SIGTERM to the main process, until it exited
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(60)
+        out["warm_shutdown_s"] = time.monotonic() - t
     finally:
         worker.kill()
     if n_drain:
@@ -249,7 +254,8 @@ COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
            ("drain_per_s", "backlog drain tasks/s"),
            ("idle_cpu_pct", "idle CPU % (worker+broker)"),
            ("after_idle_ms", "first task after 2 s idle ms"),
-           ("after_kill_first_task_s", "first task after kill -9 s")]
+           ("after_kill_first_task_s", "first task after kill -9 s"),
+           ("warm_shutdown_s", "warm shutdown s")]
 
 
 def fmt(values: list[float]) -> str:
