@@ -1,7 +1,7 @@
 """Consumer group membership: a session timeout the broker accepts, rebalances that never end.
 
 Session timeout. tansu parks every JoinGroup for session/2 (research §6), so the default is
-2000 ms; Apache Kafka refuses sessions below its `group.min.session.timeout.ms` (6000 by
+1500 ms; Apache Kafka refuses sessions below its `group.min.session.timeout.ms` (6000 by
 default) with INVALID_SESSION_TIMEOUT, which librdkafka hands to the application as a
 `poll()` error and retries forever. On that error the fetcher rejoins with
 `longer_session()`: the brokers' own minimum when DescribeConfigs tells it, else the next

@@ -17,8 +17,12 @@ _OFFSET_RESETS = frozenset({"earliest", "latest", "smallest", "largest", "beginn
 
 #: Consumer settings that suit tansu and Apache Kafka (research §7.8); user config wins.
 CONSUMER_DEFAULTS: dict[str, Any] = {
-    "session.timeout.ms": 2000,        # tansu parks JoinGroup for session/2 (min 1 s)
-    "heartbeat.interval.ms": 500,      # must stay below session.timeout.ms / 3
+    # tansu parks a JoinGroup for session/2 (1 s steps, at least 1 s) and evicts a dead
+    # member after a session: with 1.5 s a replacement's first join (>= 0.5 s boot + 1 s)
+    # ends after the killed member is gone, so it leads at once (1.6 s to its first task;
+    # 2 s sessions: 4.6 s, the join finds the dead member still leading)
+    "session.timeout.ms": 1500,
+    "heartbeat.interval.ms": 500,      # at most session.timeout.ms / 3
     "max.poll.interval.ms": 300000,
     "partition.assignment.strategy": "range,roundrobin",
     "group.protocol": "classic",       # tansu has no KIP-848

@@ -12,7 +12,7 @@ def test_defaults_suit_tansu() -> None:
     opts = KafkaOptions.from_transport_options({})
     consumer = opts.consumer_config("h:1")
     assert consumer["group.id"] == "celery"
-    assert consumer["session.timeout.ms"] == 2000
+    assert consumer["session.timeout.ms"] == 1500
     assert consumer["heartbeat.interval.ms"] == 500
     assert consumer["fetch.wait.max.ms"] == 5
     assert consumer["group.protocol"] == "classic"

@@ -62,7 +62,7 @@ def test_a_session_the_broker_refuses_is_replaced_by_a_longer_one(
         worker.wait_ready()
         app = cluster.app()
         assert app.send_task("kt.noop", args=["x"]).get(timeout=60) == "x"
-        assert proxy.refused[:1] == [2000]  # the default, refused
+        assert proxy.refused[:1] == [1500]  # the default, refused
         assert proxy.accepted and set(proxy.accepted) == {6000}
         assert "rejoining with 6000" in worker.text()
     finally:
