@@ -166,6 +166,7 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
         if n_thru:
             t = time.perf_counter()
             results = ResultSet([noop.delay(i) for i in range(n_thru)])
+            out["publish_ms"] = (time.perf_counter() - t) * 1000 / n_thru
             # join_native polls every `interval` (0.5 s by default), which would round the
             # measured time up to the next half second
             results.join_native(timeout=120, interval=0.005)
@@ -251,6 +252,7 @@ def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
 COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
            ("seq_p50_ms", "seq p50 ms"), ("seq_p99_ms", "seq p99 ms"),
            ("seq3q_p50_ms", "3 queues p50 ms"), ("thru_per_s", "1000 tasks/s"),
+           ("publish_ms", "of which publish ms/task"),
            ("drain_per_s", "backlog drain tasks/s"),
            ("idle_cpu_pct", "idle CPU % (worker+broker)"),
            ("after_idle_ms", "first task after 2 s idle ms"),

@@ -213,6 +213,10 @@ class Fetcher:
             key = (tp.topic, tp.partition)
             self.tracker.assign(key)
             self._assigned.add(key)
+        try:  # librdkafka keeps a partition's pause across revoke and re-assign
+            consumer.resume(partitions)
+        except KafkaException as exc:
+            logger.debug("kafka: resume on assign: %s", exc)
         self._watch.settled()
         self._woken = True  # new partitions: fetch them at once, then go idle again if quiet
         logger.debug("kafka: assigned %s", [(p.topic, p.partition) for p in partitions])
@@ -358,20 +362,26 @@ class Fetcher:
         self._paused |= keys
 
     def _resume(self, work: Consumer) -> None:
-        """Resume every paused partition and seek it to where it stopped.
+        """Resume every paused partition and make its broker thread fetch it now.
 
-        librdkafka 2.16 starts fetching a resumed partition only when its broker thread
-        next wakes up, up to ~1 s later (measured p50 650 ms); a seek() right after the
-        resume wakes it, and the first record then arrives in < 1 ms.
+        librdkafka 2.16 starts fetching a resumed partition only when its broker thread next
+        wakes up, which it does once a second (`rd_kafka_max_block_ms`): measured p50 650 ms
+        after `resume()`. A seek() right after the resume wakes it (first record < 1 ms),
+        except a seek to offset 0 or to a logical offset; for those, any request to the
+        broker does (a watermark query).
         """
-        work.resume([TopicPartition(t, p) for t, p in self._paused])
-        for key, offset in self._resume_at.items():
-            if key in self._paused:
-                try:
+        paused, self._paused = self._paused, set()
+        work.resume([TopicPartition(t, p) for t, p in paused])
+        for key in sorted(paused):
+            offset = self._resume_at.get(key)
+            try:
+                if offset is not None:
                     work.seek(TopicPartition(key[0], key[1], offset))
-                except KafkaException as exc:  # not fetching yet: it starts where it is
-                    logger.debug("kafka: seek %s to %d: %s", key, offset, exc)
-        self._paused.clear()
+                if offset is None or offset <= 0:
+                    work.get_watermark_offsets(TopicPartition(*key), cached=False,
+                                               timeout=self.options.connect_timeout)
+            except KafkaException as exc:  # not fetching yet: it starts where it is
+                logger.debug("kafka: waking %s at %s: %s", key, offset, exc)
         self._resume_at.clear()
 
     def _start_idle(self, work: Consumer) -> bool:

@@ -62,9 +62,11 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``polling_interval``: ignored (nothing polls on a timer; the fetcher wakes the loop).
 
 librdkafka defaults set here (tansu and Kafka): ``session.timeout.ms`` 1500 (tansu parks each
-JoinGroup for session/2, 1 s at least, and a replacement for a killed worker leads at once), ``heartbeat.interval.ms`` 500, ``group.protocol`` classic, assignment
-``range,roundrobin``, ``fetch.wait.max.ms`` 5 (tansu answers an empty fetch only after about
-half of it; 0 never returns data and is rejected), ``linger.ms`` 0, ``acks`` all,
+JoinGroup for session/2, 1 s at least; with 1.5 s a killed worker's replacement joins after
+the dead member is gone and leads at once), ``heartbeat.interval.ms`` 500, ``group.protocol``
+classic, assignment ``range,roundrobin``, ``fetch.wait.max.ms`` 5 (tansu answers an empty
+fetch only after about half of it; 0 never returns data and is rejected), ``linger.ms`` 0,
+``acks`` all,
 ``socket.nagle.disable``. A broker that refuses the 1500 ms session (Apache Kafka:
 ``group.min.session.timeout.ms``, 6000 by default) answers INVALID_SESSION_TIMEOUT; the consumer
 then rejoins with the broker's minimum (DescribeConfigs) or 6000, 10000, 30000, 45000 in turn,
