@@ -82,3 +82,25 @@ def test_a_configured_session_is_never_changed(
         assert not proxy.accepted
     finally:
         cluster.close()
+
+
+def test_partitions_paused_by_flow_control_are_fetched_again_after_a_rebalance(
+        cluster: Cluster) -> None:
+    """librdkafka keeps a partition's pause across revoke and re-assign: a worker whose
+    partitions were paused when a second worker joined must still consume what it gets back."""
+    cluster.options = {"idle_after": 0, "max_buffered": 2}
+    first = cluster.worker(pool="solo", concurrency=1)
+    first.wait_ready()
+    app = cluster.app()
+    assert app.send_task("kt.noop", args=["warm"]).get(timeout=60) == "warm"
+    slow = {f"s{i:02d}" for i in range(16)}
+    for tag in sorted(slow):  # 0.5 s each: the prefetch window fills, then the inbox: paused
+        app.send_task("kt.late", args=[tag, 0.5])
+    cluster.wait_marks("start", {sorted(slow)[0]}, 20)
+    second = cluster.worker(pool="solo", concurrency=1)  # rebalance while paused
+    second.wait_ready()
+    later = {f"l{i}" for i in range(20)}
+    for tag in sorted(later):
+        app.send_task("kt.noop", args=[tag])
+    cluster.wait_marks("done", slow | later, 60)
+    app.close()
