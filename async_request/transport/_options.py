@@ -142,7 +142,7 @@ class KafkaOptions:
     connect_timeout: float = 5.0
     poll_timeout: float = 0.05
     broadcast_fetch_wait_ms: int = 50
-    max_buffered: int = 256
+    max_buffered: int = 32
     idle_after: float = 1.0
     event_exchanges: frozenset[str] = frozenset({"celeryev"})
     reply_exchanges: frozenset[str] = frozenset({"reply.celery.pidbox"})
@@ -182,7 +182,7 @@ class KafkaOptions:
             connect_timeout=_float(options, "connect_timeout", 5.0, 0.0),
             poll_timeout=_float(options, "poll_timeout", 0.05, 0.0),
             broadcast_fetch_wait_ms=_int(options, "broadcast_fetch_wait_ms", 50, 1),
-            max_buffered=_int(options, "max_buffered", 256, 1),
+            max_buffered=_int(options, "max_buffered", 32, 1),
             idle_after=_float(options, "idle_after", 1.0, 0.0, allow_minimum=True),
             event_exchanges=_names(options, "event_exchanges", ("celeryev",)),
             reply_exchanges=_names(options, "reply_exchanges", ("reply.celery.pidbox",)),

@@ -51,8 +51,10 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
   other threads (subscribe, bind) and acks wait at most this long.
 * ``broadcast_fetch_wait_ms`` (50): ``fetch.wait.max.ms`` of the exchange reader (remote
   control and events tolerate ~25 ms; a lower value costs broker CPU on tansu).
-* ``max_buffered`` (256): work records fetched ahead of delivery; beyond it partitions pause
-  (and resume, with a seek, at half of it).
+* ``max_buffered`` (32): work records fetched ahead of delivery; beyond it partitions pause
+  (and resume, with a seek, at half of it). Small on purpose: a worker that is behind stops
+  fetching records one by one as they arrive and later takes them in one batch (on tansu,
+  1000 tasks cost the broker 0.9 s of CPU instead of 1.7 s; throughput +15 %).
 * ``idle_after`` (1.0 s): after this long without a work record the work partitions pause and
   the exchange reader watches them instead (fewer fetches: idle worker + tansu ~2 % of a core
   instead of ~7 %); the first task after that waits ~25 ms more. 0 disables it.
