@@ -7,8 +7,9 @@ of them alike) and prints a Markdown table of medians with (min-max) ranges.
 
 Measured per Celery configuration (worker: prefork -c2, prefetch multiplier 4):
 ready (spawn to "ready."), first task (sent at "ready."), sequential `delay().get()` p50/p99,
-the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join), the rate
-at which a fresh worker drains a backlog of 2000 no-ops (the worker alone), CPU% of
+the same with the worker on 3 queues, 1000 no-op tasks/s (publish all, then join) and the
+CPU seconds they cost the worker and the servers (broker + Redis, which also holds results),
+the rate at which a fresh worker drains a backlog of 2000 no-ops (the worker alone), CPU% of
 worker (incl. children) + broker over 10 idle seconds (from 2 s after the last task), the
 round trip of a task sent after 2 s without tasks (median of 3), the first task after a
 SIGKILLed worker's replacement starts, and how long a warm shutdown (SIGTERM) takes.
@@ -138,8 +139,28 @@ def drain_run(conf: dict[str, Any], workdir: Path, name: str, n: int) -> float:
         client.close()
 
 
+def process_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def listening_pid(url: str) -> int | None:
+    """The process listening on the port of `url` (redis://host:port/...), if visible."""
+    port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except psutil.AccessDenied:
+        pass
+    return None
+
+
 def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir: Path,
-               n_seq: int, n_thru: int, kill_test: bool, n_drain: int) -> dict[str, Any]:
+               n_seq: int, n_thru: int, kill_test: bool, n_drain: int,
+               redis_pid: int | None = None) -> dict[str, Any]:
+    """One round of one configuration. `broker_pid`: the broker process (idle CPU);
+    `redis_pid`: Redis (results, and the broker of the Redis configuration)."""
     from celery import Celery
     from celery.result import ResultSet
 
@@ -164,6 +185,8 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             lat.append((time.perf_counter() - t) * 1000)
         out["seq_p50_ms"], out["seq_p99_ms"] = pct(lat, 50), pct(lat, 99)
         if n_thru:
+            servers = sorted({pid for pid in (broker_pid, redis_pid) if pid})
+            w0, s0 = worker.cpu_seconds(), process_cpu(servers)
             t = time.perf_counter()
             results = ResultSet([noop.delay(i) for i in range(n_thru)])
             out["publish_ms"] = (time.perf_counter() - t) * 1000 / n_thru
@@ -171,6 +194,9 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             # measured time up to the next half second
             results.join_native(timeout=120, interval=0.005)
             out["thru_per_s"] = n_thru / (time.perf_counter() - t)
+            scale = 1000 / n_thru
+            out["thru_worker_cpu_s"] = (worker.cpu_seconds() - w0) * scale
+            out["thru_server_cpu_s"] = (process_cpu(servers) - s0) * scale
         broker = psutil.Process(broker_pid) if broker_pid else None
         time.sleep(IDLE_SETTLE)
         w0, b0 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
@@ -253,6 +279,8 @@ COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
            ("seq_p50_ms", "seq p50 ms"), ("seq_p99_ms", "seq p99 ms"),
            ("seq3q_p50_ms", "3 queues p50 ms"), ("thru_per_s", "1000 tasks/s"),
            ("publish_ms", "of which publish ms/task"),
+           ("thru_worker_cpu_s", "worker CPU s per 1000"),
+           ("thru_server_cpu_s", "broker + Redis CPU s per 1000"),
            ("drain_per_s", "backlog drain tasks/s"),
            ("idle_cpu_pct", "idle CPU % (worker+broker)"),
            ("after_idle_ms", "first task after 2 s idle ms"),
@@ -288,20 +316,20 @@ def main(argv: list[str] | None = None) -> None:
     redis_service = ensure_redis()
     results_url = redis_url_with_db(redis_service.url, 11)
     redis_broker = redis_url_with_db(redis_service.url, 12)
-    broker_pid = tansu.process.pid if tansu.process else None
+    redis_pid = listening_pid(redis_service.url)
     kafka = f"kafka://{tansu.url}"
-    configs: list[tuple[str, dict[str, Any], int | None, bool]] = [
+    configs: list[tuple[str, dict[str, Any], str, bool]] = [
         ("ours (async_request.transport.kafka, defaults)",
          {"broker_url": kafka, "broker_transport": "async_request.transport.kafka:Transport",
-          "broker_transport_options": {"group_id": "x"}}, broker_pid, True),
+          "broker_transport_options": {"group_id": "x"}}, "tansu", True),
         ("kombu confluentkafka, tuned (research §3.4)",
          {"broker_url": f"confluentkafka://{tansu.url}",
-          "broker_transport_options": STOCK_TUNED}, broker_pid, False),
-        ("Celery on Redis broker", {"broker_url": redis_broker}, None, True),
+          "broker_transport_options": STOCK_TUNED}, "tansu", False),
+        ("Celery on Redis broker", {"broker_url": redis_broker}, "redis", True),
     ]
     if not args.skip_stock_default:
         configs.insert(1, ("kombu confluentkafka, defaults",
-                           {"broker_url": f"confluentkafka://{tansu.url}"}, broker_pid, False))
+                           {"broker_url": f"confluentkafka://{tansu.url}"}, "tansu", False))
     if args.only:
         configs = [c for c in configs if any(word in c[0] for word in args.only)]
     rows: list[dict[str, Any]] = []
@@ -310,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
             workdir = Path(tmp)
             (workdir / "btapp.py").write_text(APP)
             for round_ in range(args.repeat):
-                for name, conf, pid, kill_test in configs:
+                for name, conf, broker, kill_test in configs:
                     conf = {**conf, "result_backend": results_url}
                     stock_default = "defaults" in name and "kombu" in name
                     n_seq = 20 if stock_default else args.n_seq
@@ -318,9 +346,11 @@ def main(argv: list[str] | None = None) -> None:
                         print("tansu died; restarting it", file=sys.stderr)
                         tansu = start_tansu(port=int(tansu.url.rsplit(":", 1)[1]))
                     try:
-                        row = celery_run(name, conf, tansu.process.pid if pid else None,
+                        tansu_pid = tansu.process.pid if tansu.process else None
+                        row = celery_run(name, conf,
+                                         tansu_pid if broker == "tansu" else redis_pid,
                                          workdir, n_seq, args.n_thru, kill_test,
-                                         0 if stock_default else args.n_drain)
+                                         0 if stock_default else args.n_drain, redis_pid)
                     except Exception as exc:  # noqa: BLE001 - record the failure, keep going
                         row = {"config": name, "error": repr(exc)[:300]}
                     row["round"] = round_
