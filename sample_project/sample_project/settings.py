@@ -108,7 +108,10 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
             # pop: the pop then times out now and then and drops the WebSocket. Wait longer.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            # capacity: channels_redis drops messages for a socket beyond it (default 100); a
+            # burst of 1000 requests at ~150 completions/s overflowed it (bench/pipeline.py).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                       "capacity": 1000},
         }
     }
 )

@@ -36,7 +36,8 @@ import os
 REDIS = os.environ["TEST_REDIS_URL"]
 CHANNEL_LAYERS = {{"default": {{"BACKEND": "channels_redis.core.RedisChannelLayer",
                               "CONFIG": {{"hosts": [{{"address": REDIS,
-                                                     "socket_timeout": 30}}]}}}}}}
+                                                     "socket_timeout": 30}}],
+                                         "capacity": 1000}}}}}}
 ASYNC_REQUEST_ASGI_APP = "myproject.asgi:application"
 ASYNC_REQUEST_REDIS_URL = REDIS
 KAFKA_BOOTSTRAP_SERVERS = os.environ["TEST_KAFKA"]
