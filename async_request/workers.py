@@ -25,6 +25,11 @@ from async_request.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: Below this lifetime the consumer group spends much of its time rebalancing: each retirement
+#: and each replacement is a rebalance of a few seconds, and on tansu a group whose membership
+#: changes every ~2 s (3 workers living 5-8 s) wedged within minutes (docs/transport.md).
+SHORT_LIFETIME_SEC = 60
+
 
 def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> float:
     """This worker's lifetime: LIFETIME + random(0..JITTER) seconds, or 0 for forever."""
@@ -37,6 +42,11 @@ def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> fl
 def run_single_worker(app: Celery, settings: Settings, argv: Sequence[str] = ()) -> None:
     """Run one worker in this process; it retires (warm shutdown) after its lifetime."""
     lifetime = lifetime_seconds(settings)
+    if 0 < settings.kafka_consumer_lifetime_sec < SHORT_LIFETIME_SEC:
+        logger.warning("KAFKA_CONSUMER_LIFETIME_SEC=%d is short: every retirement rebalances "
+                       "the consumer group; under %d s the group is rebalancing much of the "
+                       "time (and on tansu constant churn can wedge it)",
+                       settings.kafka_consumer_lifetime_sec, SHORT_LIFETIME_SEC)
     if lifetime:
         def retire() -> None:
             logger.info("worker lifetime of %.0fs reached: warm shutdown", lifetime)

@@ -19,7 +19,9 @@ Two consumers:
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -48,6 +50,9 @@ from .errors import KafkaConnectionError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Work consumers left to the broker's session timeout (see `Fetcher._abandon`).
+_ABANDONED: list[Consumer] = []
 
 #: A repeated consumer error (librdkafka retries a failed JoinGroup every 1-2 s) is logged
 #: at most once per this many seconds.
@@ -192,8 +197,15 @@ class Fetcher:
             consumer.subscribe(list(wanted), on_assign=self._on_assign,
                                on_revoke=self._on_revoke, on_lost=self._on_lost)
             self._watch.joining(monotonic())
+        elif _process_exits_next():
+            # a stopping worker stays in the group (and keeps serving rebalances) until
+            # `_shutdown`, which leaves it or, while it rebalances, abandons it; what it still
+            # fetches is dropped, not acked, and redelivered to the next owner
+            return
         else:
-            self._settle_before_leaving(consumer)
+            if not self._settle_before_leaving(consumer):
+                logger.warning("kafka: leaving group %r while it rebalances",
+                               self.options.group_id)
             consumer.unsubscribe()
             self._watch.settled()
         self._subscribed = wanted
@@ -324,19 +336,20 @@ class Fetcher:
         topics, self._work_topics, self._subscribed = self._work_topics, {}, ()
         self.set_work_queues(topics)
 
-    def _settle_before_leaving(self, work: Consumer) -> None:
+    def _settle_before_leaving(self, work: Consumer) -> bool:
         """Wait (bounded) until this member is not in a rebalance, so that leaving cannot
-        wedge tansu's group; a rebalance that just began shows up within a heartbeat."""
+        wedge tansu's group; a rebalance that just began shows up within a heartbeat.
+        False when the group still rebalances at the deadline."""
         config = self.options.consumer_config("")
         heartbeat = int(config.get("heartbeat.interval.ms", 500)) / 1000
         started = monotonic()
         deadline = started + self._session_ms / 1000 + 1.0
         while monotonic() < deadline:
             if monotonic() - started >= heartbeat and not self._watch.rebalancing:
-                return
+                return True
             self._apply_acks()
             work.poll(0.05)  # serves rebalance callbacks; a record is dropped (redelivered)
-        logger.warning("kafka: leaving group %r while it rebalances", self.options.group_id)
+        return False
 
     # -- pacing: flow control and idle mode (see _pacing.py) ---------------------------------
     def _pace(self, work: Consumer) -> None:
@@ -446,9 +459,43 @@ class Fetcher:
         work = self._work
         if work is not None:
             self._apply_acks()
-            if self._subscribed:
-                self._settle_before_leaving(work)
+            settled = not self._subscribed or self._settle_before_leaving(work)
             self._apply_acks()
             self._work = None
-            work.close()  # librdkafka commits the stored (acked) positions and leaves the group
+            if settled:
+                work.close()  # librdkafka commits the stored (acked) positions, leaves the group
+            elif _process_exits_next():
+                self._abandon(work)
+            else:
+                logger.warning("kafka: leaving group %r while it rebalances",
+                               self.options.group_id)
+                work.close()
         self.reader.close()
+
+    def _abandon(self, work: Consumer) -> None:
+        """Exit without leaving the group: commit the acked prefix, never close the consumer.
+
+        A LeaveGroup while the group rebalances can wedge it on tansu (`_group.py`); a member
+        that just disappears is evicted after its session, which is always safe (the same as
+        a SIGKILLed worker). `close()`, and the destructor that would call it, send a
+        LeaveGroup, so the consumer is kept alive until the process ends: an extra reference
+        the interpreter never drops, so finalization does not destroy it either.
+        """
+        if not self.options.enable_auto_commit:
+            try:
+                work.commit(asynchronous=False)
+            except KafkaException as exc:  # the next owner redelivers what was not committed
+                logger.debug("kafka: commit before exit: %s", exc)
+        _ABANDONED.append(work)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))
+        logger.warning("kafka: group %r still rebalances at shutdown; not leaving it (that can "
+                       "wedge a tansu group): the broker drops this member after its session "
+                       "(%d ms)", self.options.group_id, self._session_ms)
+
+
+def _process_exits_next() -> bool:
+    """True in a Celery worker that is shutting down (warm or cold): the process ends after
+    this connection closes. Elsewhere (a connection reset, a plain kombu consumer) False."""
+    state = sys.modules.get("celery.worker.state")
+    return state is not None and (getattr(state, "should_stop", None) is not None
+                                  or getattr(state, "should_terminate", None) is not None)

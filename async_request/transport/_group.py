@@ -11,8 +11,10 @@ Rebalances that never end. tansu keeps naming a group leader that left (LeaveGro
 group was rebalancing; only the leader can complete the rebalance, so no member ever gets
 partitions again and no client sees an error (group study, tansu `Inner<Forming>::leave`; the
 rebalance state is otherwise healthy). The fetcher avoids being that leader: it leaves only
-when its member is not rebalancing (`RebalanceWatch.rebalancing`), and it reports a member
-that stays in a rebalance far longer than any normal one (`overdue()`).
+when its member is not rebalancing (`RebalanceWatch.rebalancing`); a worker process that
+exits while its group rebalances skips the LeaveGroup and lets its session expire (eviction
+clears the leader); and it reports a member that stays in a rebalance far longer than any
+normal one (`overdue()`).
 """
 
 from __future__ import annotations

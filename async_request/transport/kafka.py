@@ -96,8 +96,10 @@ Guarantees
   they are at-most-once, as over AMQP.
 * A worker leaves its consumer group only when its member is not rebalancing (bounded by the
   session timeout): tansu keeps a leader that left during a rebalance and then never
-  completes it (`_group.py`). A rebalance that lasts far longer than normal is logged as an
-  error.
+  completes it (`_group.py`). A Celery worker that is shutting down while its group still
+  rebalances does not leave at all: it commits its acked prefix and exits without a
+  LeaveGroup, and the broker drops the member after its session, as after a SIGKILL. A
+  rebalance that lasts far longer than normal is logged as an error.
 
 Departures from kombu's ``confluentkafka`` transport (and why)
 ==============================================================
