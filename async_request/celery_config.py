@@ -36,6 +36,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "auto_offset_reset": settings.kafka_auto_offset_reset,
         "enable_auto_commit": settings.kafka_enable_auto_commit,
         "auto_commit_interval_ms": settings.kafka_auto_commit_interval_ms,
+        "leave_group_on_shutdown": settings.kafka_leave_group_on_shutdown,
         "kafka_config": dict(settings.kafka_config),
         "publish_timeout": settings.kafka_publish_timeout_sec,
     }

@@ -459,12 +459,16 @@ class Fetcher:
         work = self._work
         if work is not None:
             self._apply_acks()
-            settled = not self._subscribed or self._settle_before_leaving(work)
+            exiting = bool(self._subscribed) and _process_exits_next()
+            if exiting and not self.options.leave_group_on_shutdown:
+                settled = False
+            else:
+                settled = not self._subscribed or self._settle_before_leaving(work)
             self._apply_acks()
             self._work = None
             if settled:
                 work.close()  # librdkafka commits the stored (acked) positions, leaves the group
-            elif _process_exits_next():
+            elif exiting:
                 self._abandon(work)
             else:
                 logger.warning("kafka: leaving group %r while it rebalances",
@@ -488,9 +492,10 @@ class Fetcher:
                 logger.debug("kafka: commit before exit: %s", exc)
         _ABANDONED.append(work)
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))
-        logger.warning("kafka: group %r still rebalances at shutdown; not leaving it (that can "
-                       "wedge a tansu group): the broker drops this member after its session "
-                       "(%d ms)", self.options.group_id, self._session_ms)
+        logger.log(logging.INFO if not self.options.leave_group_on_shutdown else logging.WARNING,
+                   "kafka: not leaving group %r (it rebalances, or leave_group_on_shutdown is "
+                   "off): the broker drops this member after its session (%d ms)",
+                   self.options.group_id, self._session_ms)
 
 
 def _process_exits_next() -> bool:

@@ -58,6 +58,10 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``idle_after`` (1.0 s): after this long without a work record the work partitions pause and
   the exchange reader watches them instead (fewer fetches: idle worker + tansu ~2 % of a core
   instead of ~7 %); the first task after that waits ~25 ms more. 0 disables it.
+* ``leave_group_on_shutdown`` (True): a stopping Celery worker sends a LeaveGroup once its
+  group is not rebalancing, so its partitions move at once. False: it never does and the
+  broker drops it after its session (``session.timeout.ms`` later). On tansu, where a
+  LeaveGroup that races a join can wedge the group, choose False if workers restart often.
 * ``event_exchanges`` (``["celeryev"]``): topic exchanges routed through exchange topics.
 * ``reply_exchanges`` (``["reply.celery.pidbox"]``): direct exchanges routed the same way
   (replies to remote control go to a queue only the client process has bound).

@@ -18,6 +18,9 @@ def test_defaults_suit_tansu() -> None:
     assert consumer["group.protocol"] == "classic"
     assert consumer["enable.auto.offset.store"] is False
     assert opts.producer_config("h:1")["message.timeout.ms"] == 10000
+    assert opts.leave_group_on_shutdown is True
+    assert KafkaOptions.from_transport_options(
+        {"leave_group_on_shutdown": "false"}).leave_group_on_shutdown is False
 
 
 def test_options_reach_librdkafka_configs() -> None:
@@ -45,7 +48,7 @@ def test_options_reach_librdkafka_configs() -> None:
     ("num_partitions", 0), ("num_partitions", "many"), ("auto_offset_reset", "sometimes"),
     ("enable_auto_commit", "perhaps"), ("publish_timeout", 0), ("publish_timeout", "soon"),
     ("kafka_config", ["a"]), ("group_id", ""), ("auto_commit_interval_ms", -1),
-    ("event_exchanges", 5),
+    ("event_exchanges", 5), ("leave_group_on_shutdown", "sometimes"),
 ])
 def test_bad_values_name_key_and_value(key: str, value: object) -> None:
     with pytest.raises(KafkaConfigError) as info:
