@@ -23,7 +23,7 @@ also be comma separated. Booleans accept true/false, 1/0, yes/no, on/off. A wron
 | KAFKA_AUTO_OFFSET_RESET | earliest | earliest, latest (or smallest/largest) |
 | KAFKA_ENABLE_AUTO_COMMIT | false | commit offsets in the background (see docs/transport.md) |
 | KAFKA_AUTO_COMMIT_INTERVAL_MS | 1000 | how often committed offsets are sent |
-| KAFKA_LEAVE_GROUP_ON_SHUTDOWN | true | false: a stopping worker is dropped after its session instead (tansu with frequent restarts, docs/transport.md) |
+| KAFKA_LEAVE_GROUP_ON_SHUTDOWN | false | true: a stopping worker sends a LeaveGroup once its group is not rebalancing (faster handover; on tansu it can wedge the group, docs/transport.md) |
 | KAFKA_LOG_LEVEL | INFO | log level of the workers |
 | KAFKA_TASKS | [] | modules the worker imports to register more tasks |
 | KAFKA_CONFIG | {} | librdkafka options for producer and consumer (SASL, SSL, ...) |
@@ -74,7 +74,7 @@ class Settings:
     kafka_auto_offset_reset: str = "earliest"
     kafka_enable_auto_commit: bool = False
     kafka_auto_commit_interval_ms: int = 1000
-    kafka_leave_group_on_shutdown: bool = True
+    kafka_leave_group_on_shutdown: bool = False
     kafka_log_level: str = "INFO"
     kafka_tasks: tuple[str, ...] = ()
     kafka_config: Mapping[str, Any] = field(default_factory=dict)

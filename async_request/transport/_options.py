@@ -144,7 +144,7 @@ class KafkaOptions:
     broadcast_fetch_wait_ms: int = 50
     max_buffered: int = 32
     idle_after: float = 1.0
-    leave_group_on_shutdown: bool = True
+    leave_group_on_shutdown: bool = False
     event_exchanges: frozenset[str] = frozenset({"celeryev"})
     reply_exchanges: frozenset[str] = frozenset({"reply.celery.pidbox"})
 
@@ -185,7 +185,7 @@ class KafkaOptions:
             broadcast_fetch_wait_ms=_int(options, "broadcast_fetch_wait_ms", 50, 1),
             max_buffered=_int(options, "max_buffered", 32, 1),
             idle_after=_float(options, "idle_after", 1.0, 0.0, allow_minimum=True),
-            leave_group_on_shutdown=_bool(options, "leave_group_on_shutdown", True),
+            leave_group_on_shutdown=_bool(options, "leave_group_on_shutdown", False),
             event_exchanges=_names(options, "event_exchanges", ("celeryev",)),
             reply_exchanges=_names(options, "reply_exchanges", ("reply.celery.pidbox",)),
         )

@@ -58,10 +58,11 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``idle_after`` (1.0 s): after this long without a work record the work partitions pause and
   the exchange reader watches them instead (fewer fetches: idle worker + tansu ~2 % of a core
   instead of ~7 %); the first task after that waits ~25 ms more. 0 disables it.
-* ``leave_group_on_shutdown`` (True): a stopping Celery worker sends a LeaveGroup once its
-  group is not rebalancing, so its partitions move at once. False: it never does and the
-  broker drops it after its session (``session.timeout.ms`` later). On tansu, where a
-  LeaveGroup that races a join can wedge the group, choose False if workers restart often.
+* ``leave_group_on_shutdown`` (False): a stopping Celery worker sends no LeaveGroup; the
+  broker drops it after its session (``session.timeout.ms``), as after a SIGKILL, and its
+  partitions move then. True: it leaves once its group is not rebalancing, so its partitions
+  move at once; safe on Apache Kafka, but on tansu a LeaveGroup that races a join can wedge
+  the group for good (docs/transport.md, Known issues), and a 202 must reach a result.
 * ``event_exchanges`` (``["celeryev"]``): topic exchanges routed through exchange topics.
 * ``reply_exchanges`` (``["reply.celery.pidbox"]``): direct exchanges routed the same way
   (replies to remote control go to a queue only the client process has bound).
@@ -100,9 +101,10 @@ Guarantees
   they are at-most-once, as over AMQP.
 * A worker leaves its consumer group only when its member is not rebalancing (bounded by the
   session timeout): tansu keeps a leader that left during a rebalance and then never
-  completes it (`_group.py`). A Celery worker that is shutting down while its group still
-  rebalances does not leave at all: it commits its acked prefix and exits without a
-  LeaveGroup, and the broker drops the member after its session, as after a SIGKILL. A
+  completes it (`_group.py`). A Celery worker that is shutting down does not leave at all by
+  default (``leave_group_on_shutdown``), nor with it on while its group still rebalances: it
+  commits its acked prefix and exits without a LeaveGroup, and the broker drops the member
+  after its session, as after a SIGKILL. A
   rebalance that lasts far longer than normal is logged as an error.
 
 Departures from kombu's ``confluentkafka`` transport (and why)

@@ -18,9 +18,9 @@ def test_defaults_suit_tansu() -> None:
     assert consumer["group.protocol"] == "classic"
     assert consumer["enable.auto.offset.store"] is False
     assert opts.producer_config("h:1")["message.timeout.ms"] == 10000
-    assert opts.leave_group_on_shutdown is True
+    assert opts.leave_group_on_shutdown is False
     assert KafkaOptions.from_transport_options(
-        {"leave_group_on_shutdown": "false"}).leave_group_on_shutdown is False
+        {"leave_group_on_shutdown": "true"}).leave_group_on_shutdown is True
 
 
 def test_options_reach_librdkafka_configs() -> None:
