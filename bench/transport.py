@@ -197,11 +197,11 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             scale = 1000 / n_thru
             out["thru_worker_cpu_s"] = (worker.cpu_seconds() - w0) * scale
             out["thru_server_cpu_s"] = (process_cpu(servers) - s0) * scale
-        broker = psutil.Process(broker_pid) if broker_pid else None
+        broker = [broker_pid] if broker_pid else []
         time.sleep(IDLE_SETTLE)
-        w0, b0 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
+        w0, b0 = worker.cpu_seconds(), process_cpu(broker)
         time.sleep(IDLE_WINDOW)
-        w1, b1 = worker.cpu_seconds(), (sum(broker.cpu_times()[:2]) if broker else 0.0)
+        w1, b1 = worker.cpu_seconds(), process_cpu(broker)
         out["idle_cpu_pct"] = 100 * ((w1 - w0) + (b1 - b0)) / IDLE_WINDOW
         wake = []
         for i in range(3):  # the first task after an idle pause (ours: the wake-up path)

@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Work consumers left to the broker's session timeout (see `Fetcher._abandon`).
-_ABANDONED: list[Consumer] = []
-
 #: A repeated consumer error (librdkafka retries a failed JoinGroup every 1-2 s) is logged
 #: at most once per this many seconds.
 _ERROR_LOG_INTERVAL = 30.0
@@ -204,8 +201,7 @@ class Fetcher:
             return
         else:
             if not self._settle_before_leaving(consumer):
-                logger.warning("kafka: leaving group %r while it rebalances",
-                               self.options.group_id)
+                self._warn_leaving_mid_rebalance()
             consumer.unsubscribe()
             self._watch.settled()
         self._subscribed = wanted
@@ -459,22 +455,26 @@ class Fetcher:
         work = self._work
         if work is not None:
             self._apply_acks()
-            exiting = bool(self._subscribed) and _process_exits_next()
-            if exiting and not self.options.leave_group_on_shutdown:
-                settled = False
-            else:
-                settled = not self._subscribed or self._settle_before_leaving(work)
+            stay = bool(self._subscribed) and not self._may_leave(work)
             self._apply_acks()
             self._work = None
-            if settled:
-                work.close()  # librdkafka commits the stored (acked) positions, leaves the group
-            elif exiting:
+            if stay and _process_exits_next():
                 self._abandon(work)
             else:
-                logger.warning("kafka: leaving group %r while it rebalances",
-                               self.options.group_id)
-                work.close()
+                if stay:
+                    self._warn_leaving_mid_rebalance()
+                work.close()  # librdkafka commits the stored (acked) positions, leaves the group
         self.reader.close()
+
+    def _may_leave(self, work: Consumer) -> bool:
+        """Whether this member may send its LeaveGroup now: never from an exiting worker
+        unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
+        if _process_exits_next() and not self.options.leave_group_on_shutdown:
+            return False
+        return self._settle_before_leaving(work)
+
+    def _warn_leaving_mid_rebalance(self) -> None:
+        logger.warning("kafka: leaving group %r while it rebalances", self.options.group_id)
 
     def _abandon(self, work: Consumer) -> None:
         """Exit without leaving the group: commit the acked prefix, never close the consumer.
@@ -490,7 +490,6 @@ class Fetcher:
                 work.commit(asynchronous=False)
             except KafkaException as exc:  # the next owner redelivers what was not committed
                 logger.debug("kafka: commit before exit: %s", exc)
-        _ABANDONED.append(work)
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))
         logger.log(logging.INFO if not self.options.leave_group_on_shutdown else logging.WARNING,
                    "kafka: not leaving group %r (it rebalances, or leave_group_on_shutdown is "
