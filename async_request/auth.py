@@ -14,13 +14,15 @@ from typing import Any, Literal
 
 import jwt
 
-from async_request.exceptions import AuthenticationError, InvalidChannelError
+from async_request.exceptions import (
+    AnonymousDisabledError,
+    AuthenticationError,
+    InvalidChannelError,
+)
+from async_request.headers import ASYNC_HEADER, async_mode
 from async_request.settings import Settings
 
-ASYNC_HEADER = "x-async-request"
 CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
-TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
-FALSE_VALUES = frozenset({"", "false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -40,18 +42,6 @@ class Owner:
         if kind not in ("user", "anon") or not ident:
             raise ValueError(f"not an owner: {text!r}")
         return cls(kind, ident)  # type: ignore[arg-type]
-
-
-def async_mode(value: str | None) -> Literal["sync", "token", "channel"]:
-    """Classify an `X-Async-Request` value: run now, async as the token's user, or a channel."""
-    if value is None:
-        return "sync"
-    text = value.strip().lower()
-    if text in FALSE_VALUES:
-        return "sync"
-    if text in TRUE_VALUES:
-        return "token"
-    return "channel"
 
 
 def validate_channel(name: str) -> str:
@@ -113,14 +103,11 @@ def resolve_owner(headers: Mapping[str, str], settings: Settings) -> Owner:
             "send 'Authorization: Bearer <token>', or 'X-Async-Request: <channel name>' "
             "for an anonymous client"
         )
+    return channel_owner(value, settings)
+
+
+def channel_owner(name: str, settings: Settings) -> Owner:
+    """Owner of an anonymous channel name; refused when anonymous use is off or the name is bad."""
     if not settings.allow_anonymous:
-        raise AuthenticationError("anonymous async requests are disabled; send a Bearer token")
-    return Owner("anon", validate_channel(value))
-
-
-def headers_from_scope(scope: Mapping[str, Any]) -> dict[str, str]:
-    """Lower-cased header names to latin-1 values; the first occurrence wins."""
-    result: dict[str, str] = {}
-    for name, value in scope.get("headers", ()):
-        result.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
-    return result
+        raise AnonymousDisabledError("anonymous async requests are disabled; send a Bearer token")
+    return Owner("anon", validate_channel(name))

@@ -10,18 +10,23 @@ Choices, and why:
   a worker killed mid-replay leaves it to be redelivered (the 202 promise); the registry's claim
   keeps a redelivered request from running twice.
 - `worker_prefetch_multiplier = 1`: replays are heavy; a worker holds only what it runs.
-- `result_backend_always_retry`: a Redis outage delays storing a result, never drops it.
+- The replay task's outcome lives in the operation store (`store.py`), so the task ignores its
+  result (no result-backend write per replay, no result subscription per publish); the result
+  backend stays configured for a project's own tasks (KAFKA_TASKS), and
+  `result_backend_always_retry` makes a Redis outage delay their results, never drop them.
+- Task events stay on: Flower's received/started/succeeded/failed come from them.
 - JSON only: messages are readable by any Kafka tool, and no pickle.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import import_module
 from typing import Any
 
 from celery import Celery
 
+from async_request._dotted import import_object
+from async_request.exceptions import ConfigurationError
 from async_request.settings import Settings, get_settings
 
 TASK_NAME = "async_request.replay_request"
@@ -58,7 +63,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "task_track_started": True,
         "task_send_sent_event": True,
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
@@ -84,21 +88,13 @@ def create_celery_app(main: str = "async_request", settings: Settings | None = N
     return configure_celery(Celery(main), settings)
 
 
-def _import_object(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    module = import_module(module_name)
-    return getattr(module, attr or "app")
-
-
 @lru_cache(maxsize=1)
 def get_celery_app() -> Celery:
     """The Celery app that carries our tasks (ASYNC_REQUEST_CELERY_APP, else built)."""
     settings = get_settings()
     if settings.celery_app:
-        app = _import_object(settings.celery_app)
+        app = import_object(settings.celery_app, "app", "ASYNC_REQUEST_CELERY_APP")
         if not isinstance(app, Celery):
-            from async_request.exceptions import ConfigurationError
-
             raise ConfigurationError(
                 f"setting ASYNC_REQUEST_CELERY_APP = {settings.celery_app!r} is not a Celery app"
             )

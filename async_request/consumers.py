@@ -17,16 +17,26 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from async_request.auth import Owner, user_owner, validate_channel
-from async_request.exceptions import AuthenticationError, InvalidChannelError
+from async_request.auth import Owner, channel_owner, user_owner
+from async_request.exceptions import AsyncRequestError, AuthenticationError
 from async_request.notifications import client_payload, group_for
-from async_request.settings import get_settings
+from async_request.problems import close_code, problem_for
+from async_request.results.status import task_state
+from async_request.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
+
+def owner_from_query(query_string: bytes, settings: Settings) -> Owner:
+    """The owner a socket subscribes as: `?token=<JWT>` (a user) or `?channel=<name>`."""
+    query = parse_qs(query_string.decode("latin-1"))
+    token = next(iter(query.get("token", [])), None)
+    channel = next(iter(query.get("channel", [])), None)
+    if token:
+        return user_owner(token, settings)
+    if channel:
+        return channel_owner(channel, settings)
+    raise AuthenticationError("send ?token=<JWT> or ?channel=<name>")
 
 
 class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -36,27 +46,11 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     group: str | None = None
 
     async def connect(self) -> None:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        token = (query.get("token") or [None])[0]
-        channel = (query.get("channel") or [None])[0]
-        settings = get_settings()
         await self.accept()
         try:
-            if token:
-                self.owner = user_owner(token, settings)
-            elif channel and settings.allow_anonymous:
-                self.owner = Owner("anon", validate_channel(channel))
-            elif channel:
-                await self._refuse(CLOSE_FORBIDDEN, "anonymous subscriptions are disabled")
-                return
-            else:
-                await self._refuse(CLOSE_UNAUTHORIZED, "send ?token=<JWT> or ?channel=<name>")
-                return
-        except InvalidChannelError as exc:
-            await self._refuse(CLOSE_BAD_REQUEST, str(exc))
-            return
-        except AuthenticationError as exc:
-            await self._refuse(CLOSE_UNAUTHORIZED, str(exc))
+            self.owner = owner_from_query(self.scope.get("query_string", b""), get_settings())
+        except AsyncRequestError as exc:
+            await self._refuse(close_code(exc), str(exc))
             return
         self.group = group_for(self.owner)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -77,10 +71,13 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
         elif content.get("action") == "status" and isinstance(content.get("task_id"), str):
-            from async_request.results.status import task_state
-
-            state = await sync_to_async(task_state, thread_sensitive=False)(
-                content["task_id"], self.owner)
+            try:
+                state = await sync_to_async(task_state, thread_sensitive=False)(
+                    content["task_id"], self.owner)
+            except AsyncRequestError as exc:  # the store is down: say so, keep the socket
+                await self.send_json({"type": "error", "code": problem_for(exc).status,
+                                      "detail": str(exc)})
+                return
             await self.send_json({"type": "status", "task_id": content["task_id"],
                                   "state": state})
 

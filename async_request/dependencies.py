@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from async_request.problems import PROBLEM_CONTENT_TYPE, problem
+from async_request.problems import Problem, django_response, starlette_response
 from async_request.types import INTERNAL_SCOPE_KEY
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,24 +49,33 @@ class AsyncRequiredError(HTTPException):
     """A route that needs `X-Async-Request` was called directly."""
 
 
-async def _problem_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse(problem(exc.status_code, str(exc.detail)), status_code=exc.status_code,
-                        media_type=PROBLEM_CONTENT_TYPE, headers=exc.headers)
+async def _http_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # registered for HTTPException only
+    return starlette_response(Problem(exc.status_code, str(exc.detail),
+                                      tuple((exc.headers or {}).items())))
+
+
+async def _validation_problem(request: Request, exc: Exception) -> Response:
+    # FastAPI's default 422 echoes the input, and fails with a 500 on bytes that are not
+    # UTF-8; this one says where the input is wrong, without echoing it.
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]  # type: ignore[attr-defined]
+    return starlette_response(Problem(422, "the request is invalid", extra={"errors": errors}))
 
 
 def problem_exception_handlers() -> dict[Any, Any]:
-    """Exception handlers for `FastAPI(exception_handlers=...)`: our errors as problem+json."""
-    return {AsyncRequiredError: _problem_handler}
+    """Handlers for `FastAPI(exception_handlers=...)`: HTTP errors and 422s as problem+json."""
+    handlers: dict[Any, Any] = {HTTPException: _http_problem}
+    try:
+        from fastapi.exceptions import RequestValidationError
+    except ImportError:  # a Starlette app without FastAPI
+        return handlers
+    handlers[RequestValidationError] = _validation_problem
+    return handlers
 
 
 def _conflict_response() -> Any:
-    import json
-
-    from django.http import HttpResponse
-
-    return HttpResponse(json.dumps(problem(409, REQUIRE_ASYNC_DETAIL)), status=409,
-                        content_type=PROBLEM_CONTENT_TYPE)
+    return django_response(Problem(409, REQUIRE_ASYNC_DETAIL))
 
 
 def require_async_view(view: F) -> F:

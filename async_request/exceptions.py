@@ -1,4 +1,7 @@
-"""Errors of async-request: one base class and one subclass per failure a caller can handle."""
+"""Errors of async-request: one base class and one subclass per failure a caller can handle.
+
+Which HTTP answer each refusal gets is decided once, in `problems.problem_for`.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,36 @@ class InvalidChannelError(AuthenticationError):
     """An anonymous channel name does not match the allowed length and characters."""
 
 
+class AnonymousDisabledError(AuthenticationError):
+    """An anonymous channel was used while ASYNC_REQUEST_ALLOW_ANONYMOUS is off."""
+
+
+class RequestRefusedError(AsyncRequestError):
+    """A request cannot be deferred as sent (method, declared length); nothing was kept."""
+
+
+class MethodNotDeferrableError(RequestRefusedError):
+    """The method (CONNECT, TRACE, a made-up verb) cannot run in the background."""
+
+
+class BadContentLengthError(RequestRefusedError):
+    """The Content-Length header is not a number."""
+
+
+class BodyTooLargeError(RequestRefusedError):
+    """The request body is above ASYNC_REQUEST_MAX_BODY_BYTES."""
+
+
+class UnknownOperationError(AsyncRequestError):
+    """No operation with this id belongs to the caller (unknown, malformed, or another's)."""
+
+
+class StoreUnavailableError(AsyncRequestError):
+    """Redis (the operation store) could not be reached."""
+
+
 class EnqueueError(AsyncRequestError):
-    """The request could not be queued (broker or Redis unreachable); nothing was kept."""
+    """The message broker did not take the task; nothing was queued."""
 
 
 class EnvelopeError(AsyncRequestError):
@@ -33,7 +64,3 @@ class ReplayTimeoutError(AsyncRequestError):
 
 class ReplayInterruptedError(AsyncRequestError):
     """An earlier run of a non-idempotent request died mid-way; it is not run again."""
-
-
-class RegistryUnavailableError(AsyncRequestError):
-    """Redis (task registry and results) could not be reached."""

@@ -1,15 +1,18 @@
-"""What a worker does with one queued request: claim it, replay it, record the outcome.
+"""What a worker does with one queued request: claim → replay → store → notify.
 
-The claim (see `registry.Registry.claim`) is what keeps a redelivered request from running
-twice: a run that finished hands back its stored result. A run that died mid-way (worker killed,
-its lease expired) leaves the outcome unknown; the rule for it (`may_run_again`):
+The claim (see `store.OperationStore.claim`) keeps a redelivered request from running twice: a
+run that finished hands back its stored outcome. A run that died mid-way (worker killed, its
+lease expired) leaves the outcome unknown; the rule for it (`may_run_again`):
 
-- idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: RFC 9110 §9.2.2) run again;
+- idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE: RFC 9110 §9.2.2) run again;
 - a request carrying an `Idempotency-Key` header runs again (the app promised to honour it);
 - a route listed in ASYNC_REQUEST_IDEMPOTENT_ROUTES runs again: it deduplicates on the task id
   that `dependencies.replay_of()` gives it (the sample's order creation does);
-- anything else (a plain POST or PATCH) is not run a second time: the task ends `failed` with an
-  "interrupted" error, and the client decides.
+- anything else (a plain POST or PATCH) is not run a second time: the operation ends `failed`
+  with an "interrupted" error, and the client decides.
+
+Every outcome, failures included, is written to the store first and then told to the owner;
+the owner is the one the store recorded at accept time, never one named by the message.
 """
 
 from __future__ import annotations
@@ -19,26 +22,28 @@ import logging
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
-from importlib import import_module
 from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from async_request._dotted import import_object
+from async_request.auth import Owner
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
+    AsyncRequestError,
     ConfigurationError,
     EnvelopeError,
     ReplayInterruptedError,
-    ReplayTimeoutError,
 )
-from async_request.registry import Registry, get_registry
-from async_request.replay import replay
+from async_request.notifications import publish
+from async_request.replay import ReplayResult, replay
 from async_request.settings import Settings, get_settings
+from async_request.store import Claim, OperationStore, get_store
 from async_request.types import ASGIApp
 
 logger = logging.getLogger(__name__)
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
@@ -60,22 +65,32 @@ def load_asgi_app(path: str) -> ASGIApp:
             "setting ASYNC_REQUEST_ASGI_APP is empty: the worker needs the dotted path of the "
             "ASGI app to replay requests into, e.g. 'myproject.asgi:application'"
         )
-    module_name, _, attr = path.partition(":")
-    try:
-        app: ASGIApp = getattr(import_module(module_name), attr or "application")
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"setting ASYNC_REQUEST_ASGI_APP = {path!r}: {exc}") from exc
+    app: ASGIApp = import_object(path, "application", "ASYNC_REQUEST_ASGI_APP")
     return app
 
 
+def preload_asgi_app(**_: Any) -> None:
+    """Import the replay target when a worker (or pool process) starts, not on its first task."""
+    path = get_settings().asgi_app
+    if path:
+        load_asgi_app(path)
+
+
+def short_error(exc: BaseException) -> str:
+    """A one-line reason for a failed operation, never a traceback."""
+    if isinstance(exc, AsyncRequestError) and not isinstance(exc, ConfigurationError):
+        return str(exc)[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 @contextlib.contextmanager
-def _lease(registry: Registry, task_id: str, worker: str) -> Iterator[None]:
+def _lease(store: OperationStore, task_id: str, worker: str) -> Iterator[None]:
     """Keep renewing our claim while the replay runs, so others know we are alive."""
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(registry.lease_sec / 3):
-            registry.renew(task_id, worker)
+        while not stop.wait(store.lease_sec / 3):
+            store.renew(task_id, worker)
 
     thread = threading.Thread(target=beat, name=f"lease-{task_id}", daemon=True)
     thread.start()
@@ -87,43 +102,58 @@ def _lease(registry: Registry, task_id: str, worker: str) -> Iterator[None]:
 
 
 def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict[str, Any]:
-    """Replay one queued request exactly once and return its result record."""
-    settings = get_settings()
+    """Run one queued request exactly once; return a summary {task_id, state, status}.
+
+    Raises (after recording the failure and telling the owner) when the operation failed, so
+    Celery and Flower see the task as failed too.
+    """
     envelope = RequestEnvelope.from_dict(envelope_data)
     if envelope.task_id != task_id:
         raise EnvelopeError(f"envelope of task {envelope.task_id} delivered as task {task_id}")
-    registry = get_registry()
-    if not registry.known(task_id):
+    store = get_store()
+    claim = store.claim(task_id, worker)
+    if claim.action == "unknown":
         # Withdrawn after a failed publish (the client got 503), or older than the result expiry.
-        raise EnvelopeError(f"task {task_id} is unknown to the registry (withdrawn or expired)")
-    claim = registry.claim(task_id, worker, wait_sec=registry.lease_sec + 5)
-    if claim.action == "done" and claim.result is not None:
-        logger.info("task %s already ran; returning its stored result", task_id)
-        return claim.result
+        raise EnvelopeError(f"task {task_id} is unknown to the store (withdrawn or expired)")
+    owner = Owner.parse(claim.owner)
+    if claim.action == "done":
+        logger.info("task %s already ran; its stored outcome stands", task_id)
+        publish(owner, task_id, "completed")
+        return {"task_id": task_id, "state": "completed",
+                "status": (claim.result or {}).get("status")}
     if claim.action == "failed":
+        publish(owner, task_id, "failed")
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
+    try:
+        result = _replay(envelope, claim, store, worker)
+    except Exception as exc:
+        store.fail(task_id, short_error(exc))
+        publish(owner, task_id, "failed")
+        raise
+    store.finish(task_id, result.to_dict())
+    publish(owner, task_id, "completed")
+    return {"task_id": task_id, "state": "completed", "status": result.status}
+
+
+def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
+            worker: str) -> ReplayResult:
+    settings = get_settings()
+    task_id = envelope.task_id
     if claim.action == "resume" and not may_run_again(envelope, settings):
-        message = (f"an earlier run of this {envelope.method} request stopped mid-way; "
-                   "it is not run again because the method is not idempotent")
-        registry.fail(task_id, message)
-        raise ReplayInterruptedError(message)
+        raise ReplayInterruptedError(
+            f"an earlier run of this {envelope.method} request stopped mid-way; it is not "
+            "run again because the method is not idempotent")
     if claim.action == "resume":
         logger.warning("task %s: earlier run died mid-way; running attempt %d", task_id,
                        claim.attempt)
-    body = envelope.body if envelope.body is not None else registry.load_body(task_id)
+    body = envelope.body if envelope.body is not None else store.load_body(task_id)
     if body is None:
         raise EnvelopeError(f"the stored body of task {task_id} has expired")
     app = load_asgi_app(settings.asgi_app)
     scope = envelope.to_scope(settings.secret_key, {"task_id": task_id, "attempt": claim.attempt})
-    try:
-        with _lease(registry, task_id, worker):
-            result = async_to_sync(replay)(
-                app, scope, body, task_id=task_id, endpoint=envelope.path,
-                timeout=settings.replay_timeout_sec,
-            )
-    except ReplayTimeoutError as exc:
-        registry.fail(task_id, str(exc))
-        raise
-    record = result.to_dict()
-    registry.finish(task_id, record)
-    return record
+    with _lease(store, task_id, worker):
+        result: ReplayResult = async_to_sync(replay)(
+            app, scope, body, task_id=task_id, endpoint=envelope.path,
+            timeout=settings.replay_timeout_sec,
+        )
+    return result

@@ -1,46 +1,43 @@
-"""`AsyncRequestMiddleware`: pure ASGI; answers 202 for `X-Async-Request` requests and queues them.
+"""`AsyncRequestMiddleware`: accept. Pure ASGI; answers 202 for `X-Async-Request` requests.
 
-Order of work for a deferred request, and why:
-1. owner from the token or channel (401/400 first: nothing is read or stored for a stranger);
-2. the whole body, with a size limit (413 before anything is queued);
-3. the registry entry in Redis (owner known before the task exists; Redis down → 503);
-4. the Celery task, published to Kafka and acknowledged by the broker (broker down → 503 and the
-   registry entry is removed, so nothing is left half-done);
-5. only then the 202 with the task id (and a Location header naming the results URL).
+The accept step, in the order it decides, and why:
+1. pass through what is not ours: other scope types, worker replays, requests without the
+   header, the results endpoint;
+2. refuse what cannot be deferred: a method that cannot run in the background (405), no or a
+   bad owner (401/400/403), a declared or actual body over the limit (413): nothing is read
+   or stored for a stranger, nothing is queued for a request that cannot run;
+3. capture the request (`envelope.py`) and record the operation in the store, so its owner is
+   known before the task exists (Redis down → 503);
+4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
+   is withdrawn, so nothing is left half-done);
+5. only then the 202 with the id and a `Location` naming the results URL.
 
-Put it inside CORS and other edge middleware, so its answers get the same headers as the app's.
+Every refusal is an `AsyncRequestError` answered by `problems.problem_for`, as problem+json.
+Put this middleware inside CORS and other edge middleware, so its answers get their headers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
-from typing import Any
 
-from celery import Celery
-
-from async_request.auth import async_mode, headers_from_scope, resolve_owner
-from async_request.celery_config import TASK_NAME, get_celery_app
+from async_request.auth import resolve_owner
+from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
-    AuthenticationError,
-    InvalidChannelError,
-    RegistryUnavailableError,
+    AsyncRequestError,
+    BadContentLengthError,
+    BodyTooLargeError,
+    EnqueueError,
+    MethodNotDeferrableError,
 )
-from async_request.problems import send_json, send_problem
-from async_request.registry import Registry, get_registry
+from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope
+from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
+from async_request.store import OperationStore, get_store
 from async_request.types import INTERNAL_SCOPE_KEY, ASGIApp, Receive, Scope, Send
-
-logger = logging.getLogger(__name__)
 
 #: Methods that may be deferred; anything else (CONNECT, TRACE, made-up verbs) gets 405.
 DEFERRABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class BodyTooLargeError(Exception):
-    """The request body is above ASYNC_REQUEST_MAX_BODY_BYTES."""
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
@@ -54,130 +51,97 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         chunk = bytes(message.get("body", b""))
         size += len(chunk)
         if size > limit:
-            raise BodyTooLargeError
+            raise BodyTooLargeError(_too_large(limit))
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes (ASYNC_REQUEST_MAX_BODY_BYTES)"
+
+
+def check_method(method: str) -> str:
+    """The upper-cased method if it can be deferred, else MethodNotDeferrableError."""
+    method = method.upper()
+    if method not in DEFERRABLE_METHODS:
+        raise MethodNotDeferrableError(f"method {method} cannot be run in the background")
+    return method
+
+
+def check_declared_length(headers: dict[str, str], limit: int) -> None:
+    """Refuse a Content-Length that is not a number or is over the limit, before reading."""
+    declared = headers.get("content-length")
+    if declared is None:
+        return
+    if not declared.strip().isdigit():
+        raise BadContentLengthError(f"Content-Length {declared!r} is not a number")
+    if int(declared) > limit:
+        raise BodyTooLargeError(_too_large(limit))
+
+
 class AsyncRequestMiddleware:
-    """Defer requests that carry `X-Async-Request` to a Celery worker; pass the rest through."""
+    """Defer requests that carry `X-Async-Request` to a worker; pass the rest through."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings | None = None,
-                 celery_app: Celery | None = None, registry: Registry | None = None) -> None:
+                 store: OperationStore | None = None,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.app = app
         self._settings = settings
-        self._celery_app = celery_app
-        self._registry = registry
-        self._publish_errors: tuple[type[BaseException], ...] | None = None
+        self._store = store
+        self.dispatcher = dispatcher or Dispatcher()
 
     @property
     def settings(self) -> Settings:
         return self._settings or get_settings()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or INTERNAL_SCOPE_KEY in scope:
-            await self.app(scope, receive, send)
-            return
-        headers = headers_from_scope(scope)
-        if async_mode(headers.get("x-async-request")) == "sync" or scope["path"].startswith(
-            self.settings.results_path
-        ):
-            await self.app(scope, receive, send)
-            return
-        await self._defer(scope, receive, send, headers)
+    @property
+    def store(self) -> OperationStore:
+        return self._store or get_store()
 
-    async def _defer(self, scope: Scope, receive: Receive, send: Send,
-                     headers: dict[str, str]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._defers(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            task_id = await self._accept(scope, receive)
+        except AsyncRequestError as exc:
+            await send_problem(send, problem_for(exc))
+            return
+        if task_id is None:
+            return  # the client left before sending its body: nothing was queued
+        location = f"{self.settings.results_path}{task_id}/"
+        await send_json(send, 202, {"data": None, "meta": {"async_request_id": task_id}},
+                        headers=[(b"location", location.encode())])
+
+    def _defers(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or INTERNAL_SCOPE_KEY in scope:
+            return False
+        value = headers_from_scope(scope).get(ASYNC_HEADER)
+        return async_mode(value) != "sync" and not scope["path"].startswith(
+            self.settings.results_path)
+
+    async def _accept(self, scope: Scope, receive: Receive) -> str | None:
+        """Capture, record and dispatch the request; its task id, or None if the client left."""
         settings = self.settings
-        method = scope["method"].upper()
-        if method not in DEFERRABLE_METHODS:
-            await send_problem(send, 405, f"method {method} cannot be run in the background")
-            return
-        try:
-            owner = resolve_owner(headers, settings)
-        except InvalidChannelError as exc:
-            await send_problem(send, 400, str(exc))
-            return
-        except AuthenticationError as exc:
-            await send_problem(send, 401, str(exc),
-                               headers=[(b"www-authenticate", b"Bearer")])
-            return
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await send_problem(send, 400, f"Content-Length {declared!r} is not a number")
-                return
-            if int(declared) > settings.max_body_bytes:
-                await send_problem(send, 413, self._too_large(settings))
-                return
-        try:
-            body = await read_body(receive, settings.max_body_bytes)
-        except BodyTooLargeError:
-            await send_problem(send, 413, self._too_large(settings))
-            return
+        headers = headers_from_scope(scope)
+        method = check_method(scope["method"])
+        owner = resolve_owner(headers, settings)
+        check_declared_length(headers, settings.max_body_bytes)
+        body = await read_body(receive, settings.max_body_bytes)
         if body is None:
-            return  # the client left before sending its body: nothing to queue
+            return None
         task_id = str(uuid.uuid4())
         aside = len(body) > settings.inline_body_bytes
         envelope = RequestEnvelope.from_scope(
             scope, body, task_id=task_id, owner=str(owner), secret=settings.secret_key,
             body_ref=task_id if aside else None,
         )
-        registry = self._registry or get_registry()
+        store = self.store
+        await store.accept(task_id, str(owner), scope["path"], method, body if aside else None)
         try:
-            await registry.accept(task_id, str(owner), scope["path"], method,
-                                  body if aside else None)
-        except RegistryUnavailableError:
-            logger.error("task store unavailable; refusing async request %s %s", method,
-                         scope["path"])
-            await send_problem(send, 503, "the task store (Redis) is unavailable; "
-                                          "nothing was queued, retry later",
-                               headers=[(b"retry-after", b"5")])
-            return
-        try:
-            await self._publish(envelope)
-        except self._errors() as exc:
-            logger.error("could not queue task %s: %r", task_id, exc)
-            await registry.forget(task_id)
-            await send_problem(send, 503, "the message broker is unavailable; nothing was "
-                                          "queued, retry later",
-                               headers=[(b"retry-after", b"5")])
-            return
-        location = f"{settings.results_path}{task_id}/"
-        await send_json(send, 202, {"data": None, "meta": {"async_request_id": task_id}},
-                        headers=[(b"location", location.encode())])
-
-    @staticmethod
-    def _too_large(settings: Settings) -> str:
-        return (f"the request body is larger than {settings.max_body_bytes} bytes "
-                "(ASYNC_REQUEST_MAX_BODY_BYTES)")
-
-    def _app(self) -> Celery:
-        return self._celery_app or get_celery_app()
-
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        if self._publish_errors is None:
-            from kombu.exceptions import KombuError
-
-            conn = self._app().connection_for_write()
-            self._publish_errors = (
-                KombuError, OSError, TimeoutError,
-                *conn.connection_errors, *conn.channel_errors,
-            )
-        return self._publish_errors
-
-    async def _publish(self, envelope: RequestEnvelope) -> None:
-        """Send the task and return once the broker acknowledged it (runs in a thread)."""
-        app = self._app()
-        self._errors()
-        kwargs: dict[str, Any] = {
-            "args": [envelope.to_dict()],
-            "task_id": envelope.task_id,
-            "retry": True,
-            "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                             "interval_max": 0.2},
-        }
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: app.send_task(TASK_NAME, **kwargs)
-        )
+            await self.dispatcher.enqueue(envelope)
+        except EnqueueError:
+            await store.forget(task_id)
+            raise
+        return task_id

@@ -1,29 +1,34 @@
 """Channel-layer notifications: group names per owner, the message, and `publish()`.
 
-Group names: `async_request.user.<sub>` and `async_request.anon.<channel>`; both fit the channel
-layer's rule (ASCII letters, digits, `-_.`, under 100 characters) because `sub` is checked here
-and channel names are validated before they get here.
+Group names: `async_request.user.<h>` and `async_request.anon.<h>`, where `<h>` is the SHA-256
+of the `sub` or channel name in hex: always a valid group name for the channel layer (ASCII
+letters, digits, `-_.`, under 100 characters), and two owners never share a group (rewriting
+unsafe characters, as an earlier version did, let `alice@x.io` and `alice_x.io` hear each
+other's task ids).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
-import re
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any
 
+import redis
+
+from async_request._retry import retry
 from async_request.auth import Owner
 
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "async_request.task"  # handled by TaskStatusConsumer.async_request_task
 ACTION = "async_request"
-_GROUP_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+#: What "the channel layer is unreachable now" looks like (retried, then given up).
+_LAYER_DOWN = (OSError, ConnectionError, TimeoutError, redis.RedisError)
 _warned_no_layer = False
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid = 0
@@ -50,8 +55,8 @@ def _run(coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
 
 def group_for(owner: Owner) -> str:
     """The channel-layer group of an owner."""
-    ident = _GROUP_SAFE.sub("_", owner.ident)[:64]
-    return f"async_request.{owner.kind}.{ident}"
+    digest = hashlib.sha256(owner.ident.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"async_request.{owner.kind}.{digest}"
 
 
 def client_payload(task_id: str, status: str) -> dict[str, Any]:
@@ -79,22 +84,12 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
             logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
             _warned_no_layer = True
         return False
-    deadline = time.monotonic() + deadline_sec
-    delay = 0.2
-    while True:
-        try:
-            _run(layer.group_send(group_for(owner), layer_message(task_id, status)), 30)
-            return True
-        except (OSError, ConnectionError, TimeoutError) as exc:
-            error: Exception = exc
-        except Exception as exc:  # redis errors are not OSError subclasses
-            if type(exc).__module__.split(".")[0] != "redis":
-                raise
-            error = exc
-        if time.monotonic() >= deadline:
-            logger.error("gave up notifying %s about task %s: %r", owner, task_id, error)
-            return False
-        logger.warning("notify %s about %s failed (%r); retrying in %.1fs", owner, task_id,
-                       error, delay)
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+    message = layer_message(task_id, status)
+    try:
+        retry(lambda: _run(layer.group_send(group_for(owner), message), 30),
+              what=f"notify {owner} about {task_id}", errors=_LAYER_DOWN,
+              deadline_sec=deadline_sec)
+    except _LAYER_DOWN as exc:
+        logger.error("gave up notifying %s about task %s: %r", owner, task_id, exc)
+        return False
+    return True

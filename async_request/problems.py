@@ -1,18 +1,91 @@
 """RFC 9457 `application/problem+json` errors: the one format of every error this layer answers.
 
-The replayed route's own responses are never touched; only the layer's errors (401, 404, 409,
-413, 503, ...) use this shape, so a client can tell "the queue refused" from "the route said".
+The replayed route's own responses are never touched; only the layer's errors (400, 401, 404,
+409, 413, 503, ...) use this shape, so a client can tell "the queue refused" from "the route said".
+
+One table (`_ANSWERS`) decides which HTTP status and headers each refusal gets; `problem_for`
+reads it, and every surface renders its result: `send_problem` on a raw ASGI `send` (the
+middleware), `starlette_response` (the FastAPI router, `require_async`), `django_response` (the
+Django view and decorator), and `close_code` for the WebSocket (4000 + the HTTP status, because
+browsers cannot read the status of a refused handshake).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from async_request.exceptions import (
+    AnonymousDisabledError,
+    AsyncRequestError,
+    AuthenticationError,
+    BadContentLengthError,
+    BodyTooLargeError,
+    EnqueueError,
+    InvalidChannelError,
+    MethodNotDeferrableError,
+    StoreUnavailableError,
+    UnknownOperationError,
+)
 from async_request.types import Send
 
+if TYPE_CHECKING:
+    from django.http import HttpResponse
+    from starlette.responses import Response
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: How long a client should wait before retrying after a 503 of this layer.
+RETRY_AFTER_SEC = 5
+
+_BEARER = (("www-authenticate", "Bearer"),)
+_RETRY = (("retry-after", str(RETRY_AFTER_SEC)),)
+
+#: refusal -> (HTTP status, extra headers). The most specific class listed wins.
+_ANSWERS: dict[type[AsyncRequestError], tuple[int, tuple[tuple[str, str], ...]]] = {
+    InvalidChannelError: (400, ()),
+    AnonymousDisabledError: (403, ()),
+    AuthenticationError: (401, _BEARER),
+    BadContentLengthError: (400, ()),
+    MethodNotDeferrableError: (405, ()),
+    BodyTooLargeError: (413, ()),
+    UnknownOperationError: (404, ()),
+    StoreUnavailableError: (503, _RETRY),
+    EnqueueError: (503, _RETRY),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One error answer: HTTP status, a human-readable detail, headers, extra members."""
+
+    status: int
+    detail: str
+    headers: tuple[tuple[str, str], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        """The problem document."""
+        return problem(self.status, self.detail, **self.extra)
+
+    def encoded(self) -> bytes:
+        """The problem document as UTF-8 JSON."""
+        return json.dumps(self.body()).encode()
+
+
+def problem_for(exc: AsyncRequestError) -> Problem:
+    """The answer to a refusal; raises the error again if no answer is defined for it."""
+    for cls in type(exc).__mro__:
+        if cls in _ANSWERS:
+            status, headers = _ANSWERS[cls]
+            return Problem(status, str(exc), headers)
+    raise exc
+
+
+def close_code(exc: AsyncRequestError) -> int:
+    """The WebSocket close code of a refusal: 4000 + its HTTP status (4400, 4401, 4403)."""
+    return 4000 + problem_for(exc).status
 
 
 def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -25,11 +98,6 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
     }
     body.update(extra)
     return body
-
-
-def problem_bytes(status: int, detail: str, **extra: Any) -> bytes:
-    """The problem document encoded as UTF-8 JSON."""
-    return json.dumps(problem(status, detail, **extra)).encode()
 
 
 async def send_json(
@@ -50,8 +118,27 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_problem(send: Send, status: int, detail: str, *,
-                       headers: list[tuple[bytes, bytes]] | None = None, **extra: Any) -> None:
+async def send_problem(send: Send, answer: Problem) -> None:
     """Send a problem+json response on a raw ASGI `send`."""
-    await send_json(send, status, problem(status, detail, **extra),
-                    content_type=PROBLEM_CONTENT_TYPE, headers=headers)
+    await send_json(send, answer.status, answer.body(), content_type=PROBLEM_CONTENT_TYPE,
+                    headers=[(n.encode("latin-1"), v.encode("latin-1"))
+                             for n, v in answer.headers])
+
+
+def starlette_response(answer: Problem) -> Response:
+    """The problem as a Starlette/FastAPI response."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(answer.body(), status_code=answer.status, headers=dict(answer.headers),
+                        media_type=PROBLEM_CONTENT_TYPE)
+
+
+def django_response(answer: Problem) -> HttpResponse:
+    """The problem as a Django response."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(answer.encoded(), status=answer.status,
+                            content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in answer.headers:
+        response[name] = value
+    return response

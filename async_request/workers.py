@@ -80,8 +80,8 @@ class Supervisor:
         logger.info("received %s: stopping %d workers", signal.Signals(signum).name, self.count)
         self._stopping.set()
 
-    def run(self) -> int:
-        """Supervise until a signal arrives; return the exit code."""
+    def run(self) -> None:
+        """Supervise until a signal arrives, then stop every worker."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for slot in range(self.count):
@@ -96,9 +96,9 @@ class Supervisor:
                         time.sleep(self.restart_delay)
                     if not self._stopping.is_set():
                         self._spawn(slot)
-        return self._stop_all()
+        self._stop_all()
 
-    def _stop_all(self) -> int:
+    def _stop_all(self) -> None:
         alive = [c for c in self.children if c is not None and c.poll() is None]
         for child in alive:
             child.send_signal(signal.SIGTERM)
@@ -111,7 +111,6 @@ class Supervisor:
                                self.grace_sec)
                 child.kill()
                 child.wait()
-        return 0
 
 
 def single_worker_command(extra: Sequence[str] = ()) -> list[str]:

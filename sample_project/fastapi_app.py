@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from demo.api import analytics, files, orders, reports, tokens
 from demo.api.connections import DjangoConnections
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-from async_request.problems import PROBLEM_CONTENT_TYPE, problem
+from async_request.dependencies import problem_exception_handlers
 from async_request.results.fastapi import router as results_router
 
 PREFIX = "/api/v1"
@@ -24,34 +21,12 @@ api = FastAPI(
     docs_url=f"{PREFIX}/docs",
     redoc_url=None,
     openapi_url=f"{PREFIX}/openapi.json",
+    # HTTP errors and 422s as problem+json, the shape async-request's own errors have; the
+    # 422 says where the input is wrong without echoing it (FastAPI's default fails on bytes
+    # that are not UTF-8).
+    exception_handlers=problem_exception_handlers(),
 )
 api.add_middleware(DjangoConnections)
-
-
-@api.exception_handler(StarletteHTTPException)
-async def problem_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Send HTTP errors as problem+json, the shape async-request's own errors have."""
-    return JSONResponse(
-        problem(exc.status_code, str(exc.detail)),
-        status_code=exc.status_code,
-        headers=exc.headers,
-        media_type=PROBLEM_CONTENT_TYPE,
-    )
-
-
-@api.exception_handler(RequestValidationError)
-async def validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 as problem+json listing where the input is wrong, never echoing raw input bytes.
-
-    FastAPI's default handler echoes the input and fails (a 500) when it is not UTF-8.
-    """
-    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
-               "type": str(e.get("type", ""))} for e in exc.errors()]
-    return JSONResponse(
-        problem(422, "the request is invalid", errors=errors),
-        status_code=422,
-        media_type=PROBLEM_CONTENT_TYPE,
-    )
 
 
 @api.get(f"{PREFIX}/health/", tags=["health"])

@@ -8,8 +8,9 @@ from __future__ import annotations
 from django.urls import path
 
 from async_request.results.django import task_result_view
+from async_request.settings import RESULTS_ROUTE
 
 urlpatterns = [
-    path("async_background_response/<str:task_id>/", task_result_view,
+    path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view,
          name="async_background_response"),
 ]

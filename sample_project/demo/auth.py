@@ -20,12 +20,12 @@ import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from async_request.problems import PROBLEM_CONTENT_TYPE, problem
+from async_request.dependencies import is_internal
+from async_request.problems import Problem, django_response
 
 ALGORITHM = "HS256"
-INTERNAL_SCOPE_KEY = "async_request.internal"
 
 
 class AuthError(Exception):
@@ -63,14 +63,9 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def is_replay(scope: Mapping[str, Any]) -> bool:
-    """Tell whether this request is async-request's internal replay (see module docstring)."""
-    return isinstance(scope.get(INTERNAL_SCOPE_KEY), dict)
-
-
 def user_id_from_header(authorization: str | None, scope: Mapping[str, Any]) -> str:
     """Return the `sub` of the bearer token in `authorization`; raise AuthError."""
-    claims = decode_token(bearer_token(authorization), verify_exp=not is_replay(scope))
+    claims = decode_token(bearer_token(authorization), verify_exp=not is_internal(scope))
     return str(claims["sub"])
 
 
@@ -83,14 +78,9 @@ def user_for_id(user_id: str) -> AbstractBaseUser:
         raise AuthError("unknown or inactive user") from exc
 
 
-def unauthorized_response(detail: str) -> JsonResponse:
+def unauthorized_response(detail: str) -> HttpResponse:
     """Return the 401 problem response both frameworks send."""
-    return JsonResponse(
-        problem(401, detail, title="Unauthorized"),
-        status=401,
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    return django_response(Problem(401, detail, (("WWW-Authenticate", "Bearer"),)))
 
 
 def bearer_required(

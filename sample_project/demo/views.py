@@ -9,7 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from async_request.dependencies import require_async_view
+from async_request.dependencies import replay_of, require_async_view
 from demo.auth import bearer_required
 from demo.models import Order
 
@@ -56,5 +56,5 @@ def echo(request: HttpRequest) -> JsonResponse:
 @require_async_view
 def guarded(request: HttpRequest) -> JsonResponse:
     """Answer only inside a background replay; direct calls get 409 from the decorator."""
-    marker = getattr(request, "scope", {}).get("async_request.internal", {})
+    marker = replay_of(getattr(request, "scope", {})) or {}
     return JsonResponse({"status": "ran in background", "task_id": marker.get("task_id")})

@@ -11,10 +11,9 @@ Environment:
 - `KAFKA_BOOTSTRAP_SERVERS` (or `BS_KAFKA_BOOTSTRAP_SERVERS`), default `127.0.0.1:9092`.
 - `DEMO_JWT_TTL_SEC`   lifetime of tokens from `/api/v1/auth/token/`, default 3600.
 
-async-request reads its options from these Django settings first, then from env `BS_<NAME>`;
-so a value set here hides the `BS_*` variable. Each option set below therefore reads
-`BS_<NAME>` itself first (`_bs`), so launchers and tests can still override it (the test suite
-gives each session its own topic and group that way).
+async-request reads each of its options from env `BS_<NAME>` first, then `.env`, then these
+Django settings: launchers and tests override the values below with `BS_*` variables (the test
+suite gives each session its own topic and group that way) without this file reading them.
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ from typing import Any
 from sample_project.dburl import parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def _bs(name: str, default: str) -> str:
-    """Return env `BS_<name>` if set and not empty, else `default`."""
-    return os.environ.get(f"BS_{name}") or default
 
 
 SECRET_KEY = os.environ.get(
@@ -117,17 +111,14 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
 )
 
 # async-request (docs/design.md, "Settings").
-ASYNC_REQUEST_ASGI_APP = _bs("ASYNC_REQUEST_ASGI_APP", "sample_project.asgi:application")
-ASYNC_REQUEST_REDIS_URL = _bs("ASYNC_REQUEST_REDIS_URL", REDIS_URL)
-KAFKA_BOOTSTRAP_SERVERS = _bs(
-    "KAFKA_BOOTSTRAP_SERVERS", os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-)
-KAFKA_TOPIC_ASYNC_BG = _bs("KAFKA_TOPIC_ASYNC_BG", "async_request")
-KAFKA_GROUP_ID = _bs("KAFKA_GROUP_ID", "async_request")
+ASYNC_REQUEST_ASGI_APP = "sample_project.asgi:application"
+ASYNC_REQUEST_REDIS_URL = REDIS_URL
+KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+KAFKA_TOPIC_ASYNC_BG = "async_request"
+KAFKA_GROUP_ID = "async_request"
 # Order creation deduplicates on the task id (demo/api/orders.py): safe to run again after a crash.
 ASYNC_REQUEST_IDEMPOTENT_ROUTES = [r"POST ^/api/v1/orders/$"]
-# A list here; from env as JSON or comma separated text, which the package parses.
-KAFKA_TASKS: list[str] | str = os.environ.get("BS_KAFKA_TASKS") or ["demo.tasks"]
+KAFKA_TASKS = ["demo.tasks"]
 
 DEMO_JWT_TTL_SEC = int(os.environ.get("DEMO_JWT_TTL_SEC", "3600"))
 

@@ -5,8 +5,9 @@ JSON text (what travels in Kafka) → `from_dict()` → `to_scope()` → `replay
 echo app: the app must see the same method, raw path, query string, body and headers, minus the
 documented dropped ones, and credentials must never be readable in the JSON.
 
-Only the publish step is replaced (`_publish` keeps the envelope in a list): that is the network
-edge. The registry is real, on Redis DB 9, so bodies above the inline limit really go there and
+Only the dispatch step is replaced (`enqueue` keeps the envelope in a list): that is the network
+edge. The operation store is real, on the session's Redis, so bodies above the inline limit
+really go there and
 come back (as `execution.py` loads them in the worker).
 """
 
@@ -27,14 +28,14 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.middleware import AsyncRequestMiddleware
-from async_request.registry import Registry, body_key
 from async_request.replay import replay
 from async_request.settings import Settings
+from async_request.store import OperationStore, body_key
 from tests.fuzz import _asgi
 
-REDIS_URL = "redis://127.0.0.1:6379/9"
 SECRET = "fuzz-secret-0123456789abcdef0123456789abcdef"
 MAX_BODY = 64 * 1024
 INLINE = 4 * 1024  # small, so that bodies above it take the Redis side path
@@ -51,15 +52,27 @@ SECRET_NAMES = frozenset({"authorization", "cookie", "proxy-authorization", "x-a
 RESERVED = DROPPED | SECRET_NAMES | {"content-length"}
 
 
-class CapturingMiddleware(AsyncRequestMiddleware):
-    """The real middleware with the broker publish replaced by a list (the network edge)."""
+class CapturingDispatcher(Dispatcher):
+    """The real dispatch step with the broker publish replaced by a list (the network edge)."""
 
-    def __init__(self, app: Any, *, registry: Registry) -> None:
-        super().__init__(app, settings=TEST_SETTINGS, registry=registry)
+    def __init__(self) -> None:
+        super().__init__()
         self.published: list[RequestEnvelope] = []
 
-    async def _publish(self, envelope: RequestEnvelope) -> None:
+    async def enqueue(self, envelope: RequestEnvelope) -> None:
         self.published.append(envelope)
+
+
+class CapturingMiddleware(AsyncRequestMiddleware):
+    """The real middleware with a capturing dispatcher."""
+
+    def __init__(self, app: Any, *, registry: OperationStore) -> None:
+        self.capture = CapturingDispatcher()
+        super().__init__(app, settings=TEST_SETTINGS, store=registry, dispatcher=self.capture)
+
+    @property
+    def published(self) -> list[RequestEnvelope]:
+        return self.capture.published
 
 
 def scope_echo(seen: list[dict[str, Any]]) -> Any:
@@ -85,29 +98,13 @@ async def _never_called(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    """A registry on Redis DB 9; skips when that Redis does not answer."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except (redis.RedisError, OSError) as exc:
-        pytest.skip(f"Redis at {REDIS_URL} does not answer ({exc!r}): the capture tests need it")
-    reg = Registry(REDIS_URL, expires_sec=120)
+def registry(redis_url: str) -> Iterator[OperationStore]:
+    """The operation store on this session's Redis (DB 5, flushed at session start)."""
+    reg = OperationStore(redis_url, expires_sec=120)
     yield reg
-    # Only our own keys: DB 9 may be shared with other tools on this machine.
-    keys = [k for pattern in ("async_request:task:*", "async_request:body:*")
-            for k in client.scan_iter(pattern, count=1000)
-            if k.decode().rsplit(":", 1)[-1] in _TASK_IDS]
-    if keys:
-        client.delete(*keys)
-    client.close()
     if reg._sync is not None:
         reg._sync.close()
 
-
-_TASK_IDS: set[str] = set()
 
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -164,7 +161,7 @@ def token_for(sub: str) -> str:
 
 async def capture_and_replay(
     method: str, raw_path: bytes, query: bytes, sent: list[tuple[str, str]],
-    chunks: list[bytes], registry: Registry,
+    chunks: list[bytes], registry: OperationStore,
 ) -> tuple[_asgi.Answer, str, RequestEnvelope, dict[str, Any], bytes]:
     """Send one deferred request; return the 202, the JSON, the envelope, replay scope, body."""
     middleware = CapturingMiddleware(_never_called, registry=registry)
@@ -174,7 +171,6 @@ async def capture_and_replay(
         answer = await _asgi.call(middleware, scope, chunks)
         assert answer.status == 202, (answer.status, answer.body)
         [envelope] = middleware.published
-        _TASK_IDS.add(envelope.task_id)
         text = json.dumps(envelope.to_dict())  # what the Celery JSON serializer sends
         restored = RequestEnvelope.from_dict(json.loads(text))
         body = restored.body if restored.body is not None else await registry.aclient().get(
@@ -216,7 +212,7 @@ async def capture_and_replay(
     seed=st.randoms(use_true_random=False),
 )
 def test_captured_request_replays_identically(
-    registry: Registry, method: str, raw_path: bytes, query: bytes,
+    registry: OperationStore, method: str, raw_path: bytes, query: bytes,
     plain: list[tuple[str, str]], dropped: list[tuple[str, str]], body: bytes, cuts: list[int],
     with_length: bool, owner: tuple[str, str], cookie: str | None, api_key: str | None,
     seed: random.Random,
@@ -291,7 +287,7 @@ def test_captured_request_replays_identically(
 # -- what the middleware must refuse, never with a 500 --------------------------------------------
 
 def _one_request(headers: list[tuple[bytes, bytes]], chunks: list[bytes],
-                 registry: Registry, method: str = "POST") -> tuple[_asgi.Answer, int]:
+                 registry: OperationStore, method: str = "POST") -> tuple[_asgi.Answer, int]:
     async def run() -> tuple[_asgi.Answer, int]:
         middleware = CapturingMiddleware(_never_called, registry=registry)
         try:
@@ -299,7 +295,6 @@ def _one_request(headers: list[tuple[bytes, bytes]], chunks: list[bytes],
                                       chunks)
         finally:
             await registry.aclient().aclose()
-        _TASK_IDS.update(e.task_id for e in middleware.published)
         return answer, len(middleware.published)
 
     return asyncio.run(run())
@@ -320,7 +315,7 @@ CHANNEL = [(b"x-async-request", b"fuzz-channel-0123456789")]
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=30)
        .filter(lambda v: not v.strip().isdigit()))
-def test_malformed_content_length_is_400(registry: Registry, value: str) -> None:
+def test_malformed_content_length_is_400(registry: OperationStore, value: str) -> None:
     answer, queued = _one_request([*CHANNEL, (b"content-length", value.encode("latin-1"))],
                                   [b"{}"], registry)
     _assert_problem(answer, 400)
@@ -331,7 +326,7 @@ def test_malformed_content_length_is_400(registry: Registry, value: str) -> None
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(declared=st.one_of(st.none(), st.integers(MAX_BODY + 1, 10**30), st.just(0)),
        extra=st.integers(1, 3 * MAX_BODY), pieces=st.integers(1, 8))
-def test_body_over_the_limit_is_413(registry: Registry, declared: int | None, extra: int,
+def test_body_over_the_limit_is_413(registry: OperationStore, declared: int | None, extra: int,
                                     pieces: int) -> None:
     """Declared too large, or declared small (or not at all) and sent too large: 413."""
     body = b"x" * (MAX_BODY + extra)
@@ -355,7 +350,7 @@ _SYNC_OR_TOKEN = {"", "false", "0", "no", "off", "true", "1", "yes", "on"}
        .filter(lambda n: not (16 <= len(n.strip()) <= 64 and all(
            c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
            for c in n.strip()))))
-def test_invalid_channel_name_is_400(registry: Registry, name: str) -> None:
+def test_invalid_channel_name_is_400(registry: OperationStore, name: str) -> None:
     answer, queued = _one_request([(b"x-async-request", name.encode("latin-1"))], [b""],
                                   registry, method="GET")
     _assert_problem(answer, 400)
@@ -366,7 +361,8 @@ def test_invalid_channel_name_is_400(registry: Registry, name: str) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(auth=st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=80),
        mode=st.sampled_from([b"true", b"fuzz-channel-0123456789"]))
-def test_bad_credentials_are_401_never_queued(registry: Registry, auth: str, mode: bytes) -> None:
+def test_bad_credentials_are_401_never_queued(registry: OperationStore, auth: str,
+                                              mode: bytes) -> None:
     answer, queued = _one_request(
         [(b"x-async-request", mode), (b"authorization", auth.encode("latin-1"))], [b"{}"],
         registry)

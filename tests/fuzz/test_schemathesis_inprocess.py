@@ -41,6 +41,12 @@ def fast_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def live_store(settings: Any, redis_url: str) -> None:
+    """The results endpoint reads this session's Redis (a 503 for an unreachable one is right)."""
+    settings.ASYNC_REQUEST_REDIS_URL = redis_url
+
+
+@pytest.fixture(autouse=True)
 def fast_passwords(settings: Any) -> None:
     """Cheap hashing: `authenticate()` hashes even for unknown users (~0.5 s per call)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,9 +13,9 @@ import pytest
 from django.conf import settings
 from django.test import RequestFactory, override_settings
 
-from async_request.registry import Registry
 from async_request.results.django import task_result_view
 from async_request.settings import reset_settings
+from async_request.store import OperationStore
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_django_view_owner_rules(results_redis: str) -> None:
     other = jwt.encode({"sub": "6", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
                        algorithm="HS256")
     task_id = str(uuid.uuid4())
-    asyncio.run(Registry(results_redis, 60).accept(task_id, "user:5", "/x/", "GET"))
+    asyncio.run(OperationStore(results_redis, 60).accept(task_id, "user:5", "/x/", "GET"))
     code, body, media = call(task_id, authorization=f"Bearer {token}")
     assert code == 202 and body["state"] == "pending" and body["endpoint"] == "/x/"
     assert call(task_id, authorization=f"Bearer {other}")[0] == 404

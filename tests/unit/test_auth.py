@@ -8,9 +8,13 @@ from dataclasses import replace
 import jwt
 import pytest
 
-from async_request.auth import Owner, async_mode, resolve_owner, validate_channel
-from async_request.exceptions import AuthenticationError, InvalidChannelError
-from async_request.notifications import group_for
+from async_request.auth import Owner, resolve_owner, validate_channel
+from async_request.exceptions import (
+    AnonymousDisabledError,
+    AuthenticationError,
+    InvalidChannelError,
+)
+from async_request.headers import async_mode
 from async_request.settings import Settings
 
 SETTINGS = Settings(secret_key="s" * 32, jwt_secret="s" * 32)
@@ -31,7 +35,6 @@ def test_async_mode(value: str | None, mode: str) -> None:
 def test_bearer_token_makes_a_user_owner() -> None:
     owner = resolve_owner({"authorization": f"Bearer {token()}"}, SETTINGS)
     assert owner == Owner("user", "42")
-    assert group_for(owner) == "async_request.user.42"
 
 
 def test_token_wins_over_channel_header() -> None:
@@ -57,7 +60,6 @@ def test_refused_credentials(headers: dict[str, str]) -> None:
 def test_anonymous_channel() -> None:
     owner = resolve_owner({"x-async-request": "abcdefghij_KLMNOP-123"}, SETTINGS)
     assert owner == Owner("anon", "abcdefghij_KLMNOP-123")
-    assert group_for(owner) == "async_request.anon.abcdefghij_KLMNOP-123"
 
 
 @pytest.mark.parametrize("name", ["short", "x" * 65, "user.42:group!!!!", "ümlaut-channel-name",
@@ -68,7 +70,7 @@ def test_bad_channel_names(name: str) -> None:
 
 
 def test_anonymous_can_be_disabled() -> None:
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(AnonymousDisabledError):
         resolve_owner({"x-async-request": "abcdefghij_KLMNOP-123"},
                       replace(SETTINGS, allow_anonymous=False))
 

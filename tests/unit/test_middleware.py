@@ -11,8 +11,8 @@ import jwt
 import pytest
 
 from async_request.middleware import AsyncRequestMiddleware
-from async_request.registry import Registry
 from async_request.settings import Settings
+from async_request.store import OperationStore
 from tests.asgi_apps import echo_app
 
 SETTINGS = Settings(secret_key="s" * 32, jwt_secret="s" * 32, max_body_bytes=1000,
@@ -35,9 +35,9 @@ async def request(settings: Settings, method: str = "POST", path: str = "/api/x/
                   headers: dict[str, str] | None = None, content: bytes = b"{}",
                   ) -> tuple[httpx.Response, Recorder]:
     inner = Recorder()
-    # Redis on a closed port: anything that reaches the registry gets 503, never a 202.
+    # Redis on a closed port: anything that reaches the store gets 503, never a 202.
     app = AsyncRequestMiddleware(inner, settings=settings,
-                                 registry=Registry(settings.redis_url, 60))
+                                 store=OperationStore(settings.redis_url, 60))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.request(method, path, headers=headers, content=content)
@@ -108,7 +108,9 @@ async def test_redis_down_gives_503_and_runs_nothing() -> None:
     assert response.headers["retry-after"] == "5"
 
 
-async def test_anonymous_disabled_is_401() -> None:
-    response, _ = await request(replace(SETTINGS, allow_anonymous=False),
-                                headers={"x-async-request": "abcdefghij_KLMNOP-123"})
-    assert response.status_code == 401
+async def test_anonymous_disabled_is_403() -> None:
+    # The same answer as the WebSocket's close code 4403: one mapping for every surface.
+    response, inner = await request(replace(SETTINGS, allow_anonymous=False),
+                                    headers={"x-async-request": "abcdefghij_KLMNOP-123"})
+    assert response.status_code == 403 and inner.calls == 0
+    assert response.headers["content-type"] == "application/problem+json"

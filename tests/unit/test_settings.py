@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from async_request.exceptions import ConfigurationError
-from async_request.settings import load_settings
+from async_request.settings import Settings, load_settings, settings_table
 
 
 class DjangoStub:
@@ -53,13 +55,41 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     assert settings.kafka_group_id == "from-dotenv"
 
 
-def test_django_settings_win_and_give_the_secret(tmp_path: Path) -> None:
+def test_environment_wins_over_django_settings_which_give_the_secret(tmp_path: Path) -> None:
     settings = load_settings({"BS_ENV_FILE": str(tmp_path / "none"),
                               "BS_KAFKA_TOPIC_ASYNC_BG": "from-env"},
                              django_settings=DjangoStub())
-    assert settings.kafka_topic_async_bg == "from-django"
+    assert settings.kafka_topic_async_bg == "from-env"
     assert settings.secret_key == "django-secret"
     assert settings.jwt_secret == "django-secret"
+    from_django = load_settings({"BS_ENV_FILE": str(tmp_path / "none")},
+                                django_settings=DjangoStub())
+    assert from_django.kafka_topic_async_bg == "from-django"
+
+
+def test_dotenv_is_below_the_environment_and_above_django(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("BS_KAFKA_TOPIC_ASYNC_BG=from-dotenv\nBS_KAFKA_GROUP_ID=from-dotenv\n")
+    settings = load_settings({"BS_ENV_FILE": str(env_file), "BS_KAFKA_GROUP_ID": "from-env"},
+                             django_settings=DjangoStub())
+    assert settings.kafka_topic_async_bg == "from-dotenv"
+    assert settings.kafka_group_id == "from-env"
+
+
+def test_every_setting_is_in_the_design_doc_table() -> None:
+    # One declaration per setting (Settings' fields); the documented table is generated from it
+    # (`python -m async_request.settings`) and must be pasted into docs/design.md unchanged.
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "design.md").read_text()
+    assert settings_table() in doc, (
+        "docs/design.md's settings table differs from the code: paste the output of "
+        "`python -m async_request.settings` into it")
+
+
+def test_readme_names_every_setting_it_mentions_correctly() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    names = {item.metadata["name"] for item in fields(Settings)}
+    mentioned = set(re.findall(r"\b((?:ASYNC_REQUEST|KAFKA)_[A-Z_]+[A-Z])\b", readme))
+    assert mentioned <= names, f"README names settings that do not exist: {mentioned - names}"
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -20,12 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=1)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        count = options["consumers_count"]
-        if count < 1:
-            raise CommandError(f"--consumers-count must be at least 1, got {count}")
         extra = ["--pool", options["pool"], "--concurrency", str(options["concurrency"])]
-        supervisor = Supervisor(single_worker_command(extra), count,
-                                restart_delay=options["restart_delay_sec"])
-        code = supervisor.run()
-        if code:
-            raise SystemExit(code)
+        try:
+            supervisor = Supervisor(single_worker_command(extra), options["consumers_count"],
+                                    restart_delay=options["restart_delay_sec"])
+        except ValueError as exc:
+            raise CommandError(f"--consumers-count: {exc}") from exc
+        supervisor.run()

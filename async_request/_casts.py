@@ -1,0 +1,128 @@
+"""Casters of setting values: each turns a raw value (Django setting or environment text) into
+the typed value, or raises ValueError saying what was expected. `settings.py` names the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: The words every yes/no value of this package accepts (settings and request headers).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value.strip()
+
+
+def non_empty(value: Any) -> str:
+    text = as_str(value)
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def as_int(minimum: int) -> Callable[[Any], int]:
+    def cast(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        number = int(value)
+        if number < minimum:
+            raise ValueError(f"must be >= {minimum}")
+        return number
+
+    return cast
+
+
+def as_float(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError("expected true/false, 1/0, yes/no or on/off")
+
+
+def as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            value = json.loads(text)
+        else:
+            value = [part for part in (p.strip() for p in text.split(",")) if part]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+def as_dict(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {}
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping (a JSON object in the environment)")
+    return dict(value)
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def cast(value: Any) -> str:
+        text = as_str(value).lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return cast
+
+
+def log_level(value: Any) -> str:
+    text = as_str(value).upper()
+    if text not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return text
+
+
+def path_prefix(value: Any) -> str:
+    text = non_empty(value)
+    if not text.startswith("/"):
+        raise ValueError("must start with /")
+    return text if text.endswith("/") else text + "/"
+
+
+def dotted(value: Any) -> str:
+    text = as_str(value)
+    if text and not all(part.isidentifier() for part in text.replace(":", ".").split(".")):
+        raise ValueError("expected a dotted path like 'package.module:attribute'")
+    return text
+
+
+def routes(value: Any) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    routes = []
+    for item in as_list(value):
+        method, _, pattern = item.strip().partition(" ")
+        if not method.isalpha() or not pattern.strip():
+            raise ValueError(f"{item!r} is not 'METHOD /path-regex'")
+        try:
+            routes.append((method.upper(), re.compile(pattern.strip())))
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+    return tuple(routes)
+
+
+def non_empty_list(value: Any) -> tuple[str, ...]:
+    items = as_list(value)
+    if not items:
+        raise ValueError("must not be empty")
+    return items

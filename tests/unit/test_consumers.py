@@ -1,0 +1,118 @@
+"""`TaskStatusConsumer` on channels' WebsocketCommunicator and a real InMemoryChannelLayer."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from channels.layers import channel_layers
+from django.conf import settings
+from django.test import override_settings
+
+from async_request.auth import Owner
+from async_request.consumers import TaskStatusConsumer
+from async_request.notifications import group_for, layer_message
+from async_request.settings import reset_settings
+from tests.unit._websocket import WebSocket
+
+# channels closes stale database connections around each handler: give it a test database.
+pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
+MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL = "abcdefghij_KLMNOP-123"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def memory_layer() -> Any:
+    # The store on a closed port: a status query then meets "Redis is down", for real.
+    with override_settings(CHANNEL_LAYERS=MEMORY_LAYER,
+                           ASYNC_REQUEST_REDIS_URL="redis://127.0.0.1:1/0"):
+        channel_layers.backends.clear()
+        reset_settings()
+        yield channel_layers["default"]
+    channel_layers.backends.clear()
+    reset_settings()
+
+
+def token(sub: Any = "42", exp_in: int = 600) -> str:
+    return jwt.encode({"sub": sub, "exp": int(time.time()) + exp_in}, settings.SECRET_KEY,
+                      algorithm="HS256")
+
+
+async def connected(query: str) -> WebSocket:
+    socket = WebSocket(TaskStatusConsumer.as_asgi(), f"/ws/?{query}")
+    assert await socket.connect()
+    return socket
+
+
+async def test_user_subscribes_and_hears_its_group_only(memory_layer: Any) -> None:
+    socket = await connected(f"token={token()}")
+    assert await socket.receive_json_from() == {"type": "subscribed"}
+    await memory_layer.group_send(group_for(Owner("user", "43")), layer_message("x", "completed"))
+    await memory_layer.group_send(group_for(Owner("user", "42")),
+                                  layer_message("t-1", "completed"))
+    frame = await socket.receive_json_from()
+    assert frame["type"] == "data"
+    assert json.loads(frame["data"]) == {"task_id": "t-1", "status": "completed",
+                                         "action": "async_request"}
+    assert await socket.receive_nothing()
+    await socket.disconnect()
+
+
+async def test_anonymous_channel_subscribes(memory_layer: Any) -> None:
+    socket = await connected(f"channel={CHANNEL}")
+    assert await socket.receive_json_from() == {"type": "subscribed"}
+    await memory_layer.group_send(group_for(Owner("anon", CHANNEL)),
+                                  layer_message("t-2", "failed"))
+    assert json.loads((await socket.receive_json_from())["data"])["status"] == "failed"
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(("query", "code"), [
+    ("", 4401),
+    ("token=not-a-jwt", 4401),
+    (f"token={token(exp_in=-10)}", 4401),
+    (f"token={token(sub=42)}", 4401),
+    (f"token=bad&channel={CHANNEL}", 4401),  # a bad token never falls back to the channel
+    ("channel=short", 4400),
+])
+async def test_refusals_send_an_error_frame_then_close_with_the_mapped_code(
+        query: str, code: int) -> None:
+    socket = await connected(query)
+    frame = await socket.receive_json_from()
+    assert frame["type"] == "error" and frame["code"] == code and frame["detail"]
+    assert await socket.receive_output() == {"type": "websocket.close", "code": code}
+
+
+async def test_anonymous_disabled_closes_4403() -> None:
+    with override_settings(ASYNC_REQUEST_ALLOW_ANONYMOUS=False):
+        reset_settings()
+        socket = await connected(f"channel={CHANNEL}")
+        assert (await socket.receive_json_from())["code"] == 4403
+    reset_settings()
+
+
+async def test_ping_malformed_frames_and_a_store_outage_keep_the_socket() -> None:
+    socket = await connected(f"token={token()}")
+    await socket.receive_json_from()
+    await socket.send_to(text_data="{not json")
+    await socket.send_json_to(["a", "list"])
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.send_json_to({"action": "status", "task_id": "not-an-id"})
+    assert await socket.receive_json_from() == {"type": "status", "task_id": "not-an-id",
+                                                "state": "unknown"}
+    await socket.send_json_to({"action": "status", "task_id": str(uuid.uuid4())})
+    frame = await socket.receive_json_from(timeout=10)
+    assert frame["type"] == "error" and frame["code"] == 503
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.disconnect()
