@@ -149,7 +149,12 @@ from urllib.parse import unquote, urlsplit
 
 import confluent_kafka
 from kombu.transport import TRANSPORT_ALIASES, virtual
-from kombu.transport.virtual.exchange import DirectExchange, FanoutExchange, TopicExchange
+from kombu.transport.virtual.exchange import (
+    DirectExchange,
+    ExchangeType,
+    FanoutExchange,
+    TopicExchange,
+)
 from kombu.utils.json import dumps
 
 from ._exchange import EXCHANGE_HEADER, ROUTING_KEY_HEADER, Binding, topic_name
@@ -177,24 +182,23 @@ def register_alias(*names: str) -> None:
         _transport_cache.pop(name, None)
 
 
-class _RoutedDirect(DirectExchange):
+class _RoutedExchange(ExchangeType):
+    """Exchange type whose routed exchanges (`Channel._is_routed`) go through their
+    exchange topic instead of kombu's in-process delivery."""
+
+    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
+        if self.channel._is_routed(exchange):
+            self.channel._put_exchange(exchange, message, routing_key)
+        else:  # the exchange type after this mixin (ExchangeType itself has no deliver)
+            super().deliver(message, exchange, routing_key, **kwargs)  # type: ignore[misc]
+
+
+class _RoutedDirect(_RoutedExchange, DirectExchange):
     """Direct exchange; the configured reply exchanges go through their exchange topic."""
 
-    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
-        if self.channel._is_routed(exchange):
-            self.channel._put_exchange(exchange, message, routing_key)
-        else:
-            super().deliver(message, exchange, routing_key, **kwargs)
 
-
-class _RoutedTopic(TopicExchange):
+class _RoutedTopic(_RoutedExchange, TopicExchange):
     """Topic exchange; the configured event exchanges go through their exchange topic."""
-
-    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
-        if self.channel._is_routed(exchange):
-            self.channel._put_exchange(exchange, message, routing_key)
-        else:
-            super().deliver(message, exchange, routing_key, **kwargs)
 
 
 class QoS(virtual.QoS):
