@@ -157,6 +157,7 @@ from kombu.transport.virtual.exchange import (
 )
 from kombu.utils.json import dumps
 
+from . import TRANSPORT_PATH
 from ._exchange import EXCHANGE_HEADER, ROUTING_KEY_HEADER, Binding, topic_name
 from ._io import KafkaIO
 from ._options import KafkaOptions
@@ -170,7 +171,6 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9092
-TRANSPORT_PATH = "async_request.transport.kafka:Transport"
 
 
 def register_alias(*names: str) -> None:
@@ -548,4 +548,4 @@ def _parse_servers(client: Any) -> tuple[str, str | None, str | None]:
     return ",".join(servers), user or client.userid, password or client.password
 
 
-__all__ = ["Channel", "QoS", "Transport", "register_alias"]
+__all__ = ["TRANSPORT_PATH", "Channel", "QoS", "Transport", "register_alias"]
