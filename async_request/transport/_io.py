@@ -118,6 +118,11 @@ class KafkaIO:
         return self.fetcher.tracker.delivery(tag) if isinstance(tag, int) else None
 
     # -- shutdown ---------------------------------------------------------------------------
+    def worker_exiting(self) -> None:
+        """The process ends once this connection closes: the work consumer stays in its group
+        until then, and leaves it only with `leave_group_on_shutdown` (any thread)."""
+        self.fetcher.member.exiting = True
+
     def close(self) -> None:
         """Stop the fetcher (commit the acked prefix, leave the group); deliver queued
         messages; close the wake-up pipe."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import sys
 from collections.abc import Callable
 from time import monotonic
 
@@ -41,6 +40,10 @@ class GroupMember:
         self.consumer: Consumer | None = None
         self.topics: tuple[str, ...] = ()  # subscribed
         self.assigned: set[PartitionKey] = set()
+        #: The process ends once this connection closes (a Celery worker shutting down; set
+        #: from any thread): stay in the group until `close()`, which leaves only with
+        #: `leave_group_on_shutdown`.
+        self.exiting = False
         self.session_rejected = False  # INVALID_SESSION_TIMEOUT seen by the fetcher
         self._session_minimum = session_minimum
         self._apply_acks = apply_acks
@@ -58,7 +61,7 @@ class GroupMember:
             consumer.subscribe(list(topics), on_assign=self._on_assign,
                                on_revoke=self._on_revoke, on_lost=self._on_lost)
             self._watch.joining(monotonic())
-        elif _process_exits_next():
+        elif self.exiting:
             # a stopping worker stays in the group (and keeps serving rebalances) until
             # `close()`, which leaves it or, while it rebalances, abandons it; what it still
             # fetches is dropped, not acked, and redelivered to the next owner
@@ -95,7 +98,7 @@ class GroupMember:
         stay = bool(self.topics) and not self._may_leave(work)
         self._apply_acks()
         self.consumer = None
-        if stay and _process_exits_next():
+        if stay and self.exiting:
             self._abandon(work)
         else:
             if stay:
@@ -172,7 +175,7 @@ class GroupMember:
     def _may_leave(self, work: Consumer) -> bool:
         """Whether this member may send its LeaveGroup now: never from an exiting worker
         unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
-        if _process_exits_next() and not self.options.leave_group_on_shutdown:
+        if self.exiting and not self.options.leave_group_on_shutdown:
             return False
         return self._settle_before_leaving(work)
 
@@ -213,11 +216,3 @@ class GroupMember:
                    "kafka: not leaving group %r (it rebalances, or leave_group_on_shutdown is "
                    "off): the broker drops this member after its session (%d ms)",
                    self.options.group_id, self._session_ms)
-
-
-def _process_exits_next() -> bool:
-    """True in a Celery worker that is shutting down (warm or cold): the process ends after
-    this connection closes. Elsewhere (a connection reset, a plain kombu consumer) False."""
-    state = sys.modules.get("celery.worker.state")
-    return state is not None and (getattr(state, "should_stop", None) is not None
-                                  or getattr(state, "should_terminate", None) is not None)

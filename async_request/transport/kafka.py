@@ -104,8 +104,11 @@ Guarantees
   completes it (`_group.py`). A Celery worker that is shutting down does not leave at all by
   default (``leave_group_on_shutdown``), nor with it on while its group still rebalances: it
   commits its acked prefix and exits without a LeaveGroup, and the broker drops the member
-  after its session, as after a SIGKILL. A
-  rebalance that lasts far longer than normal is logged as an error.
+  after its session, as after a SIGKILL. The worker tells the transport that it is shutting
+  down through Celery's ``worker_shutting_down`` signal, which calls `worker_exiting()`
+  (connected when a connection first consumes a work queue); a connection closed for any
+  other reason leaves the group once it is not rebalancing. A rebalance that lasts far
+  longer than normal is logged as an error.
 
 Departures from kombu's ``confluentkafka`` transport (and why)
 ==============================================================
@@ -142,6 +145,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from queue import Empty
 from time import monotonic
 from typing import Any
@@ -172,6 +176,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9092
 
+#: Connections of this process that consume work queues: the ones `worker_exiting()` tells.
+_CONSUMING: weakref.WeakSet[Transport] = weakref.WeakSet()
+
 
 def register_alias(*names: str) -> None:
     """Make kombu resolve `kafka://` (and `asynckafka://`) URLs to this transport."""
@@ -180,6 +187,34 @@ def register_alias(*names: str) -> None:
     for name in names or ("kafka", "asynckafka"):
         TRANSPORT_ALIASES[name] = TRANSPORT_PATH
         _transport_cache.pop(name, None)
+
+
+def worker_exiting() -> None:
+    """Tell this process's consuming connections that the process ends once they close.
+
+    Their work consumers then stay in the group until the connection closes and exit without
+    a LeaveGroup unless ``leave_group_on_shutdown`` (see "Guarantees"). A Celery worker calls
+    it when it starts to shut down, warm or cold (``worker_shutting_down``, connected when a
+    connection first consumes a work queue); other runners that consume through this
+    transport and exit after closing it may call it themselves.
+    """
+    for transport in list(_CONSUMING):
+        transport.worker_exiting()
+
+
+def _on_worker_shutting_down(**_: Any) -> None:
+    # Runs in the worker's signal handler (main thread): it only sets flags, takes no lock.
+    worker_exiting()
+
+
+def _tell_when_worker_exits(transport: Transport) -> None:
+    _CONSUMING.add(transport)
+    try:
+        from celery.signals import worker_shutting_down
+    except ImportError:  # kombu without Celery: nothing will send it
+        return
+    worker_shutting_down.connect(_on_worker_shutting_down, weak=False,
+                                 dispatch_uid=f"{__name__}.worker_exiting")
 
 
 class _RoutedExchange(ExchangeType):
@@ -369,6 +404,7 @@ class Channel(virtual.Channel):
         topic = self._topic(queue)
         self.io.admin.ensure(topic, self.options.partitions_for(queue),
                              self.options.replication_factor, self.options.topic_config)
+        _tell_when_worker_exits(self.connection)
         self.io.consume_queue(queue, topic)
 
     def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str,
@@ -420,6 +456,7 @@ class Transport(virtual.Transport):
         self.queue_channels: dict[str, Channel] = {}
         self._rotation = 0
         self._loop: Any = None
+        self._exiting = False
         super().__init__(client, **kwargs)
 
     @property
@@ -430,7 +467,16 @@ class Transport(virtual.Transport):
             if io is not None:
                 io.close()  # only parks it: handles from the parent are never touched
             io = self._io = KafkaIO(self.options, self.bootstrap)
+            if self._exiting:
+                io.worker_exiting()
         return io
+
+    def worker_exiting(self) -> None:
+        """The process ends once this connection closes (module function `worker_exiting`)."""
+        self._exiting = True
+        io = self._io
+        if io is not None and io.pid == os.getpid():
+            io.worker_exiting()
 
     def driver_version(self) -> str:
         """confluent-kafka's version."""
@@ -548,4 +594,4 @@ def _parse_servers(client: Any) -> tuple[str, str | None, str | None]:
     return ",".join(servers), user or client.userid, password or client.password
 
 
-__all__ = ["TRANSPORT_PATH", "Channel", "QoS", "Transport", "register_alias"]
+__all__ = ["TRANSPORT_PATH", "Channel", "QoS", "Transport", "register_alias", "worker_exiting"]
