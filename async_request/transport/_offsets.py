@@ -68,10 +68,6 @@ class OffsetTracker:
         redelivers them)."""
         self._partitions.pop(key, None)
 
-    def is_assigned(self, key: PartitionKey) -> bool:
-        """True while `key` is tracked."""
-        return key in self._partitions
-
     def delivered(self, key: PartitionKey, offset: int) -> int:
         """Record that the record at `offset` was fetched; return its delivery tag."""
         state = self._partitions.get(key)
