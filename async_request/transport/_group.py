@@ -1,9 +1,10 @@
 """Consumer group membership: a session timeout the broker accepts, rebalances that never end.
 
-Session timeout. tansu parks every JoinGroup for session/2 (research §6), so the default is
-1500 ms; Apache Kafka refuses sessions below its `group.min.session.timeout.ms` (6000 by
-default) with INVALID_SESSION_TIMEOUT, which librdkafka hands to the application as a
-`poll()` error and retries forever. On that error the group member (`_membership.py`)
+Session timeout. tansu parks every JoinGroup for session/2, in 1 s steps and 1 s at least
+(`join_group_pause` in its group coordinator), so the default is 1500 ms; Apache Kafka
+refuses sessions below its `group.min.session.timeout.ms` (6000 by default) with
+INVALID_SESSION_TIMEOUT, which librdkafka hands to the application as a `poll()` error and
+retries forever. On that error the group member (`_membership.py`)
 rejoins with `longer_session()`: the brokers' own minimum when DescribeConfigs tells it, else
 the next step of `SESSION_LADDER`. A session the user configured is never changed.
 

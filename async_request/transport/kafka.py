@@ -35,8 +35,8 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``enable_auto_commit`` (False): False = commit only the acknowledged prefix of each partition
   (at-least-once). True = librdkafka commits the position of everything *fetched*, every
   ``auto_commit_interval_ms``: a crash then loses every prefetched or running message whose
-  offset was committed (the loss of kombu's stock transport, research §4). Use only for
-  tasks you can afford to lose.
+  offset was committed (the loss of kombu's stock transport, which commits everything it
+  polled). Use only for tasks you can afford to lose.
 * ``auto_commit_interval_ms`` (1000): how often librdkafka commits stored positions. Acked
   messages newer than the last commit are redelivered after a crash (duplicates, never loss).
 * ``kafka_config`` (``{}``): librdkafka options for producer, consumers and admin client (SASL,
