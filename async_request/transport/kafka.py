@@ -149,7 +149,6 @@ import weakref
 from queue import Empty
 from time import monotonic
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import confluent_kafka
 from kombu.transport import TRANSPORT_ALIASES, virtual
@@ -165,16 +164,10 @@ from . import TRANSPORT_PATH
 from ._exchange import EXCHANGE_HEADER, ROUTING_KEY_HEADER, Binding, topic_name
 from ._io import KafkaIO
 from ._options import KafkaOptions
-from .errors import (
-    DeliveryFailed,
-    KafkaChannelError,
-    KafkaConnectionError,
-    PublishTimeout,
-)
+from ._url import DEFAULT_PORT, masked_uri, parse_servers
+from .errors import KafkaChannelError, KafkaConnectionError
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PORT = 9092
 
 #: Connections of this process that consume work queues: the ones `worker_exiting()` tells.
 _CONSUMING: weakref.WeakSet[Transport] = weakref.WeakSet()
@@ -298,24 +291,9 @@ class Channel(virtual.Channel):
     # -- publishing --------------------------------------------------------------------------
     def _send(self, topic: str, message: dict[str, Any], partitions: int, config: dict[str, str],
               headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
-        io = self.io
-        io.admin.ensure(topic, partitions, self.options.replication_factor, config)
         persistent = message.get("properties", {}).get("delivery_mode", 2) != 1
-        wait = persistent and self.options.confirm_publish
-        future = io.producer.send(topic, dumps(message).encode(), headers,
-                                  log_errors_only=not wait)
-        if not wait:
-            return
-        try:
-            io.producer.wait(future, self.options.publish_timeout + 1.0)
-        except TimeoutError:
-            io.admin.forget(topic)
-            raise PublishTimeout(
-                f"kafka did not acknowledge a message to {topic} within "
-                f"{self.options.publish_timeout:g}s") from None
-        except DeliveryFailed:
-            io.admin.forget(topic)  # recreated by the next publish if the broker lost it
-            raise
+        self.io.publish(topic, dumps(message).encode(), partitions, config, headers,
+                        wait=persistent and self.options.confirm_publish)
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         """Produce `message` to the queue's topic; wait for the broker if persistent."""
@@ -341,12 +319,7 @@ class Channel(virtual.Channel):
         payload = message.serializable()
         payload["redelivered"] = True
         payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
-        topic = delivery.key[0]
-        future = self.io.producer.send(topic, dumps(payload).encode())
-        try:
-            self.io.producer.wait(future, self.options.publish_timeout + 1.0)
-        except TimeoutError:
-            raise PublishTimeout(f"requeue to {topic} not acknowledged") from None
+        self.io.resend(delivery.key[0], dumps(payload).encode())
 
     # -- bindings and queues -----------------------------------------------------------------
     def _queue_bind(self, exchange: str, routing_key: str, pattern: Any, queue: str) -> None:
@@ -355,10 +328,8 @@ class Channel(virtual.Channel):
         kind = self._exchange_kind(exchange)
         if exchange in self.options.event_exchanges:
             kind = "topic"
-        topic = self._exchange_topic(exchange)
-        partitions = self.io.admin.ensure(topic, 1, self.options.replication_factor,
-                                          self.options.exchange_topic_config)
-        self.io.bind(Binding(queue, exchange, kind, routing_key or ""), topic, partitions)
+        self.io.bind(Binding(queue, exchange, kind, routing_key or ""),
+                     self._exchange_topic(exchange))
 
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
         # Topics are created on first publish or consume: declared queues that turn out to be
@@ -401,11 +372,8 @@ class Channel(virtual.Channel):
         return record.payload
 
     def _start_work_queue(self, queue: str) -> None:
-        topic = self._topic(queue)
-        self.io.admin.ensure(topic, self.options.partitions_for(queue),
-                             self.options.replication_factor, self.options.topic_config)
         _tell_when_worker_exits(self.connection)
-        self.io.consume_queue(queue, topic)
+        self.io.consume_queue(queue, self._topic(queue))
 
     def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str,
                       **kwargs: Any) -> Any:
@@ -448,7 +416,7 @@ class Transport(virtual.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         self.options = KafkaOptions.from_transport_options(client.transport_options or {})
-        self.bootstrap, user, password = _parse_servers(client)
+        self.bootstrap, user, password = parse_servers(client)
         if user:
             self.options.kafka_config.setdefault("sasl.username", user)
             self.options.kafka_config.setdefault("sasl.password", password or "")
@@ -484,13 +452,7 @@ class Transport(virtual.Transport):
 
     def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
         """The broker URL, password masked unless asked for."""
-        parts = urlsplit(uri if "://" in uri else f"kafka://{uri}")
-        netloc = parts.netloc
-        if "@" in netloc and not include_password:
-            userinfo, _, hosts = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{mask}@{hosts}"
-        return f"kafka://{netloc}"
+        return masked_uri(uri, include_password, mask)
 
     def establish_connection(self) -> Any:
         """Check the broker answers metadata requests (raises KafkaConnectionError)."""
@@ -573,25 +535,6 @@ class Transport(virtual.Transport):
                 delivered += 1
                 progress = True
         return delivered
-
-
-def _parse_servers(client: Any) -> tuple[str, str | None, str | None]:
-    """bootstrap.servers, user and password from a kombu Connection."""
-    host = client.hostname or "localhost"
-    port = client.port or DEFAULT_PORT
-    if "://" not in host:
-        return f"{host}:{port}", client.userid, client.password
-    netloc = urlsplit(host).netloc
-    userinfo, _, hosts = netloc.rpartition("@")
-    user = password = None
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        user, password = unquote(user), unquote(password)
-    servers = []
-    for item in (hosts or "localhost").split(","):
-        item = item.strip()
-        servers.append(item if ":" in item.rsplit("]", 1)[-1] else f"{item}:{port}")
-    return ",".join(servers), user or client.userid, password or client.password
 
 
 __all__ = ["TRANSPORT_PATH", "Channel", "QoS", "Transport", "register_alias", "worker_exiting"]
