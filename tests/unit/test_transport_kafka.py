@@ -14,7 +14,6 @@ from async_request.transport.kafka import (
     TRANSPORT_PATH,
     Channel,
     Transport,
-    _tell_when_worker_exits,
     register_alias,
 )
 
@@ -70,7 +69,7 @@ def test_worker_shutting_down_tells_the_connections_that_consume() -> None:
     consuming = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH).transport
     publishing = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH).transport
     try:
-        _tell_when_worker_exits(consuming)  # what its first work queue does
+        consuming.consumes_work()  # what its first work queue does
         assert not consuming.io.fetcher.member.exiting
         worker_shutting_down.send(sender="w@h", sig="SIGTERM", how="Warm", exitcode=0)
         assert consuming.io.fetcher.member.exiting
