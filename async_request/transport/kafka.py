@@ -107,8 +107,10 @@ Guarantees
   after its session, as after a SIGKILL. The worker tells the transport that it is shutting
   down through Celery's ``worker_shutting_down`` signal, which calls `worker_exiting()`
   (connected when a connection first consumes a work queue); a connection closed for any
-  other reason leaves the group once it is not rebalancing. A rebalance that lasts far
-  longer than normal is logged as an error.
+  other reason leaves the group once it is not rebalancing. So does a cold shutdown
+  (SIGQUIT, a second Ctrl-C): Celery cancels the task queues before it sends that signal,
+  and the member unsubscribes. A rebalance that lasts far longer than normal is logged as
+  an error.
 
 Departures from kombu's ``confluentkafka`` transport (and why)
 ==============================================================
