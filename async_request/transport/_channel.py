@@ -2,7 +2,7 @@
 """The kombu channel of the Kafka transport: queues are topics, exchange topics cross processes.
 
 `Channel` is kombu's list of hooks (`_put`, `_get`, `_size`, `_purge`, `_delete`, ...); what
-each hook needs from Kafka is one call of the connection's `KafkaIO` (`_io.py`). Publishing
+each hook needs from Kafka goes through the connection's `KafkaIO` (`_io.py`). Publishing
 to an exchange that other processes must see (fanout, the configured event and reply
 exchanges) goes to that exchange's topic (`_exchange.py`) instead of kombu's in-process
 routing. The manual is the module docstring of `kafka.py`, whose `Transport` uses this
