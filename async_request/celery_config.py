@@ -28,9 +28,10 @@ from celery import Celery
 from async_request._dotted import import_object
 from async_request.exceptions import ConfigurationError
 from async_request.settings import Settings, get_settings
+from async_request.transport import TRANSPORT_PATH
 
 TASK_NAME = "async_request.replay_request"
-KAFKA_TRANSPORT = "async_request.transport.kafka:Transport"
+KAFKA_TRANSPORT = TRANSPORT_PATH
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:

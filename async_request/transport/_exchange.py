@@ -2,12 +2,14 @@
 """Exchange topics: how fanout, event (topic) and reply exchanges cross process boundaries.
 
 kombu's virtual transport keeps its binding table in the memory of each process, so a
-`celery inspect` client, a worker and Flower never see each other's bindings (research §5).
+`celery inspect` client, a worker and Flower never see each other's bindings (over kombu's
+own Kafka transport, `inspect` gets no reply and Flower lists no worker).
 Here an exchange that must reach other processes gets one Kafka topic of its own. Publishers
 produce once to it with the routing key in a record header; every process that has a queue
 bound to the exchange reads that topic with `assign()` (no consumer group) from the high
 watermark it saw when the queue was bound, and keeps the records whose routing key matches
-the binding. Pure logic lives here; the consumer thread in `_io.py` does the Kafka calls.
+the binding. Pure logic lives here; the exchange reader (`_reader.py`, run by the fetcher
+thread) does the Kafka calls.
 """
 
 from __future__ import annotations

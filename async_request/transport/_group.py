@@ -1,17 +1,18 @@
 """Consumer group membership: a session timeout the broker accepts, rebalances that never end.
 
-Session timeout. tansu parks every JoinGroup for session/2 (research §6), so the default is
-1500 ms; Apache Kafka refuses sessions below its `group.min.session.timeout.ms` (6000 by
-default) with INVALID_SESSION_TIMEOUT, which librdkafka hands to the application as a
-`poll()` error and retries forever. On that error the fetcher rejoins with
-`longer_session()`: the brokers' own minimum when DescribeConfigs tells it, else the next
-step of `SESSION_LADDER`. A session the user configured is never changed.
+Session timeout. tansu parks every JoinGroup for session/2, in 1 s steps and 1 s at least
+(`join_group_pause` in its group coordinator), so the default is 1500 ms; Apache Kafka
+refuses sessions below its `group.min.session.timeout.ms` (6000 by default) with
+INVALID_SESSION_TIMEOUT, which librdkafka hands to the application as a `poll()` error and
+retries forever. On that error the group member (`_membership.py`)
+rejoins with `longer_session()`: the brokers' own minimum when DescribeConfigs tells it, else
+the next step of `SESSION_LADDER`. A session the user configured is never changed.
 
 Rebalances that never end. tansu keeps naming a group leader that left (LeaveGroup) while the
 group was rebalancing; only the leader can complete the rebalance, so no member ever gets
 partitions again and no client sees an error (group study, tansu `Inner<Forming>::leave`; the
-rebalance state is otherwise healthy). The fetcher avoids being that leader: it leaves only
-when its member is not rebalancing (`RebalanceWatch.rebalancing`); a worker process that
+rebalance state is otherwise healthy). The member avoids being that leader: it leaves only
+when it is not rebalancing (`RebalanceWatch.rebalancing`); a worker process that
 exits while its group rebalances skips the LeaveGroup and lets its session expire (eviction
 clears the leader); and it reports a member that stays in a rebalance far longer than any
 normal one (`overdue()`).

@@ -22,7 +22,7 @@ from ._options import KafkaOptions
 from ._producer import DeliveryProducer
 from ._topics import TopicAdmin
 from ._wakeup import Wakeup
-from .errors import KafkaConnectionError
+from .errors import DeliveryFailed, KafkaConnectionError, PublishTimeout
 
 
 class KafkaIO:
@@ -68,9 +68,40 @@ class KafkaIO:
         if failure is not None:
             raise KafkaConnectionError(f"kafka fetcher failed: {failure!r}") from failure
 
+    # -- publishing -------------------------------------------------------------------------
+    def publish(self, topic: str, body: bytes, partitions: int, config: dict[str, str],
+                headers: list[tuple[str, str | bytes | None]] | None, wait: bool) -> None:
+        """Produce `body` to `topic` (created if missing); with `wait`, return once the broker
+        acknowledged it (PublishTimeout after `publish_timeout`, DeliveryFailed)."""
+        self.admin.ensure(topic, partitions, self.options.replication_factor, config)
+        future = self.producer.send(topic, body, headers, log_errors_only=not wait)
+        if not wait:
+            return
+        try:
+            self.producer.wait(future, self.options.publish_timeout + 1.0)
+        except TimeoutError:
+            self.admin.forget(topic)
+            raise PublishTimeout(
+                f"kafka did not acknowledge a message to {topic} within "
+                f"{self.options.publish_timeout:g}s") from None
+        except DeliveryFailed:
+            self.admin.forget(topic)  # recreated by the next publish if the broker lost it
+            raise
+
+    def resend(self, topic: str, body: bytes) -> None:
+        """Produce a requeued message to its topic again; return once the broker has it."""
+        future = self.producer.send(topic, body)
+        try:
+            self.producer.wait(future, self.options.publish_timeout + 1.0)
+        except TimeoutError:
+            raise PublishTimeout(f"requeue to {topic} not acknowledged") from None
+
     # -- work queues ------------------------------------------------------------------------
     def consume_queue(self, queue: str, topic: str) -> None:
-        """Add `queue` (stored in `topic`) to the group subscription."""
+        """Add `queue` (stored in `topic`, created if missing) to the group subscription."""
+        options = self.options
+        self.admin.ensure(topic, options.partitions_for(queue), options.replication_factor,
+                          options.topic_config)
         self.work_queues[queue] = topic
         self.inbox.open(queue, work=True)
         self._subscribe()
@@ -85,12 +116,15 @@ class KafkaIO:
         self.fetcher.call(lambda: self.fetcher.set_work_queues(topics))
 
     # -- exchange topics --------------------------------------------------------------------
-    def bind(self, binding: Binding, topic: str, partitions: int) -> None:
-        """Feed `binding.queue` from `topic`, starting at its current end (high watermark).
+    def bind(self, binding: Binding, topic: str) -> None:
+        """Feed `binding.queue` from exchange topic `topic` (created if missing), starting at
+        its current end (high watermark).
 
         The end is read here, before returning, so a message published right after the
         binding (a reply to the request about to be sent) is never missed.
         """
+        partitions = self.admin.ensure(topic, 1, self.options.replication_factor,
+                                       self.options.exchange_topic_config)
         start = self.admin.ends(topic, partitions)
         self.bound_queues.add(binding.queue)
         self.fetcher.call(lambda: self.fetcher.reader.bind(binding, topic, start))
@@ -118,6 +152,11 @@ class KafkaIO:
         return self.fetcher.tracker.delivery(tag) if isinstance(tag, int) else None
 
     # -- shutdown ---------------------------------------------------------------------------
+    def worker_exiting(self) -> None:
+        """The process ends once this connection closes: the work consumer stays in its group
+        until then, and leaves it only with `leave_group_on_shutdown` (any thread)."""
+        self.fetcher.member.exiting = True
+
     def close(self) -> None:
         """Stop the fetcher (commit the acked prefix, leave the group); deliver queued
         messages; close the wake-up pipe."""

@@ -7,7 +7,9 @@ flight), so a crash redelivers every message that was fetched but not acknowledg
 
 Why not "the last acked offset + 1" (kombu's confluentkafka transport commits everything ever
 polled): an ack of a later message would commit past prefetched and still-running ones, and a
-SIGKILL then loses them (research report §4).
+SIGKILL then loses them: with kombu's transport, kill -9 lost a running `acks_late` task and
+a prefetched one (`tests/integration/transport/test_kill.py` runs those scenarios against
+this transport).
 """
 
 from __future__ import annotations
@@ -67,10 +69,6 @@ class OffsetTracker:
         """Forget a partition: later acks of its deliveries are ignored (the next owner
         redelivers them)."""
         self._partitions.pop(key, None)
-
-    def is_assigned(self, key: PartitionKey) -> bool:
-        """True while `key` is tracked."""
-        return key in self._partitions
 
     def delivered(self, key: PartitionKey, offset: int) -> int:
         """Record that the record at `offset` was fetched; return its delivery tag."""

@@ -1,13 +1,16 @@
 """Transport options: validation and the librdkafka configurations built from them.
 
-The option names and defaults are documented in `async_request.transport.kafka` (the manual).
+The option names and defaults are documented in `async_request.transport.kafka` (the manual;
+`tests/unit/test_transport_manual.py` keeps the two in step). Each option is declared once, as
+a field of `KafkaOptions`: its type, its default and the reader that validates it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from functools import partial
 from typing import Any
 
 from .errors import KafkaConfigError
@@ -15,7 +18,7 @@ from .errors import KafkaConfigError
 _OFFSET_RESETS = frozenset({"earliest", "latest", "smallest", "largest", "beginning", "end",
                             "error"})
 
-#: Consumer settings that suit tansu and Apache Kafka (research §7.8); user config wins.
+#: Consumer settings that suit tansu and Apache Kafka; user config wins.
 CONSUMER_DEFAULTS: dict[str, Any] = {
     # tansu parks a JoinGroup for session/2 (1 s steps, at least 1 s) and evicts a dead
     # member after a session: with 1.5 s a replacement's first join (>= 0.5 s boot + 1 s)
@@ -98,7 +101,7 @@ def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
     raise KafkaConfigError(f"transport option {key!r} must be a boolean, got {value!r}")
 
 
-def _names(options: Mapping[str, Any], key: str, default: tuple[str, ...]) -> frozenset[str]:
+def _names(options: Mapping[str, Any], key: str, default: frozenset[str]) -> frozenset[str]:
     value = options.get(key, default)
     if isinstance(value, str):
         value = [value]
@@ -117,78 +120,83 @@ def _str(options: Mapping[str, Any], key: str, default: str, allow_empty: bool =
     return value
 
 
+def _str_dict(options: Mapping[str, Any], key: str, default: Mapping[str, Any]
+              ) -> dict[str, str]:
+    return {k: str(v) for k, v in _dict(options, key, default).items()}
+
+
+def _partition_counts(options: Mapping[str, Any], key: str, default: Mapping[str, int]
+                      ) -> dict[str, int]:
+    counts = _dict(options, key, default)
+    for queue, count in counts.items():
+        _int({queue: count}, queue, 1, 1)
+    return {queue: int(count) for queue, count in counts.items()}
+
+
+def _offset_reset(options: Mapping[str, Any], key: str, default: str) -> str:
+    value = _str(options, key, default)
+    if value not in _OFFSET_RESETS:
+        raise KafkaConfigError(
+            f"transport option {key!r} must be one of {sorted(_OFFSET_RESETS)}, got {value!r}")
+    return value
+
+
+#: Reads one option: (transport_options, key, default) -> validated value.
+_Reader = Callable[[Mapping[str, Any], str, Any], Any]
+
+
+def _read(reader: Callable[..., Any], **bounds: Any) -> dict[str, _Reader]:
+    """Field metadata: how `from_transport_options` reads the option (`bounds`: its limits)."""
+    return {"read": partial(reader, **bounds) if bounds else reader}
+
+
+def _default(option: Field[Any]) -> Any:
+    factory = option.default_factory
+    return factory() if callable(factory) else option.default
+
+
 @dataclass(frozen=True)
 class KafkaOptions:
     """Validated transport options (see the module docstring of `kafka.py` for each)."""
 
-    group_id: str = "celery"
-    num_partitions: int = 4
-    queue_partitions: dict[str, int] = field(default_factory=dict)
-    replication_factor: int = 1
-    topic_config: dict[str, str] = field(default_factory=dict)
-    exchange_topic_config: dict[str, str] = field(default_factory=dict)
-    topic_prefix: str = ""
-    exchange_topic_prefix: str = "kombu.exchange."
-    auto_offset_reset: str = "earliest"
-    enable_auto_commit: bool = False
-    auto_commit_interval_ms: int = 1000
-    kafka_config: dict[str, Any] = field(default_factory=dict)
-    kafka_consumer_config: dict[str, Any] = field(default_factory=dict)
-    kafka_producer_config: dict[str, Any] = field(default_factory=dict)
-    kafka_admin_config: dict[str, Any] = field(default_factory=dict)
-    bootstrap_servers: str = ""
-    publish_timeout: float = 10.0
-    confirm_publish: bool = True
-    connect_timeout: float = 5.0
-    poll_timeout: float = 0.05
-    broadcast_fetch_wait_ms: int = 50
-    max_buffered: int = 32
-    idle_after: float = 1.0
-    leave_group_on_shutdown: bool = False
-    event_exchanges: frozenset[str] = frozenset({"celeryev"})
-    reply_exchanges: frozenset[str] = frozenset({"reply.celery.pidbox"})
+    group_id: str = field(default="celery", metadata=_read(_str, allow_empty=False))
+    num_partitions: int = field(default=4, metadata=_read(_int, minimum=1))
+    queue_partitions: dict[str, int] = field(default_factory=dict,
+                                             metadata=_read(_partition_counts))
+    replication_factor: int = field(default=1, metadata=_read(_int, minimum=-1))
+    topic_config: dict[str, str] = field(default_factory=dict, metadata=_read(_str_dict))
+    exchange_topic_config: dict[str, str] = field(default_factory=dict,
+                                                  metadata=_read(_str_dict))
+    topic_prefix: str = field(default="", metadata=_read(_str))
+    exchange_topic_prefix: str = field(default="kombu.exchange.", metadata=_read(_str))
+    auto_offset_reset: str = field(default="earliest", metadata=_read(_offset_reset))
+    enable_auto_commit: bool = field(default=False, metadata=_read(_bool))
+    auto_commit_interval_ms: int = field(default=1000, metadata=_read(_int, minimum=1))
+    kafka_config: dict[str, Any] = field(default_factory=dict, metadata=_read(_dict))
+    kafka_consumer_config: dict[str, Any] = field(default_factory=dict, metadata=_read(_dict))
+    kafka_producer_config: dict[str, Any] = field(default_factory=dict, metadata=_read(_dict))
+    kafka_admin_config: dict[str, Any] = field(default_factory=dict, metadata=_read(_dict))
+    bootstrap_servers: str = field(default="", metadata=_read(_str))
+    publish_timeout: float = field(default=10.0, metadata=_read(_float, minimum=0.0))
+    confirm_publish: bool = field(default=True, metadata=_read(_bool))
+    connect_timeout: float = field(default=5.0, metadata=_read(_float, minimum=0.0))
+    poll_timeout: float = field(default=0.05, metadata=_read(_float, minimum=0.0))
+    broadcast_fetch_wait_ms: int = field(default=50, metadata=_read(_int, minimum=1))
+    max_buffered: int = field(default=32, metadata=_read(_int, minimum=1))
+    idle_after: float = field(default=1.0, metadata=_read(_float, minimum=0.0,
+                                                          allow_minimum=True))
+    leave_group_on_shutdown: bool = field(default=False, metadata=_read(_bool))
+    event_exchanges: frozenset[str] = field(default=frozenset({"celeryev"}),
+                                            metadata=_read(_names))
+    reply_exchanges: frozenset[str] = field(default=frozenset({"reply.celery.pidbox"}),
+                                            metadata=_read(_names))
 
     @classmethod
     def from_transport_options(cls, options: Mapping[str, Any]) -> KafkaOptions:
         """Validate kombu `transport_options`; raise KafkaConfigError naming the bad key."""
-        reset = _str(options, "auto_offset_reset", "earliest")
-        if reset not in _OFFSET_RESETS:
-            raise KafkaConfigError(
-                f"transport option 'auto_offset_reset' must be one of "
-                f"{sorted(_OFFSET_RESETS)}, got {reset!r}")
-        queue_partitions = _dict(options, "queue_partitions")
-        for queue, count in queue_partitions.items():
-            _int({queue: count}, queue, 1, 1)
-        group_id = _str(options, "group_id", "celery", allow_empty=False)
-        opts = cls(
-            group_id=group_id,
-            num_partitions=_int(options, "num_partitions", 4, 1),
-            queue_partitions={q: int(n) for q, n in queue_partitions.items()},
-            replication_factor=_int(options, "replication_factor", 1, -1),
-            topic_config={k: str(v) for k, v in _dict(options, "topic_config").items()},
-            exchange_topic_config={
-                k: str(v) for k, v in _dict(options, "exchange_topic_config").items()},
-            topic_prefix=_str(options, "topic_prefix", ""),
-            exchange_topic_prefix=_str(options, "exchange_topic_prefix", "kombu.exchange."),
-            auto_offset_reset=reset,
-            enable_auto_commit=_bool(options, "enable_auto_commit", False),
-            auto_commit_interval_ms=_int(options, "auto_commit_interval_ms", 1000, 1),
-            kafka_config=_dict(options, "kafka_config"),
-            kafka_consumer_config=_dict(options, "kafka_consumer_config"),
-            kafka_producer_config=_dict(options, "kafka_producer_config"),
-            kafka_admin_config=_dict(options, "kafka_admin_config"),
-            bootstrap_servers=_str(options, "bootstrap_servers", ""),
-            publish_timeout=_float(options, "publish_timeout", 10.0, 0.0),
-            confirm_publish=_bool(options, "confirm_publish", True),
-            connect_timeout=_float(options, "connect_timeout", 5.0, 0.0),
-            poll_timeout=_float(options, "poll_timeout", 0.05, 0.0),
-            broadcast_fetch_wait_ms=_int(options, "broadcast_fetch_wait_ms", 50, 1),
-            max_buffered=_int(options, "max_buffered", 32, 1),
-            idle_after=_float(options, "idle_after", 1.0, 0.0, allow_minimum=True),
-            leave_group_on_shutdown=_bool(options, "leave_group_on_shutdown", False),
-            event_exchanges=_names(options, "event_exchanges", ("celeryev",)),
-            reply_exchanges=_names(options, "reply_exchanges", ("reply.celery.pidbox",)),
-        )
+        opts = cls(**{option.name: option.metadata["read"](options, option.name,
+                                                           _default(option))
+                      for option in fields(cls)})
         fetch_wait = opts.consumer_config("x:1").get("fetch.wait.max.ms")
         if str(fetch_wait) == "0":
             raise KafkaConfigError(

@@ -1,9 +1,9 @@
 """One librdkafka Producer per connection, with a delivery future per message.
 
 kombu's confluentkafka transport calls `flush()` after every message, which waits for every
-message of that producer (other threads' too) and caps one thread at ~5-6k msg/s (research
-§2.2). Here `send()` returns a Future resolved by the delivery report, and `wait()` waits for
-that one future only.
+message of that producer (other threads' too) and caps one thread at ~5-6k msg/s (measured on
+tansu; 700k msg/s and more without the flush). Here `send()` returns a Future resolved by the
+delivery report, and `wait()` waits for that one future only.
 
 Who serves delivery reports: a caller in `wait()` polls the producer itself, so its report
 wakes it directly instead of waking a helper thread that then wakes it (measured 150-170 µs

@@ -2,8 +2,9 @@
 """The exchange reader: an assign-only consumer (no group) of the fetcher thread.
 
 It reads exchange topics (fanout, events, replies; see `_exchange.py`) from explicit offsets
-and never joins a consumer group: tansu parks every JoinGroup for >= 1 s (research §6), and
-these readers are exactly the short-lived ones (an `inspect` client) that would pay it.
+and never joins a consumer group: tansu holds every JoinGroup for half the session timeout,
+1 s at least (its coordinator's `join_group_pause`), and these readers are exactly the
+short-lived ones (an `inspect` client) that would pay it.
 
 It also watches the work partitions while the work consumer is paused for idleness
 (`_pacing.py`): it already fetches every `broadcast_fetch_wait_ms`, so watching costs no extra

@@ -1,7 +1,7 @@
 """A wake-up signal with a file descriptor: the fetcher thread wakes the thread that delivers.
 
 A `threading.Event` would do for Celery's synloop, but Celery's event loop (asynloop, kombu's
-`Hub`) only waits on file descriptors, and confluent-kafka exposes none (research §7.1b). So
+`Hub`) only waits on file descriptors, and confluent-kafka exposes none for its queues. So
 the fetcher writes one byte to a pipe when records arrive; the hub (or `wait()`, for
 `drain_events`) sees the read end become readable. At most one byte is in flight: `notify()`
 is cheap to call for every batch and from any thread.

@@ -35,8 +35,8 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``enable_auto_commit`` (False): False = commit only the acknowledged prefix of each partition
   (at-least-once). True = librdkafka commits the position of everything *fetched*, every
   ``auto_commit_interval_ms``: a crash then loses every prefetched or running message whose
-  offset was committed (the loss of kombu's stock transport, research §4). Use only for
-  tasks you can afford to lose.
+  offset was committed (the loss of kombu's stock transport, which commits everything it
+  polled). Use only for tasks you can afford to lose.
 * ``auto_commit_interval_ms`` (1000): how often librdkafka commits stored positions. Acked
   messages newer than the last commit are redelivered after a crash (duplicates, never loss).
 * ``kafka_config`` (``{}``): librdkafka options for producer, consumers and admin client (SASL,
@@ -104,8 +104,13 @@ Guarantees
   completes it (`_group.py`). A Celery worker that is shutting down does not leave at all by
   default (``leave_group_on_shutdown``), nor with it on while its group still rebalances: it
   commits its acked prefix and exits without a LeaveGroup, and the broker drops the member
-  after its session, as after a SIGKILL. A
-  rebalance that lasts far longer than normal is logged as an error.
+  after its session, as after a SIGKILL. The worker tells the transport that it is shutting
+  down through Celery's ``worker_shutting_down`` signal, which calls `worker_exiting()`
+  (connected when a connection first consumes a work queue); a connection closed for any
+  other reason leaves the group once it is not rebalancing. So does a cold shutdown
+  (SIGQUIT, a second Ctrl-C): Celery cancels the task queues before it sends that signal,
+  and the member unsubscribes. A rebalance that lasts far longer than normal is logged as
+  an error.
 
 Departures from kombu's ``confluentkafka`` transport (and why)
 ==============================================================
@@ -142,30 +147,24 @@ from __future__ import annotations
 
 import logging
 import os
-from queue import Empty
+import weakref
 from time import monotonic
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import confluent_kafka
 from kombu.transport import TRANSPORT_ALIASES, virtual
-from kombu.transport.virtual.exchange import DirectExchange, FanoutExchange, TopicExchange
-from kombu.utils.json import dumps
 
-from ._exchange import EXCHANGE_HEADER, ROUTING_KEY_HEADER, Binding, topic_name
+from . import TRANSPORT_PATH
+from ._channel import Channel, QoS
 from ._io import KafkaIO
 from ._options import KafkaOptions
-from .errors import (
-    DeliveryFailed,
-    KafkaChannelError,
-    KafkaConnectionError,
-    PublishTimeout,
-)
+from ._url import DEFAULT_PORT, masked_uri, parse_servers
+from .errors import KafkaChannelError, KafkaConnectionError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PORT = 9092
-TRANSPORT_PATH = "async_request.transport.kafka:Transport"
+#: Connections of this process that consume work queues: the ones `worker_exiting()` tells.
+_CONSUMING: weakref.WeakSet[Transport] = weakref.WeakSet()
 
 
 def register_alias(*names: str) -> None:
@@ -177,213 +176,22 @@ def register_alias(*names: str) -> None:
         _transport_cache.pop(name, None)
 
 
-class _RoutedDirect(DirectExchange):
-    """Direct exchange; the configured reply exchanges go through their exchange topic."""
+def worker_exiting() -> None:
+    """Tell this process's consuming connections that the process ends once they close.
 
-    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
-        if self.channel._is_routed(exchange):
-            self.channel._put_exchange(exchange, message, routing_key)
-        else:
-            super().deliver(message, exchange, routing_key, **kwargs)
-
-
-class _RoutedTopic(TopicExchange):
-    """Topic exchange; the configured event exchanges go through their exchange topic."""
-
-    def deliver(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> None:
-        if self.channel._is_routed(exchange):
-            self.channel._put_exchange(exchange, message, routing_key)
-        else:
-            super().deliver(message, exchange, routing_key, **kwargs)
+    Their work consumers then stay in the group until the connection closes and exit without
+    a LeaveGroup unless ``leave_group_on_shutdown`` (see "Guarantees"). A Celery worker calls
+    it when it starts to shut down, warm or cold (``worker_shutting_down``, connected when a
+    connection first consumes a work queue); other runners that consume through this
+    transport and exit after closing it may call it themselves.
+    """
+    for transport in list(_CONSUMING):
+        transport.worker_exiting()
 
 
-class QoS(virtual.QoS):
-    """Prefetch window; acks go to the consumer thread, requeue re-produces."""
-
-    #: Never re-publish unacked messages at shutdown: their offsets were not committed, so
-    #: the partition's next owner redelivers them (re-publishing would duplicate them).
-    restore_at_shutdown = False
-
-    def ack(self, delivery_tag: Any) -> None:
-        """Settle a message: its offset may now be committed."""
-        super().ack(delivery_tag)
-        transport = self.channel.connection
-        if transport is not None and transport._io is not None:
-            transport._io.ack(delivery_tag)
-
-    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
-        """Settle a message; with requeue, produce it again first (never seek back)."""
-        if requeue:
-            self.channel._requeue(self._delivered[delivery_tag])
-        self.ack(delivery_tag)
-
-
-class Channel(virtual.Channel):
-    """Kafka channel: queues are topics, exchange topics carry fanout/events/replies."""
-
-    QoS = QoS
-    supports_fanout = True
-    do_restore = False
-    exchange_types = {"direct": _RoutedDirect, "topic": _RoutedTopic,
-                      "fanout": FanoutExchange}
-    connection: Transport
-
-    def __init__(self, connection: Transport, **kwargs: Any) -> None:
-        super().__init__(connection, **kwargs)
-        self.options: KafkaOptions = connection.options
-
-    # -- naming ------------------------------------------------------------------------------
-    def _topic(self, queue: str) -> str:
-        return topic_name(queue, self.options.topic_prefix)
-
-    def _exchange_topic(self, exchange: str) -> str:
-        return topic_name(exchange, self.options.topic_prefix + self.options.exchange_topic_prefix)
-
-    def _exchange_kind(self, exchange: str) -> str:
-        try:
-            return str(self.state.exchanges[exchange]["type"])
-        except KeyError:
-            return "direct"
-
-    def _is_routed(self, exchange: str) -> bool:
-        if not exchange:
-            return False
-        opts = self.options
-        return (exchange in opts.reply_exchanges or exchange in opts.event_exchanges
-                or self._exchange_kind(exchange) == "fanout")
-
-    @property
-    def io(self) -> KafkaIO:
-        return self.connection.io
-
-    # -- publishing --------------------------------------------------------------------------
-    def _send(self, topic: str, message: dict[str, Any], partitions: int, config: dict[str, str],
-              headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
-        io = self.io
-        io.admin.ensure(topic, partitions, self.options.replication_factor, config)
-        persistent = message.get("properties", {}).get("delivery_mode", 2) != 1
-        wait = persistent and self.options.confirm_publish
-        future = io.producer.send(topic, dumps(message).encode(), headers,
-                                  log_errors_only=not wait)
-        if not wait:
-            return
-        try:
-            io.producer.wait(future, self.options.publish_timeout + 1.0)
-        except TimeoutError:
-            io.admin.forget(topic)
-            raise PublishTimeout(
-                f"kafka did not acknowledge a message to {topic} within "
-                f"{self.options.publish_timeout:g}s") from None
-        except DeliveryFailed:
-            io.admin.forget(topic)  # recreated by the next publish if the broker lost it
-            raise
-
-    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        """Produce `message` to the queue's topic; wait for the broker if persistent."""
-        self._send(self._topic(queue), message, self.options.partitions_for(queue),
-                   self.options.topic_config)
-
-    def _put_exchange(self, exchange: str, message: dict[str, Any], routing_key: str) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [
-            (ROUTING_KEY_HEADER, (routing_key or "").encode()),
-            (EXCHANGE_HEADER, exchange.encode())]
-        self._send(self._exchange_topic(exchange), message, 1,
-                   self.options.exchange_topic_config, headers)
-
-    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
-                    **kwargs: Any) -> None:
-        """Produce once to the fanout exchange's topic."""
-        self._put_exchange(exchange, message, routing_key)
-
-    def _requeue(self, message: virtual.Message) -> None:
-        delivery = self.io.delivery(message.delivery_tag)
-        if delivery is None:
-            return  # exchange copy (at-most-once) or partition revoked: nothing to requeue
-        payload = message.serializable()
-        payload["redelivered"] = True
-        payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
-        topic = delivery.key[0]
-        future = self.io.producer.send(topic, dumps(payload).encode())
-        try:
-            self.io.producer.wait(future, self.options.publish_timeout + 1.0)
-        except TimeoutError:
-            raise PublishTimeout(f"requeue to {topic} not acknowledged") from None
-
-    # -- bindings and queues -----------------------------------------------------------------
-    def _queue_bind(self, exchange: str, routing_key: str, pattern: Any, queue: str) -> None:
-        if not self._is_routed(exchange):
-            return
-        kind = self._exchange_kind(exchange)
-        if exchange in self.options.event_exchanges:
-            kind = "topic"
-        topic = self._exchange_topic(exchange)
-        partitions = self.io.admin.ensure(topic, 1, self.options.replication_factor,
-                                          self.options.exchange_topic_config)
-        self.io.bind(Binding(queue, exchange, kind, routing_key or ""), topic, partitions)
-
-    def _new_queue(self, queue: str, **kwargs: Any) -> None:
-        # Topics are created on first publish or consume: declared queues that turn out to be
-        # bound to an exchange topic (pidbox, replies, events) never get a topic of their own.
-        return None
-
-    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
-        return self.io.is_bound(queue) or self.io.admin.partitions(self._topic(queue)) is not None
-
-    def _size(self, queue: str) -> int:
-        io = self.io
-        if io.is_bound(queue):
-            return io.inbox.size(queue)
-        if io.admin.partitions(self._topic(queue)) is None:
-            return 0
-        return io.admin.backlog(self.options.group_id, self._topic(queue))
-
-    def _purge(self, queue: str) -> int:
-        io = self.io
-        if io.is_bound(queue):
-            return len(io.inbox.remove(lambda rec: True, queue))
-        return io.admin.skip_to_end(self.options.group_id, self._topic(queue))
-
-    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
-        io = self.io
-        if io.is_bound(queue):
-            io.unbind(queue)
-            return
-        io.cancel_queue(queue)
-        io.admin.delete(self._topic(queue))
-
-    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
-        io = self.io
-        io.check()
-        if not io.is_bound(queue) and queue not in io.work_queues:
-            self._start_work_queue(queue)
-        record = io.inbox.pop(queue)
-        if record is None:
-            raise Empty()
-        return record.payload
-
-    def _start_work_queue(self, queue: str) -> None:
-        topic = self._topic(queue)
-        self.io.admin.ensure(topic, self.options.partitions_for(queue),
-                             self.options.replication_factor, self.options.topic_config)
-        self.io.consume_queue(queue, topic)
-
-    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str,
-                      **kwargs: Any) -> Any:
-        """Consume `queue`: exchange-bound queues are already assigned, others join the group."""
-        result = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
-        self.connection.queue_channels[queue] = self
-        if not self.io.is_bound(queue) and queue not in self.io.work_queues:
-            self._start_work_queue(queue)
-        return result
-
-    def basic_cancel(self, consumer_tag: str) -> Any:
-        """Stop consuming; a work queue leaves the subscription (one rebalance)."""
-        queue = self._tag_to_queue.get(consumer_tag)
-        result = super().basic_cancel(consumer_tag)
-        if queue is not None and self.connection._io is not None:
-            self.connection.queue_channels.pop(queue, None)
-            self.io.cancel_queue(queue)
-        return result
+def _on_worker_shutting_down(**_: Any) -> None:
+    # Runs in the worker's signal handler (main thread): it only sets flags, takes no lock.
+    worker_exiting()
 
 
 class Transport(virtual.Transport):
@@ -408,7 +216,7 @@ class Transport(virtual.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         self.options = KafkaOptions.from_transport_options(client.transport_options or {})
-        self.bootstrap, user, password = _parse_servers(client)
+        self.bootstrap, user, password = parse_servers(client)
         if user:
             self.options.kafka_config.setdefault("sasl.username", user)
             self.options.kafka_config.setdefault("sasl.password", password or "")
@@ -416,6 +224,7 @@ class Transport(virtual.Transport):
         self.queue_channels: dict[str, Channel] = {}
         self._rotation = 0
         self._loop: Any = None
+        self._exiting = False
         super().__init__(client, **kwargs)
 
     @property
@@ -426,7 +235,27 @@ class Transport(virtual.Transport):
             if io is not None:
                 io.close()  # only parks it: handles from the parent are never touched
             io = self._io = KafkaIO(self.options, self.bootstrap)
+            if self._exiting:
+                io.worker_exiting()
         return io
+
+    def consumes_work(self) -> None:
+        """This connection consumes a work queue: `worker_exiting()` tells it when the worker
+        process exits (through Celery's `worker_shutting_down`, connected here)."""
+        _CONSUMING.add(self)
+        try:  # imported here: Celery is optional for a kombu transport
+            from celery.signals import worker_shutting_down
+        except ImportError:  # kombu without Celery: nothing will send it
+            return
+        worker_shutting_down.connect(_on_worker_shutting_down, weak=False,
+                                     dispatch_uid=f"{__name__}.worker_exiting")
+
+    def worker_exiting(self) -> None:
+        """The process ends once this connection closes (module function `worker_exiting`)."""
+        self._exiting = True
+        io = self._io
+        if io is not None and io.pid == os.getpid():
+            io.worker_exiting()
 
     def driver_version(self) -> str:
         """confluent-kafka's version."""
@@ -434,13 +263,7 @@ class Transport(virtual.Transport):
 
     def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
         """The broker URL, password masked unless asked for."""
-        parts = urlsplit(uri if "://" in uri else f"kafka://{uri}")
-        netloc = parts.netloc
-        if "@" in netloc and not include_password:
-            userinfo, _, hosts = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{mask}@{hosts}"
-        return f"kafka://{netloc}"
+        return masked_uri(uri, include_password, mask)
 
     def establish_connection(self) -> Any:
         """Check the broker answers metadata requests (raises KafkaConnectionError)."""
@@ -525,23 +348,4 @@ class Transport(virtual.Transport):
         return delivered
 
 
-def _parse_servers(client: Any) -> tuple[str, str | None, str | None]:
-    """bootstrap.servers, user and password from a kombu Connection."""
-    host = client.hostname or "localhost"
-    port = client.port or DEFAULT_PORT
-    if "://" not in host:
-        return f"{host}:{port}", client.userid, client.password
-    netloc = urlsplit(host).netloc
-    userinfo, _, hosts = netloc.rpartition("@")
-    user = password = None
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        user, password = unquote(user), unquote(password)
-    servers = []
-    for item in (hosts or "localhost").split(","):
-        item = item.strip()
-        servers.append(item if ":" in item.rsplit("]", 1)[-1] else f"{item}:{port}")
-    return ",".join(servers), user or client.userid, password or client.password
-
-
-__all__ = ["Channel", "QoS", "Transport", "register_alias"]
+__all__ = ["TRANSPORT_PATH", "Channel", "QoS", "Transport", "register_alias", "worker_exiting"]

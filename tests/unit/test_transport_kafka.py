@@ -1,15 +1,21 @@
-"""Transport class of the Kafka transport: selection, URL parsing, declared capabilities."""
+"""Transport class of the Kafka transport: selection, URL parsing, capabilities, shutdown."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from celery.signals import worker_shutting_down
 from kombu import Connection
 from kombu.transport import TRANSPORT_ALIASES, _transport_cache
 
 from async_request.transport.errors import KafkaConfigError, KafkaConnectionError
-from async_request.transport.kafka import TRANSPORT_PATH, Channel, Transport, register_alias
+from async_request.transport.kafka import (
+    TRANSPORT_PATH,
+    Channel,
+    Transport,
+    register_alias,
+)
 
 
 @pytest.fixture
@@ -56,3 +62,27 @@ def test_bad_option_fails_when_the_transport_is_built() -> None:
                       transport_options={"publish_timeout": -1})
     with pytest.raises(KafkaConfigError, match="'publish_timeout'"):
         conn.transport  # noqa: B018
+
+
+def test_worker_shutting_down_tells_the_connections_that_consume() -> None:
+    """Celery's signal reaches the work consumer: it then stays in the group until close."""
+    consuming = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH).transport
+    publishing = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH).transport
+    try:
+        consuming.consumes_work()  # what its first work queue does
+        assert not consuming.io.fetcher.member.exiting
+        worker_shutting_down.send(sender="w@h", sig="SIGTERM", how="Warm", exitcode=0)
+        assert consuming.io.fetcher.member.exiting
+        assert not publishing.io.fetcher.member.exiting
+    finally:
+        consuming.io.close()
+        publishing.io.close()
+
+
+def test_a_connection_told_before_its_clients_exist_tells_them() -> None:
+    transport = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH).transport
+    transport.worker_exiting()
+    try:
+        assert transport.io.fetcher.member.exiting
+    finally:
+        transport.io.close()

@@ -1,0 +1,218 @@
+# mypy: disable-error-code="no-untyped-call"
+"""The work consumer's membership of its consumer group: join, rebalance, rejoin, leave.
+
+`GroupMember` owns the work consumer (one member of group `group_id`) and every call that
+changes its membership: `subscribe()`, the rebalance callbacks librdkafka runs inside
+`poll()`, the rejoin with a longer session after INVALID_SESSION_TIMEOUT, and the way out at
+shutdown. The decisions behind them (which session, when a rebalance is stuck, why leaving
+mid-rebalance is dangerous on tansu) are in `_group.py`. The fetcher thread is its only
+caller; it polls the consumer and hands the member callables for what belongs to the fetcher
+(applying queued acks, taking over new partitions, forgetting lost ones).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Callable
+from time import monotonic
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from ._group import RebalanceWatch, longer_session, stall_limit
+from ._offsets import PartitionKey
+from ._options import KafkaOptions
+
+logger = logging.getLogger(__name__)
+
+
+class GroupMember:
+    """The work consumer as a member of consumer group `options.group_id`."""
+
+    def __init__(self, options: KafkaOptions, bootstrap: str,
+                 session_minimum: Callable[[], int | None], *,
+                 apply_acks: Callable[[], None],
+                 gained: Callable[[set[PartitionKey]], None],
+                 lost: Callable[[set[PartitionKey]], None]) -> None:
+        self.options = options
+        self.bootstrap = bootstrap
+        #: The work consumer (None before the first subscribe and after `close()`).
+        self.consumer: Consumer | None = None
+        self.topics: tuple[str, ...] = ()  # subscribed
+        self.assigned: set[PartitionKey] = set()
+        #: The process ends once this connection closes (a Celery worker shutting down; set
+        #: from any thread): stay in the group until `close()`, which leaves only with
+        #: `leave_group_on_shutdown`.
+        self.exiting = False
+        self.session_rejected = False  # INVALID_SESSION_TIMEOUT seen by the fetcher
+        self._session_minimum = session_minimum
+        self._apply_acks = apply_acks
+        self._gained = gained
+        self._lost = lost
+        self._session_ms = int(options.consumer_config("")["session.timeout.ms"])
+        self._watch = RebalanceWatch(stall_limit(self._session_ms))
+
+    def subscribe(self, topics: tuple[str, ...]) -> None:
+        """Be subscribed to exactly `topics` (sorted); an empty tuple unsubscribes."""
+        if topics == self.topics:
+            return
+        consumer = self._consumer()
+        if topics:
+            consumer.subscribe(list(topics), on_assign=self._on_assign,
+                               on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self._watch.joining(monotonic())
+        elif self.exiting:
+            # a stopping worker stays in the group (and keeps serving rebalances) until
+            # `close()`, which leaves it or, while it rebalances, abandons it; what it still
+            # fetches is dropped, not acked, and redelivered to the next owner
+            return
+        else:
+            if not self._settle_before_leaving(consumer):
+                self._warn_leaving_mid_rebalance()
+            consumer.unsubscribe()
+            self._watch.settled()
+        self.topics = topics
+
+    def check(self) -> None:
+        """After each poll: rejoin after a refused session; report a rebalance that hangs."""
+        if self.session_rejected:
+            self.session_rejected = False
+            self._rejoin_with_longer_session()
+        stuck = self._watch.overdue(monotonic())
+        if stuck is not None:
+            logger.error(
+                "kafka: consumer group %r has been rebalancing for %.0f s without assigning "
+                "partitions to this worker (normal: a few seconds); nothing is lost, but "
+                "nothing is consumed. On tansu this is a known broker bug (a group leader "
+                "that left during a rebalance stays leader; docs/transport.md, 'Known "
+                "issues'): restart the broker or delete the group.",
+                self.options.group_id, stuck)
+
+    def close(self) -> None:
+        """Leave the group and close the consumer, or, when the process exits and may not
+        leave, abandon the member (`_abandon`). Acks queued until then are applied first."""
+        work = self.consumer
+        if work is None:
+            return
+        self._apply_acks()
+        stay = bool(self.topics) and not self._may_leave(work)
+        self._apply_acks()
+        self.consumer = None
+        if stay and self.exiting:
+            self._abandon(work)
+        else:
+            if stay:
+                self._warn_leaving_mid_rebalance()
+            work.close()  # librdkafka commits the stored (acked) positions, leaves the group
+
+    # -- the consumer and its callbacks --------------------------------------------------------
+    def _consumer(self) -> Consumer:
+        if self.consumer is None:
+            config = self.options.consumer_config(self.bootstrap)
+            config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
+            self.consumer = Consumer({**config, "error_cb": self._on_error})
+        return self.consumer
+
+    def _on_error(self, error: KafkaError) -> None:
+        logger.warning("kafka consumer: %s", error)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned |= keys
+        self._gained(keys)
+        try:  # librdkafka keeps a partition's pause across revoke and re-assign
+            consumer.resume(partitions)
+        except KafkaException as exc:
+            logger.debug("kafka: resume on assign: %s", exc)
+        self._watch.settled()
+        logger.debug("kafka: assigned %s", [(p.topic, p.partition) for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._watch.joining(monotonic())
+        self._apply_acks()
+        self._forget(partitions)
+        if not self.options.enable_auto_commit:
+            try:  # commit the acked prefix now rather than at the next timer tick
+                consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    logger.warning("kafka: commit on revoke failed: %s", exc)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._watch.joining(monotonic())
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned -= keys
+        self._lost(keys)
+
+    # -- session -------------------------------------------------------------------------------
+    def _rejoin_with_longer_session(self) -> None:
+        if self.options.session_configured:
+            logger.error("kafka: the broker refuses session.timeout.ms=%d from the transport "
+                         "options (INVALID_SESSION_TIMEOUT); set it within the broker's "
+                         "group.min/max.session.timeout.ms", self._session_ms)
+            return
+        longer = longer_session(self._session_ms, self._session_minimum())
+        if longer is None:
+            logger.error("kafka: the broker refuses session.timeout.ms=%d and every longer "
+                         "default; set kafka_consumer_config['session.timeout.ms']",
+                         self._session_ms)
+            return
+        logger.warning("kafka: the broker refuses session.timeout.ms=%d (below its "
+                       "group.min.session.timeout.ms); rejoining with %d",
+                       self._session_ms, longer)
+        self._session_ms = longer
+        self._watch.stall_after = stall_limit(longer)
+        work, self.consumer = self.consumer, None
+        if work is not None:
+            work.close()  # never joined: no LeaveGroup, returns at once
+        topics, self.topics = self.topics, ()
+        self.subscribe(topics)
+
+    # -- leaving -------------------------------------------------------------------------------
+    def _may_leave(self, work: Consumer) -> bool:
+        """Whether this member may send its LeaveGroup now: never from an exiting worker
+        unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
+        if self.exiting and not self.options.leave_group_on_shutdown:
+            return False
+        return self._settle_before_leaving(work)
+
+    def _settle_before_leaving(self, work: Consumer) -> bool:
+        """Wait (bounded) until this member is not in a rebalance, so that leaving cannot
+        wedge tansu's group; a rebalance that just began shows up within a heartbeat.
+        False when the group still rebalances at the deadline."""
+        config = self.options.consumer_config("")
+        heartbeat = int(config.get("heartbeat.interval.ms", 500)) / 1000
+        started = monotonic()
+        deadline = started + self._session_ms / 1000 + 1.0
+        while monotonic() < deadline:
+            if monotonic() - started >= heartbeat and not self._watch.rebalancing:
+                return True
+            self._apply_acks()
+            work.poll(0.05)  # serves rebalance callbacks; a record is dropped (redelivered)
+        return False
+
+    def _warn_leaving_mid_rebalance(self) -> None:
+        logger.warning("kafka: leaving group %r while it rebalances", self.options.group_id)
+
+    def _abandon(self, work: Consumer) -> None:
+        """Exit without leaving the group: commit the acked prefix, never close the consumer.
+
+        A LeaveGroup while the group rebalances can wedge it on tansu (`_group.py`); a member
+        that just disappears is evicted after its session, which is always safe (the same as
+        a SIGKILLed worker). `close()`, and the destructor that would call it, send a
+        LeaveGroup, so the consumer is kept alive until the process ends: an extra reference
+        the interpreter never drops, so finalization does not destroy it either.
+        """
+        if not self.options.enable_auto_commit:
+            try:
+                work.commit(asynchronous=False)
+            except KafkaException as exc:  # the next owner redelivers what was not committed
+                logger.debug("kafka: commit before exit: %s", exc)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))
+        logger.log(logging.INFO if not self.options.leave_group_on_shutdown else logging.WARNING,
+                   "kafka: not leaving group %r (it rebalances, or leave_group_on_shutdown is "
+                   "off): the broker drops this member after its session (%d ms)",
+                   self.options.group_id, self._session_ms)
