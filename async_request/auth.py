@@ -3,11 +3,18 @@
 Pure functions: `verify_jwt` (PyJWT), `validate_channel`, `resolve_owner` from request headers.
 A channel name only ever addresses an anonymous group (`anon:`), so no header can name a user's
 group; user ownership comes from a verified token alone.
+
+An anonymous channel name is the only credential of its client: whoever knows it reads its
+results. So it must be unguessable (`validate_channel`: at least 22 characters, about 128 bits
+as base64url, of at least 10 different characters; `new_channel()` makes one), and it is never
+stored or logged: the owner is `anon:<keyed hash of the name>`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,9 +27,14 @@ from async_request.exceptions import (
     InvalidChannelError,
 )
 from async_request.headers import ASYNC_HEADER, async_mode
+from async_request.seal import keyed_hash
 from async_request.settings import Settings
 
-CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+logger = logging.getLogger(__name__)
+
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,64}")
+#: A random name has many different characters; "aaaa…" or "abab…" has few.
+CHANNEL_MIN_DISTINCT = 10
 
 
 @dataclass(frozen=True)
@@ -49,13 +61,47 @@ def validate_channel(name: str) -> str:
     name = name.strip()
     if not CHANNEL_PATTERN.fullmatch(name):
         raise InvalidChannelError(
-            "the channel name must be 16 to 64 characters of A-Z, a-z, 0-9, '-' and '_'"
+            "the channel name must be 22 to 64 characters of A-Z, a-z, 0-9, '-' and '_' "
+            "(make one with secrets.token_urlsafe(16))"
+        )
+    if len(set(name)) < CHANNEL_MIN_DISTINCT:
+        raise InvalidChannelError(
+            "the channel name is guessable: use a random one (secrets.token_urlsafe(16)), "
+            f"with at least {CHANNEL_MIN_DISTINCT} different characters"
         )
     return name
 
 
+def new_channel() -> str:
+    """A fresh random channel name for an anonymous client (128 bits, base64url)."""
+    return secrets.token_urlsafe(16)
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    """Why PyJWT refused a token, in words a client can act on (never the token itself)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the token is invalid: `{exc.claim}` is missing"
+    if isinstance(exc, jwt.exceptions.InvalidSubjectError):
+        return "the token is invalid: `sub` must be a string"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet (`nbf` or `iat` in the future)"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the token is invalid: its signature does not match (another key?)"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "the token is invalid: its algorithm is not accepted (ASYNC_REQUEST_JWT_ALGORITHMS)"
+    if isinstance(exc, jwt.DecodeError):
+        return "the token is invalid: it is not a JWT"
+    return "the token is invalid"
+
+
 def verify_jwt(token: str, settings: Settings) -> dict[str, Any]:
-    """Verify a JWT (signature, `exp`, `sub`) and return its claims."""
+    """Verify a JWT (signature, `exp`, `sub`) and return its claims.
+
+    AuthenticationError says why a token is refused; the reason is also logged at INFO (the
+    token never is), so "401" in a client has an answer in the server's log.
+    """
     if not settings.jwt_secret:
         raise AuthenticationError("token verification is not configured (no JWT secret)")
     try:
@@ -63,11 +109,12 @@ def verify_jwt(token: str, settings: Settings) -> dict[str, Any]:
             token, settings.jwt_secret, algorithms=list(settings.jwt_algorithms),
             options={"require": ["exp", "sub"]},
         )
-    except jwt.ExpiredSignatureError as exc:
-        raise AuthenticationError("the token has expired") from exc
     except jwt.InvalidTokenError as exc:
-        raise AuthenticationError("the token is invalid") from exc
+        reason = _reason(exc)
+        logger.info("refused a Bearer token: %s (%s)", reason, type(exc).__name__)
+        raise AuthenticationError(reason) from exc
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        logger.info("refused a Bearer token: it has no subject")
         raise AuthenticationError("the token has no subject")
     return claims
 
@@ -110,4 +157,4 @@ def channel_owner(name: str, settings: Settings) -> Owner:
     """Owner of an anonymous channel name; refused when anonymous use is off or the name is bad."""
     if not settings.allow_anonymous:
         raise AnonymousDisabledError("anonymous async requests are disabled; send a Bearer token")
-    return Owner("anon", validate_channel(name))
+    return Owner("anon", keyed_hash(validate_channel(name), settings.secret_key))

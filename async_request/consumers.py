@@ -1,19 +1,29 @@
 """`TaskStatusConsumer`: the WebSocket where an owner hears about their tasks.
 
-Connect with `?token=<JWT>` (a user) or `?channel=<name>` (an anonymous client). A socket without
-a valid credential is accepted only to be closed with a code that says why (4401 invalid or
-expired token, 4400 bad channel name, 4403 anonymous not allowed), because browsers cannot read
-the HTTP status of a refused handshake. Clients may send `{"action": "status", "task_id": ...}`
-to ask for a task's current state, so a notification missed while offline is never lost.
+How a socket says who it is, best first:
+
+- the first message: `{"type": "auth", "token": "<JWT>"}` or `{"type": "auth", "channel": "<name>"}`
+  within AUTH_TIMEOUT_SEC of connecting: the credential stays out of URLs, so out of access
+  logs, proxies and browser history;
+- `?token=<JWT>` or `?channel=<name>` in the URL, as the original system's clients do.
+
+A socket without a valid credential is accepted only to be sent an error frame and closed with
+a code that says why (4401 invalid or expired token, 4400 bad channel name, 4403 anonymous not
+allowed: `problems.close_code`), because browsers cannot read the HTTP status of a refused
+handshake. Clients may send `{"action": "status", "task_id": ...}` to ask for a task's current
+state, so a notification missed while offline is never lost. Binary frames get an error frame,
+frames over MAX_FRAME_BYTES a close with 1009; neither ever raises in the server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+import redis
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -26,17 +36,31 @@ from async_request.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
+#: How long a socket that sent no credential in its URL has to send its auth message.
+AUTH_TIMEOUT_SEC = 10.0
+#: Client frames above this size close the socket with 1009 (RFC 6455 "message too big").
+MAX_FRAME_BYTES = 64 * 1024
+CLOSE_TOO_BIG = 1009
+#: The channel layer could not take the subscription: try again later (RFC 6455 1013).
+CLOSE_TRY_AGAIN = 1013
+_NO_CREDENTIAL = "send {\"type\": \"auth\", \"token\": <JWT>} (or \"channel\") first, or " \
+                 "connect with ?token=<JWT> or ?channel=<name>"
 
-def owner_from_query(query_string: bytes, settings: Settings) -> Owner:
-    """The owner a socket subscribes as: `?token=<JWT>` (a user) or `?channel=<name>`."""
-    query = parse_qs(query_string.decode("latin-1"))
-    token = next(iter(query.get("token", [])), None)
-    channel = next(iter(query.get("channel", [])), None)
-    if token:
+
+def owner_from(credentials: dict[str, Any], settings: Settings) -> Owner:
+    """The owner a socket subscribes as: a `token` (a user) or a `channel` (anonymous)."""
+    token, channel = credentials.get("token"), credentials.get("channel")
+    if isinstance(token, str) and token:
         return user_owner(token, settings)
-    if channel:
+    if isinstance(channel, str) and channel:
         return channel_owner(channel, settings)
-    raise AuthenticationError("send ?token=<JWT> or ?channel=<name>")
+    raise AuthenticationError(_NO_CREDENTIAL)
+
+
+def query_credentials(query_string: bytes) -> dict[str, Any]:
+    """`token` and `channel` of a socket URL's query (the first of each)."""
+    query = parse_qs(query_string.decode("latin-1"))
+    return {name: query[name][0] for name in ("token", "channel") if query.get(name)}
 
 
 class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -44,16 +68,38 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     owner: Owner | None = None
     group: str | None = None
+    _auth_timer: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
         await self.accept()
+        credentials = query_credentials(self.scope.get("query_string", b""))
+        if credentials:
+            await self._authenticate(credentials)
+            return
+        loop = asyncio.get_running_loop()
+        self._auth_timer = loop.call_later(
+            AUTH_TIMEOUT_SEC, lambda: loop.create_task(self._auth_timed_out()))
+
+    async def _auth_timed_out(self) -> None:
+        if self.owner is None:
+            await self._refuse(close_code(AuthenticationError(_NO_CREDENTIAL)), _NO_CREDENTIAL)
+
+    async def _authenticate(self, credentials: dict[str, Any]) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         try:
-            self.owner = owner_from_query(self.scope.get("query_string", b""), get_settings())
+            owner = owner_from(credentials, get_settings())
         except AsyncRequestError as exc:
             await self._refuse(close_code(exc), str(exc))
             return
-        self.group = group_for(self.owner)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        group = group_for(owner)
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("could not subscribe a socket to its group: %r", exc)
+            await self._refuse(CLOSE_TRY_AGAIN, "the notification service is busy; reconnect")
+            return
+        self.owner, self.group = owner, group
         await self.send_json({"type": "subscribed"})
 
     async def _refuse(self, code: int, detail: str) -> None:
@@ -61,12 +107,33 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
+                      **kwargs: Any) -> None:
+        """Text frames are JSON commands; binary ones are refused with an error frame."""
+        if text_data is None:
+            await self.send_json({"type": "error", "code": 4415,
+                                  "detail": "binary frames are not supported: send JSON text"})
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        await self.receive_json(await self.decode_json(text_data), **kwargs)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Answer `{"action": "status", "task_id": ...}` and `{"type": "ping"}`."""
-        if not isinstance(content, dict) or self.owner is None:
+        """Answer auth, `{"action": "status", "task_id": ...}` and `{"type": "ping"}`."""
+        if not isinstance(content, dict):
+            return
+        if self.owner is None:
+            if content.get("type") == "auth":
+                await self._authenticate(content)
+            else:
+                await self._refuse(close_code(AuthenticationError(_NO_CREDENTIAL)),
+                                   _NO_CREDENTIAL)
             return
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})

@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
+def summary(envelope: RequestEnvelope) -> str:
+    """A safe one-line description of a queued request: method, path, owner kind, task id."""
+    kind = envelope.owner.partition(":")[0]
+    return f"<{envelope.method} {envelope.path} for {kind} {envelope.task_id}>"
+
+
 class Dispatcher:
     """Publishes envelopes through a Celery app (default: `celery_config.get_celery_app()`)."""
 
@@ -47,11 +53,17 @@ class Dispatcher:
         return (KombuError, OSError, TimeoutError, *conn.connection_errors,
                 *conn.channel_errors)
 
-    async def enqueue(self, envelope: RequestEnvelope) -> None:
-        """Publish `envelope`; return once the broker acknowledged it, else raise EnqueueError."""
+    async def enqueue(self, envelope: RequestEnvelope, *, secret: str) -> None:
+        """Publish `envelope` sealed with `secret`; return once the broker acknowledged it.
+
+        Raises EnqueueError when the broker did not take it.
+        """
         errors = self.errors  # built here, not inside the thread: it loads the transport
         kwargs: dict[str, Any] = {
-            "args": [envelope.to_dict()],
+            "args": [envelope.to_dict(secret)],
+            # What Celery logs, its task events and Flower show instead of the arguments.
+            "argsrepr": summary(envelope),
+            "kwargsrepr": "{}",
             "task_id": envelope.task_id,
             "retry": True,
             "retry_policy": RETRY_POLICY,

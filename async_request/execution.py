@@ -107,9 +107,9 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
     Raises (after recording the failure and telling the owner) when the operation failed, so
     Celery and Flower see the task as failed too.
     """
-    envelope = RequestEnvelope.from_dict(envelope_data)
-    if envelope.task_id != task_id:
-        raise EnvelopeError(f"envelope of task {envelope.task_id} delivered as task {task_id}")
+    wire_id = envelope_data.get("task_id") if isinstance(envelope_data, dict) else None
+    if wire_id != task_id:
+        raise EnvelopeError(f"envelope of task {wire_id} delivered as task {task_id}")
     store = get_store()
     claim = store.claim(task_id, worker)
     if claim.action == "unknown":
@@ -125,6 +125,9 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         publish(owner, task_id, "failed")
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
     try:
+        # Opened after the claim, so an envelope that cannot be opened (the secret changed)
+        # ends as a recorded failure its owner hears about.
+        envelope = RequestEnvelope.from_dict(envelope_data, get_settings().secret_key)
         result = _replay(envelope, claim, store, worker)
     except Exception as exc:
         store.fail(task_id, short_error(exc))
@@ -150,7 +153,7 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     if body is None:
         raise EnvelopeError(f"the stored body of task {task_id} has expired")
     app = load_asgi_app(settings.asgi_app)
-    scope = envelope.to_scope(settings.secret_key, {"task_id": task_id, "attempt": claim.attempt})
+    scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt})
     with _lease(store, task_id, worker):
         result: ReplayResult = async_to_sync(replay)(
             app, scope, body, task_id=task_id, endpoint=envelope.path,

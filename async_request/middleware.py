@@ -134,13 +134,12 @@ class AsyncRequestMiddleware:
         task_id = str(uuid.uuid4())
         aside = len(body) > settings.inline_body_bytes
         envelope = RequestEnvelope.from_scope(
-            scope, body, task_id=task_id, owner=str(owner), secret=settings.secret_key,
-            body_ref=task_id if aside else None,
+            scope, body, task_id=task_id, owner=str(owner), body_ref=task_id if aside else None,
         )
         store = self.store
         await store.accept(task_id, str(owner), scope["path"], method, body if aside else None)
         try:
-            await self.dispatcher.enqueue(envelope)
+            await self.dispatcher.enqueue(envelope, secret=settings.secret_key)
         except EnqueueError:
             await store.forget(task_id)
             raise

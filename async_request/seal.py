@@ -1,4 +1,10 @@
-"""Seal credentials (Authorization, Cookie, ...) before they enter the Kafka topic.
+"""Seal what a queued request carries before it enters the queue or the store.
+
+Everything of a captured request but its routing fields (task id, owner, method, path) is
+sealed: headers (credentials or not: `X-Auth-Token`, `X-CSRFToken` and a thousand other names
+carry secrets), the query string (`?access_token=`) and the body (a login's password); so is a
+stored response body (an issued token). Kafka topics, Celery's events, Redis and their backups
+then hold nothing readable.
 
 We encrypt rather than replace credentials with a signed identity because the replay must run
 "as the same user" through the app's *own* authentication, whatever it is (JWT, session cookie,
@@ -13,7 +19,8 @@ unreadable: they fail with a clear error instead of running as nobody.
 from __future__ import annotations
 
 import base64
-import json
+import hashlib
+import hmac
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -23,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from async_request.exceptions import ConfigurationError, EnvelopeError
 
 _INFO = b"async-request credential seal v1"
+_CHANNEL_INFO = b"async-request anonymous channel v1:"
 
 
 @lru_cache(maxsize=8)
@@ -30,7 +38,7 @@ def _fernet(secret: str) -> Fernet:
     if not secret:
         raise ConfigurationError(
             "setting ASYNC_REQUEST_SECRET_KEY (or Django SECRET_KEY) is empty: "
-            "it is needed to seal credentials of queued requests"
+            "it is needed to seal queued requests and stored results"
         )
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
         secret.encode()
@@ -38,17 +46,25 @@ def _fernet(secret: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal_headers(headers: list[tuple[str, str]], secret: str) -> str:
-    """Encrypt header pairs into an opaque token."""
-    return _fernet(secret).encrypt(json.dumps(headers).encode()).decode("ascii")
+def seal(data: bytes, secret: str) -> str:
+    """Encrypt and authenticate `data` into an opaque ASCII token."""
+    return _fernet(secret).encrypt(data).decode("ascii")
 
 
-def unseal_headers(token: str, secret: str) -> list[tuple[str, str]]:
-    """Decrypt `seal_headers` output; raise EnvelopeError when the key differs or it was altered."""
+def unseal(token: str, secret: str) -> bytes:
+    """Inverse of `seal`; raise EnvelopeError when the key differs or the token was altered."""
     try:
-        data = json.loads(_fernet(secret).decrypt(token.encode("ascii")))
+        return _fernet(secret).decrypt(token.encode("ascii"))
     except (InvalidToken, ValueError) as exc:
         raise EnvelopeError(
-            "the sealed credentials cannot be opened (secret key changed or data altered)"
+            "sealed data cannot be opened (secret key changed or data altered)"
         ) from exc
-    return [(str(name), str(value)) for name, value in data]
+
+
+def keyed_hash(value: str, secret: str) -> str:
+    """A keyed SHA-256 of `value` (hex, 32 characters): stored instead of a credential."""
+    if not secret:
+        raise ConfigurationError("setting ASYNC_REQUEST_SECRET_KEY (or Django SECRET_KEY) is "
+                                 "empty: it is needed to hash anonymous channel names")
+    digest = hmac.new(secret.encode(), _CHANNEL_INFO + value.encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]

@@ -6,13 +6,14 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 
 - `async_request:op:<id>` hash, the operation: `owner`, `method`, `endpoint`, `state`
   (pending → running → completed | failed), `created_at`, `started_at`, `finished_at` (epoch
-  seconds), `attempts`, `worker`, and at the end `result` (the ReplayResult as JSON) or `error`
-  (one line, never a traceback). Written before the task is published, so the owner of a task
-  still in the queue is known.
+  seconds), `attempts`, `worker`, and at the end `result` (the ReplayResult as JSON, sealed:
+  response bodies carry issued tokens and personal data) or `error` (one line, never a
+  traceback). Written before the task is published, so the owner of a task still in the queue
+  is known. An anonymous owner is a keyed hash of its channel name, never the name.
 - `async_request:lease:<id>` the worker that runs it, with a lease of `lease_sec` that the run
   renews; a run whose worker died loses its lease, so a redelivery can tell "died" from "busy".
 - `async_request:body:<id>` request bodies above ASYNC_REQUEST_INLINE_BODY_BYTES (the Kafka
-  message carries a reference), deleted when the run ends.
+  message carries a reference), sealed, deleted when the run ends.
 
 Why a claim at all (`claim`): a redelivered task (a worker killed mid-run, a rebalance) must not
 run twice at once, and a finished one must hand back its outcome instead of running again.
@@ -34,6 +35,7 @@ import redis.asyncio as aredis
 
 from async_request._retry import retry
 from async_request.exceptions import StoreUnavailableError
+from async_request.seal import seal, unseal
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,8 +99,8 @@ class Operation:
     error: str | None = None
 
     @classmethod
-    def from_hash(cls, task_id: str, raw: dict[bytes, bytes]) -> Operation:
-        """Parse the Redis hash of an operation."""
+    def from_hash(cls, task_id: str, raw: dict[bytes, bytes], secret: str) -> Operation:
+        """Parse the Redis hash of an operation, unsealing its result with `secret`."""
         data = {k.decode(): v.decode() for k, v in raw.items()}
 
         def when(name: str) -> float | None:
@@ -109,7 +111,7 @@ class Operation:
             endpoint=data.get("endpoint", ""), state=data.get("state", "pending"),
             created_at=when("created_at") or 0.0, started_at=when("started_at"),
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
-            result=json.loads(data["result"]) if data.get("result") else None,
+            result=json.loads(unseal(data["result"], secret)) if data.get("result") else None,
             error=data.get("error") or None,
         )
 
@@ -128,9 +130,11 @@ class Claim:
 class OperationStore:
     """Redis-backed operation records; sync methods for workers, async ones for the web app."""
 
-    def __init__(self, redis_url: str, expires_sec: int, *, lease_sec: float = 6.0) -> None:
+    def __init__(self, redis_url: str, expires_sec: int, *, secret: str,
+                 lease_sec: float = 6.0) -> None:
         self.redis_url = redis_url
         self.expires_sec = expires_sec
+        self.secret = secret
         self.lease_sec = lease_sec
         self._sync: redis.Redis | None = None
         self._claim_script: Any = None
@@ -177,7 +181,8 @@ class OperationStore:
                 })
                 pipe.expire(op_key(task_id), self.expires_sec)
                 if body_aside is not None:
-                    pipe.set(body_key(task_id), body_aside, ex=self.expires_sec)
+                    pipe.set(body_key(task_id), seal(body_aside, self.secret),
+                             ex=self.expires_sec)
                 await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("nothing was queued, retry later", exc) from exc
@@ -197,7 +202,7 @@ class OperationStore:
             raw = self.client.hgetall(op_key(task_id))
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
-        return Operation.from_hash(task_id, raw) if raw else None  # type: ignore[arg-type]
+        return Operation.from_hash(task_id, raw, self.secret) if raw else None  # type: ignore[arg-type]
 
     def owner(self, task_id: str) -> str | None:
         """The recorded owner of a task (retried while Redis is down), None when unknown."""
@@ -206,8 +211,9 @@ class OperationStore:
 
     def load_body(self, task_id: str) -> bytes | None:
         """A body stored aside, or None when it has expired."""
-        body: bytes | None = self._retry(lambda: self.client.get(body_key(task_id)), "load body")
-        return body
+        sealed: bytes | None = self._retry(lambda: self.client.get(body_key(task_id)),
+                                           "load body")
+        return None if sealed is None else unseal(sealed.decode("ascii"), self.secret)
 
     # -- worker side -------------------------------------------------------------------------
     def claim(self, task_id: str, worker: str) -> Claim:
@@ -237,7 +243,8 @@ class OperationStore:
             if action == "run":
                 return Claim("resume" if int(attempts) > 1 else "run", owner, int(attempts))
             if action == "done":
-                return Claim("done", owner, int(attempts), result=json.loads(payload))
+                return Claim("done", owner, int(attempts),
+                             result=json.loads(unseal(payload, self.secret)))
             if action == "failed":
                 return Claim("failed", owner, int(attempts), error=payload)
             return Claim("unknown")
@@ -251,7 +258,8 @@ class OperationStore:
 
     def finish(self, task_id: str, result: dict[str, Any]) -> None:
         """Record a completed run with its result; retried until Redis takes it."""
-        self._end(task_id, {"state": "completed", "result": json.dumps(result)})
+        self._end(task_id, {"state": "completed",
+                            "result": seal(json.dumps(result).encode(), self.secret)})
 
     def fail(self, task_id: str, error: str) -> None:
         """Record a failed run (timeout, interrupted, the app could not be loaded, ...)."""
@@ -286,6 +294,8 @@ def get_store() -> OperationStore:
     from async_request.settings import get_settings
 
     settings = get_settings()
-    if _store is None or _store.redis_url != settings.redis_url:
-        _store = OperationStore(settings.redis_url, settings.result_expires_sec)
+    if _store is None or (_store.redis_url, _store.secret) != (settings.redis_url,
+                                                              settings.secret_key):
+        _store = OperationStore(settings.redis_url, settings.result_expires_sec,
+                                secret=settings.secret_key)
     return _store

@@ -22,15 +22,23 @@ import os
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from sample_project.dburl import parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-0123456789abcdef0123456789"
-)
+# The built-in key is public (it is in this repository): anyone could mint tokens with it, and
+# it also derives the key that seals queued requests. `make run` generates a key per checkout.
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdef0123456789"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is off: the sample refuses to run with its "
+        "built-in key, which is public; set DJANGO_SECRET_KEY to a random value "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(48))')")
 ALLOWED_HOSTS = os.environ.get(
     "DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]"
 ).split(",")
@@ -104,7 +112,10 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
             # pop: the pop then times out now and then and drops the WebSocket. Wait longer.
             # capacity: channels_redis drops messages for a socket beyond it (default 100); a
             # burst of 1000 requests at ~150 completions/s overflowed it (bench/pipeline.py).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # max_connections: redis-py's asyncio pool (100 by default) raises instead of
+            # waiting, so 1000 sockets subscribing at once failed past the 100th.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                                  "max_connections": 2000}],
                        "capacity": 1000},
         }
     }

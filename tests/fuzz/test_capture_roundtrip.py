@@ -32,6 +32,7 @@ from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.middleware import AsyncRequestMiddleware
 from async_request.replay import replay
+from async_request.seal import keyed_hash, unseal
 from async_request.settings import Settings
 from async_request.store import OperationStore, body_key
 from tests.fuzz import _asgi
@@ -59,7 +60,7 @@ class CapturingDispatcher(Dispatcher):
         super().__init__()
         self.published: list[RequestEnvelope] = []
 
-    async def enqueue(self, envelope: RequestEnvelope) -> None:
+    async def enqueue(self, envelope: RequestEnvelope, *, secret: str) -> None:
         self.published.append(envelope)
 
 
@@ -100,7 +101,7 @@ async def _never_called(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture(scope="module")
 def registry(redis_url: str) -> Iterator[OperationStore]:
     """The operation store on this session's Redis (DB 5, flushed at session start)."""
-    reg = OperationStore(redis_url, expires_sec=120)
+    reg = OperationStore(redis_url, expires_sec=120, secret=SECRET)
     yield reg
     if reg._sync is not None:
         reg._sync.close()
@@ -171,14 +172,16 @@ async def capture_and_replay(
         answer = await _asgi.call(middleware, scope, chunks)
         assert answer.status == 202, (answer.status, answer.body)
         [envelope] = middleware.published
-        text = json.dumps(envelope.to_dict())  # what the Celery JSON serializer sends
-        restored = RequestEnvelope.from_dict(json.loads(text))
-        body = restored.body if restored.body is not None else await registry.aclient().get(
-            body_key(restored.task_id))
-        assert body is not None, "a body stored aside is missing from Redis"
+        text = json.dumps(envelope.to_dict(SECRET))  # what the Celery JSON serializer sends
+        restored = RequestEnvelope.from_dict(json.loads(text), SECRET)
+        body = restored.body
+        if body is None:
+            aside = await registry.aclient().get(body_key(restored.task_id))
+            assert aside is not None, "a body stored aside is missing from Redis"
+            body = unseal(aside.decode("ascii"), SECRET)
         seen: list[dict[str, Any]] = []
         marker = {"task_id": restored.task_id}
-        result = await replay(scope_echo(seen), restored.to_scope(SECRET, marker), body,
+        result = await replay(scope_echo(seen), restored.to_scope(marker), body,
                               task_id=restored.task_id, endpoint=restored.path, timeout=5)
         assert result.status == 200
         [replayed] = seen
@@ -201,7 +204,8 @@ async def capture_and_replay(
     with_length=st.booleans(),
     owner=st.one_of(
         st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-",
-                min_size=16, max_size=64).map(lambda c: ("channel", c)),
+                min_size=22, max_size=64).filter(lambda c: len(set(c)) >= 10)
+        .map(lambda c: ("channel", c)),
         st.text("0123456789", min_size=1, max_size=6).map(lambda s: ("user", s)),
     ),
     cookie=st.one_of(st.none(), st.text(st.characters(codec="latin-1",
@@ -246,7 +250,9 @@ def test_captured_request_replays_identically(
     assert uuid.UUID(task_id).version == 4 and str(uuid.UUID(task_id)) == task_id
     assert answer.header("location") == f"{RESULTS_PATH}{task_id}/"
     assert envelope.task_id == task_id
-    assert envelope.owner == (f"user:{ident}" if kind == "user" else f"anon:{ident}")
+    # An anonymous owner is stored as a keyed hash: the channel name is its only credential.
+    assert envelope.owner == (f"user:{ident}" if kind == "user"
+                              else f"anon:{keyed_hash(ident, SECRET)}")
 
     # Byte-exact replay of everything the route can see.
     assert echoed == body
@@ -261,10 +267,8 @@ def test_captured_request_replays_identically(
     named = {t.strip().lower() for n, v in sent if n.lower() == "connection"
              for t in v.split(",")} - SECRET_NAMES
     kept = [(n, v) for n, v in sent if n not in DROPPED and n.lower() not in named]
-    # Plain headers keep their order; sealed ones come back after them, in their own order.
-    expected = ([p for p in kept if p[0] not in SECRET_NAMES]
-                + [p for p in kept if p[0] in SECRET_NAMES])
-    assert got == expected
+    # Every header keeps its place: they all travel in one sealed token.
+    assert got == kept
     assert not any(n in DROPPED for n, _ in got)
 
     # Large bodies travel beside the message, not in it.
@@ -272,16 +276,20 @@ def test_captured_request_replays_identically(
     event("body stored aside in Redis" if len(body) > INLINE else "body inline")
     event(f"owner: {kind}")
     if len(body) > INLINE:
-        assert data["body"] is None and data["body_ref"] == task_id
+        assert envelope.body is None and data["body_ref"] == task_id
     else:
-        assert base64.b64decode(data["body"]) == body and data["body_ref"] is None
+        assert envelope.body == body and data["body_ref"] is None
 
-    # Credentials are sealed: neither their names nor their values are readable in the JSON.
-    plain_names = {n for n, _ in data["headers"]}
-    assert not plain_names & SECRET_NAMES
+    # Only routing fields are readable: credentials, query and body are in the sealed token.
+    assert set(data) == {"version", "task_id", "owner", "method", "path", "body_ref",
+                         "accepted_at", "sealed"}
     for _, value in secrets:
         for form in {value, json.dumps(value)[1:-1], value.removeprefix("Bearer ")}:
             assert form not in text, "a credential is readable in the queued message"
+    for private in (query, body):
+        if len(private) >= 8 and private not in raw_path:
+            assert private.decode("latin-1") not in text
+            assert base64.b64encode(private).decode()[:8] not in text
 
 
 # -- what the middleware must refuse, never with a 500 --------------------------------------------
@@ -347,7 +355,7 @@ _SYNC_OR_TOKEN = {"", "false", "0", "no", "off", "true", "1", "yes", "on"}
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=80)
        .filter(lambda n: n.strip().lower() not in _SYNC_OR_TOKEN)
-       .filter(lambda n: not (16 <= len(n.strip()) <= 64 and all(
+       .filter(lambda n: not (22 <= len(n.strip()) <= 64 and len(set(n.strip())) >= 10 and all(
            c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
            for c in n.strip()))))
 def test_invalid_channel_name_is_400(registry: OperationStore, name: str) -> None:

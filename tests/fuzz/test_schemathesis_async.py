@@ -31,6 +31,7 @@ from tests.integration.stack import IntegrationStack
 pytestmark = pytest.mark.integration
 
 RESULTS = "/api/v1/async_background_response/"
+CHANNELS_OPERATION = f"POST {RESULTS}channels/"
 POLL_BUDGET_SEC = 60.0
 SAMPLE_SIZE = 60
 
@@ -87,6 +88,10 @@ def test_async_header_answers_202_or_problem(case: Any, live: Live) -> None:
     if case.operation.label == RESULTS_OPERATION:
         # Never deferred; a generated id is nobody's task (or not a uuid at all).
         _assert_problem(response, 404, 405)
+        return
+    if case.operation.label == CHANNELS_OPERATION:
+        # Never deferred either: it hands out a fresh anonymous channel name.
+        assert response.status_code == 200 and len(response.json()["channel"]) >= 22
         return
     if response.status_code != 202:
         # Only methods the middleware cannot defer (TRACE, CONNECT, made-up verbs).

@@ -68,8 +68,8 @@ def accepted(store: OperationStore, body: bytes = b"hello") -> dict[str, Any]:
     scope = {"type": "http", "method": "POST", "path": "/api/x/", "headers": [],
              "query_string": b""}
     asyncio.run(store.accept(task_id, str(OWNER), "/api/x/", "POST"))
-    return RequestEnvelope.from_scope(scope, body, task_id=task_id, owner=str(OWNER),
-                                      secret=get_settings().secret_key).to_dict()
+    return RequestEnvelope.from_scope(scope, body, task_id=task_id,
+                                      owner=str(OWNER)).to_dict(get_settings().secret_key)
 
 
 def test_completed_outcome_is_stored_once_and_told_to_the_recorded_owner(
@@ -107,6 +107,21 @@ def test_an_unknown_task_is_refused_and_nobody_is_told(worker_settings: Operatio
             execute(forged, task_id=forged["task_id"], worker="w1")
 
     assert heard(OWNER, run) == []
+
+
+def test_an_envelope_that_cannot_be_opened_ends_failed_and_told(
+        worker_settings: OperationStore) -> None:
+    envelope = accepted(worker_settings)
+    task_id = envelope["task_id"]
+    tampered = {**envelope, "sealed": envelope["sealed"][:-8] + "AAAAAAAA"}
+
+    def run() -> None:
+        with pytest.raises(EnvelopeError, match="cannot be opened"):
+            execute(tampered, task_id=task_id, worker="w1")
+
+    assert heard(OWNER, run) == [layer_message(task_id, "failed")]
+    operation = worker_settings.get(task_id)
+    assert operation is not None and operation.state == "failed"
 
 
 def test_a_failure_is_stored_and_told(worker_settings: OperationStore) -> None:

@@ -41,7 +41,8 @@ def test_django_view_owner_rules(results_redis: str) -> None:
     other = jwt.encode({"sub": "6", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
                        algorithm="HS256")
     task_id = str(uuid.uuid4())
-    asyncio.run(OperationStore(results_redis, 60).accept(task_id, "user:5", "/x/", "GET"))
+    store = OperationStore(results_redis, 60, secret=settings.SECRET_KEY)
+    asyncio.run(store.accept(task_id, "user:5", "/x/", "GET"))
     code, body, media = call(task_id, authorization=f"Bearer {token}")
     assert code == 202 and body["state"] == "pending" and body["endpoint"] == "/x/"
     assert call(task_id, authorization=f"Bearer {other}")[0] == 404

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def store(redis_url: str) -> OperationStore:
-    return OperationStore(redis_url, expires_sec=60, lease_sec=0.6)
+    return OperationStore(redis_url, expires_sec=60, secret="s" * 32, lease_sec=0.6)
 
 
 def new_id() -> str:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import jwt
 import pytest
 
-from async_request.auth import Owner, resolve_owner, validate_channel
+from async_request.auth import Owner, new_channel, resolve_owner, validate_channel
 from async_request.exceptions import (
     AnonymousDisabledError,
     AuthenticationError,
@@ -58,12 +58,25 @@ def test_refused_credentials(headers: dict[str, str]) -> None:
 
 
 def test_anonymous_channel() -> None:
-    owner = resolve_owner({"x-async-request": "abcdefghij_KLMNOP-123"}, SETTINGS)
-    assert owner == Owner("anon", "abcdefghij_KLMNOP-123")
+    owner = resolve_owner({"x-async-request": "abcdefghij_KLMNOP-12345"}, SETTINGS)
+    # Stored and logged as a keyed hash: the name is the anonymous client's only credential.
+    assert owner.kind == "anon" and "abcdefghij" not in str(owner)
+    assert owner == resolve_owner({"x-async-request": "abcdefghij_KLMNOP-12345"}, SETTINGS)
+    assert owner != resolve_owner({"x-async-request": "abcdefghij_KLMNOP-12346"}, SETTINGS)
+    other_key = replace(SETTINGS, secret_key="another-secret-" * 3)
+    assert owner != resolve_owner({"x-async-request": "abcdefghij_KLMNOP-12345"}, other_key)
+
+
+def test_new_channels_are_valid_and_random() -> None:
+    names = {new_channel() for _ in range(100)}
+    assert len(names) == 100
+    assert all(validate_channel(name) == name for name in names)
 
 
 @pytest.mark.parametrize("name", ["short", "x" * 65, "user.42:group!!!!", "ümlaut-channel-name",
-                                  "has space in the name"])
+                                  "has space in the name", "aaaaaaaaaaaaaaaa",
+                                  "my-channel-name-0001", "a" * 22, "abababababababababababab",
+                                  "0123401234012340123401"])
 def test_bad_channel_names(name: str) -> None:
     with pytest.raises(InvalidChannelError):
         validate_channel(name)
@@ -71,7 +84,7 @@ def test_bad_channel_names(name: str) -> None:
 
 def test_anonymous_can_be_disabled() -> None:
     with pytest.raises(AnonymousDisabledError):
-        resolve_owner({"x-async-request": "abcdefghij_KLMNOP-123"},
+        resolve_owner({"x-async-request": "abcdefghij_KLMNOP-12345"},
                       replace(SETTINGS, allow_anonymous=False))
 
 
@@ -79,3 +92,27 @@ def test_owner_parse_round_trip() -> None:
     assert Owner.parse("anon:abc") == Owner("anon", "abc")
     with pytest.raises(ValueError):
         Owner.parse("admin:1")
+
+
+@pytest.mark.parametrize(("claims", "reason"), [
+    ({"sub": "1"}, "`exp` is missing"),
+    ({"exp": 4102444800}, "`sub` is missing"),
+    ({"sub": 42, "exp": 4102444800}, "`sub` must be a string"),
+    ({"sub": "1", "exp": 1}, "the token has expired"),
+    ({"sub": "1", "exp": 4102444800, "nbf": 4102444000}, "not valid yet"),
+])
+def test_a_refused_token_says_why(claims: dict[str, object], reason: str,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    signed = jwt.encode(claims, "s" * 32, algorithm="HS256")
+    with caplog.at_level("INFO", logger="async_request.auth"), \
+            pytest.raises(AuthenticationError, match=reason.replace("`", ".")):
+        resolve_owner({"authorization": f"Bearer {signed}"}, SETTINGS)
+    assert reason in caplog.text
+    assert signed not in caplog.text
+
+
+def test_a_token_signed_with_another_key_says_so() -> None:
+    with pytest.raises(AuthenticationError, match="signature does not match"):
+        resolve_owner({"authorization": f"Bearer {token(key='w' * 32)}"}, SETTINGS)
+    with pytest.raises(AuthenticationError, match="not a JWT"):
+        resolve_owner({"authorization": "Bearer abc"}, SETTINGS)

@@ -13,16 +13,16 @@ from channels.layers import channel_layers
 from django.conf import settings
 from django.test import override_settings
 
-from async_request.auth import Owner
-from async_request.consumers import TaskStatusConsumer
+from async_request.auth import Owner, channel_owner
+from async_request.consumers import MAX_FRAME_BYTES, TaskStatusConsumer
 from async_request.notifications import group_for, layer_message
-from async_request.settings import reset_settings
+from async_request.settings import get_settings, reset_settings
 from tests.unit._websocket import WebSocket
 
 # channels closes stale database connections around each handler: give it a test database.
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-CHANNEL = "abcdefghij_KLMNOP-123"
+CHANNEL = "abcdefghij_KLMNOP-12345"
 
 
 @pytest.fixture
@@ -70,19 +70,63 @@ async def test_user_subscribes_and_hears_its_group_only(memory_layer: Any) -> No
 async def test_anonymous_channel_subscribes(memory_layer: Any) -> None:
     socket = await connected(f"channel={CHANNEL}")
     assert await socket.receive_json_from() == {"type": "subscribed"}
-    await memory_layer.group_send(group_for(Owner("anon", CHANNEL)),
-                                  layer_message("t-2", "failed"))
+    owner = channel_owner(CHANNEL, get_settings())
+    await memory_layer.group_send(group_for(owner), layer_message("t-2", "failed"))
     assert json.loads((await socket.receive_json_from())["data"])["status"] == "failed"
     await socket.disconnect()
 
 
+async def test_the_credential_can_come_in_the_first_message(memory_layer: Any) -> None:
+    socket = await connected("")
+    await socket.send_json_to({"type": "auth", "token": token()})
+    assert await socket.receive_json_from() == {"type": "subscribed"}
+    await memory_layer.group_send(group_for(Owner("user", "42")), layer_message("t", "failed"))
+    assert json.loads((await socket.receive_json_from())["data"])["task_id"] == "t"
+    await socket.disconnect()
+    anonymous = await connected("")
+    await anonymous.send_json_to({"type": "auth", "channel": CHANNEL})
+    assert await anonymous.receive_json_from() == {"type": "subscribed"}
+    await anonymous.disconnect()
+
+
+@pytest.mark.parametrize("first", [{"type": "ping"}, {"type": "auth"},
+                                   {"type": "auth", "token": "bad"},
+                                   {"action": "status", "task_id": "x"}])
+async def test_a_first_message_without_a_good_credential_closes_4401(first: Any) -> None:
+    socket = await connected("")
+    await socket.send_json_to(first)
+    frame = await socket.receive_json_from()
+    assert frame["type"] == "error" and frame["code"] == 4401
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+
+
+async def test_silence_after_connecting_closes_4401(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("async_request.consumers.AUTH_TIMEOUT_SEC", 0.1)
+    socket = await connected("")
+    frame = await socket.receive_json_from(timeout=2)
+    assert frame["type"] == "error" and frame["code"] == 4401
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+
+
+async def test_binary_and_oversized_frames_never_raise() -> None:
+    socket = await connected(f"token={token()}")
+    await socket.receive_json_from()
+    await socket.send_to(bytes_data=b"\x00\x01binary")
+    frame = await socket.receive_json_from()
+    assert frame["type"] == "error" and "binary" in frame["detail"]
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.send_to(text_data="x" * (MAX_FRAME_BYTES + 1))
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 1009}
+
+
 @pytest.mark.parametrize(("query", "code"), [
-    ("", 4401),
     ("token=not-a-jwt", 4401),
     (f"token={token(exp_in=-10)}", 4401),
     (f"token={token(sub=42)}", 4401),
     (f"token=bad&channel={CHANNEL}", 4401),  # a bad token never falls back to the channel
     ("channel=short", 4400),
+    ("channel=aaaaaaaaaaaaaaaaaaaaaaaa", 4400),
 ])
 async def test_refusals_send_an_error_frame_then_close_with_the_mapped_code(
         query: str, code: int) -> None:

@@ -11,7 +11,7 @@ from async_request.settings import load_settings
 def envelope(method: str, path: str = "/api/v1/orders/", headers: tuple = ()) -> RequestEnvelope:
     return RequestEnvelope(task_id="t", owner="user:1", method=method, path=path,
                            raw_path=path.encode(), query_string=b"", headers=headers,
-                           sealed_headers=None, body=b"")
+                           body=b"")
 
 
 SETTINGS = load_settings({"BS_ENV_FILE": "/nonexistent",

@@ -37,7 +37,8 @@ async def request(settings: Settings, method: str = "POST", path: str = "/api/x/
     inner = Recorder()
     # Redis on a closed port: anything that reaches the store gets 503, never a 202.
     app = AsyncRequestMiddleware(inner, settings=settings,
-                                 store=OperationStore(settings.redis_url, 60))
+                                 store=OperationStore(settings.redis_url, 60,
+                                                      secret=settings.secret_key))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.request(method, path, headers=headers, content=content)
@@ -111,6 +112,6 @@ async def test_redis_down_gives_503_and_runs_nothing() -> None:
 async def test_anonymous_disabled_is_403() -> None:
     # The same answer as the WebSocket's close code 4403: one mapping for every surface.
     response, inner = await request(replace(SETTINGS, allow_anonymous=False),
-                                    headers={"x-async-request": "abcdefghij_KLMNOP-123"})
+                                    headers={"x-async-request": "abcdefghij_KLMNOP-12345"})
     assert response.status_code == 403 and inner.calls == 0
     assert response.headers["content-type"] == "application/problem+json"
