@@ -32,7 +32,7 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.devstack import private_stack  # noqa: E402
+from tools.stack import private_stack  # noqa: E402
 
 PATH = "/api/v1/orders/"
 RESULT = "/api/v1/async_background_response/{}/"

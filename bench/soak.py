@@ -161,7 +161,7 @@ def main() -> int:
                         help="seconds to wait for results after the last request")
     args = parser.parse_args()
 
-    from tools.devstack import private_stack
+    from tools.stack import private_stack
 
     with private_stack("soak", redis_db=8) as stack:
         stack.create_user("soak", "soak")

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stack import IntegrationStack
-from tools.devstack import tail
 from tools.services import Service, redis_server_binary, redis_url_with_db, start_redis, start_tansu
+from tools.stack import tail
 
 REDIS_TEST_DB = 5
 _LOG_DIRS: list[Path] = []

@@ -1,6 +1,6 @@
 """The full sample stack for end-to-end tests: web app, worker(s), Flower, own database.
 
-Built on `tools.devstack.Stack`; the `stack` fixture in tests/live_fixtures.py makes one
+Built on `tools.stack.Stack`; the `stack` fixture in tests/live_fixtures.py makes one
 per test session. Kafka and Redis come from the `kafka` and `redis_url` fixtures.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlparse
 
-from tools.devstack import Stack, tail
 from tools.services import Service
+from tools.stack import Stack, tail
 
 if TYPE_CHECKING:
     import psycopg

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tools import devstack, services
+from tools.stack import ROOT
 
 
 def _closed_url(db: int = 3) -> str:
@@ -147,7 +148,7 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     launcher = textwrap.dedent(f"""
         import sys, time
-        sys.path.insert(0, {str(Path(devstack.ROOT))!r})
+        sys.path.insert(0, {str(ROOT)!r})
         from tools.services import spawn
         proc = spawn(["sleep", "60"])
         open({str(pid_file)!r}, "w").write(str(proc.pid))
