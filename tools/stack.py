@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 import urllib.error
@@ -38,7 +39,7 @@ ASGI_APP = "sample_project.asgi:application"
 CELERY_APP = "celery_app"
 HEALTH_PATH = "/api/v1/health/"
 RESULTS_PATH = "/api/v1/async_background_response/"
-WORKER_READY = re.compile(rb"@\S+ ready\.")
+WORKER_READY = re.compile(r"@\S+ ready\.")
 
 
 class StartError(RuntimeError):
@@ -187,16 +188,7 @@ class Stack:
         proc = spawn(list(argv), log, env=self.env(), cwd=self.root)
         service = Service(name, url, proc, log=log)
         self.services.append(service)
-        deadline = time.monotonic() + timeout
-        while not ready(service):
-            if proc.poll() is not None:
-                raise StartError(
-                    f"{name} exited with code {proc.returncode} while starting; "
-                    f"log {log}:\n{tail(log)}"
-                )
-            if time.monotonic() > deadline:
-                raise StartError(f"{name} not ready after {timeout:.0f}s; log {log}:\n{tail(log)}")
-            time.sleep(0.2)
+        wait_until(service, ready, timeout)
         return service
 
     def start_web(self, port: int | None = None, timeout: float = 60) -> Service:
@@ -209,12 +201,16 @@ class Stack:
         )
 
     def start_worker(self, pool: str = "prefork", concurrency: int = 2,
-                     extra_args: Sequence[str] = (), timeout: float = 90) -> Service:
+                     extra_args: Sequence[str] = (), timeout: float = 90) -> CeleryProcess:
         """A Celery worker (events on); ready when its log says `ready.`."""
         name = self.unique_name("worker")
-        argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
-                "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", *extra_args]
-        return self.start(name, argv, f"{name}@", worker_ready, timeout)
+        args = ["worker", "-E", "-l", "INFO", "-P", pool, "-c", str(concurrency),
+                "-n", f"{name}@%h", *extra_args]
+        worker = CeleryProcess.start(name, CELERY_APP, args, self._log(name), self.env(),
+                                     cwd=self.root)
+        self.services.append(worker)
+        worker.wait_ready(timeout, interval=0.2)
+        return worker
 
     def start_flower(self, port: int | None = None, timeout: float = 60) -> Service:
         """Flower on port; ready when the port accepts connections."""
@@ -254,4 +250,87 @@ class Stack:
 
 def worker_ready(service: Service) -> bool:
     """True once a Celery worker's log has its `celery@host ready.` line."""
-    return service.log is not None and bool(WORKER_READY.search(service.log.read_bytes()))
+    return service.log is not None and bool(
+        WORKER_READY.search(service.log.read_text(errors="replace")))
+
+
+def wait_until(service: Service, ready: Callable[[Service], bool], timeout: float,
+               interval: float = 0.2, needle: str | None = None) -> None:
+    """Poll ready(service); raise StartError (with the log's tail) on exit or timeout.
+
+    `needle`: what `ready` looks for in the log, named in the error.
+    """
+    proc = service.process
+    deadline = time.monotonic() + timeout
+    while not ready(service):
+        if proc is not None and proc.poll() is not None:
+            waiting = "while starting" if needle is None else f"before logging {needle!r}"
+            raise StartError(f"{service.name} exited with code {proc.returncode} {waiting}; "
+                             f"log {service.log}:\n{tail(service.log)}")
+        if time.monotonic() > deadline:
+            missing = "not ready" if needle is None else f"{needle!r} not logged"
+            raise StartError(f"{service.name} {missing} after {timeout:.0f}s; "
+                             f"log {service.log}:\n{tail(service.log)}")
+        time.sleep(interval)
+
+
+@dataclass
+class CeleryProcess(Service):
+    """A `celery -A <app> ...` command (a worker, Flower) in its own process group.
+
+    Its output goes to `log`; `started` is the monotonic time of the spawn. `stop()` (SIGTERM
+    to the group, then SIGKILL) and `kill()` (SIGKILL to the group) come from `Service`.
+    """
+
+    started: float = 0.0
+
+    @classmethod
+    def start(cls, name: str, app: str, args: Sequence[str], log: Path, env: dict[str, str],
+              cwd: Path = ROOT) -> CeleryProcess:
+        """Spawn `celery -A app *args` with a fresh log; return at once (see `wait_ready`)."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"")
+        started = time.monotonic()
+        proc = spawn([python(), "-m", "celery", "-A", app, *args], log, env=env, cwd=cwd)
+        return cls(name, f"{name}@", proc, log=log, started=started)
+
+    def text(self) -> str:
+        """The log so far."""
+        return self.log.read_text(errors="replace") if self.log is not None else ""
+
+    def wait_for(self, needle: str | re.Pattern[str], timeout: float = 30.0,
+                 interval: float = 0.05) -> float:
+        """Wait until `needle` (a substring or a pattern) is in the log; seconds since spawn.
+
+        Raises StartError, with the log's tail, when the process exits first or on timeout.
+        """
+        def seen(_service: Service) -> bool:
+            text = self.text()
+            return needle in text if isinstance(needle, str) else bool(needle.search(text))
+
+        named = needle if isinstance(needle, str) else needle.pattern
+        wait_until(self, seen, timeout, interval, None if needle is WORKER_READY else named)
+        return time.monotonic() - self.started
+
+    def wait_ready(self, timeout: float = 30.0, interval: float = 0.05) -> float:
+        """Wait for a worker's `name@host ready.` line; seconds since spawn."""
+        return self.wait_for(WORKER_READY, timeout, interval)
+
+    def term(self, timeout: float = 20.0) -> float:
+        """SIGTERM the main process (a warm shutdown); seconds until it exited.
+
+        Raises TimeoutError (after a SIGKILL to the group) when it is still running after
+        `timeout`.
+        """
+        proc = self.process
+        if proc is None:
+            return 0.0
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(f"{self.name}: warm shutdown took > {timeout:.0f}s; log "
+                               f"{self.log}:\n{tail(self.log)}") from None
+        return time.monotonic() - start
