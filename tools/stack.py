@@ -84,6 +84,14 @@ def tail(path: Path | None, lines: int = 40) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+def log_tails(log_dir: Path, lines: int = 60) -> str:
+    """`tail` of every `*.log` in log_dir, each under a header line (for failure reports)."""
+    parts = [f"logs in {log_dir}"]
+    for path in sorted(log_dir.glob("*.log")):
+        parts.append(f"----- {path.name} (last {lines} lines) -----\n{tail(path, lines)}")
+    return "\n".join(parts)
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     """HTTP status of GET url, None when nothing answers."""
     try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlparse
 
 from tools.services import Service
-from tools.stack import Stack, tail
+from tools.stack import Stack, log_tails
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,7 +185,4 @@ class IntegrationStack:
 
     def log_tails(self, lines: int = 60) -> str:
         """Tail of every log of this session (printed when a test fails)."""
-        parts = [f"logs in {self.logs}"]
-        for path in sorted(self.logs.glob("*.log")):
-            parts.append(f"----- {path.name} (last {lines} lines) -----\n{tail(path, lines)}")
-        return "\n".join(parts)
+        return log_tails(self.logs, lines)

@@ -1,6 +1,8 @@
-"""Session fixtures of the Kafka transport tests: a tansu broker, Redis DB 10, workers.
+"""Fixtures of the Kafka transport tests: workers and client apps on the session's services.
 
-Every test gets fresh queue/group names (`names`), so tests never share consumer groups (tansu
+Broker and Redis are the session's `kafka` and `redis_url` (tests/live_fixtures.py), shared
+with the rest of the suite; these tests use Redis DB 10 of that server (`kt_redis_url`). Every
+test gets fresh queue/group names (`names`), so tests never share consumer groups (tansu
 keeps the first member's session timeout per group). Workers are real `celery worker`
 processes (`tools.stack.CeleryProcess`) in their own process group, killed for real.
 """
@@ -21,7 +23,7 @@ import redis
 from celery import Celery
 
 from tests.integration.transport.app import make_app
-from tools.services import Service, ensure_redis, redis_url_with_db, start_tansu
+from tools.services import Service, redis_url_with_db
 from tools.stack import ROOT, CeleryProcess
 
 APP = "tests.integration.transport.app"
@@ -32,28 +34,20 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def kt_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory for broker and worker logs of this session."""
+    """Directory for the worker logs (one directory per test) and extra brokers' logs."""
     return tmp_path_factory.mktemp("transport-logs")
 
 
 @pytest.fixture(scope="session")
-def tansu(kt_logs: Path) -> Iterator[Service]:
-    """This session's tansu broker."""
-    service = start_tansu(log_path=kt_logs / "tansu.log")
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def kt_redis_url() -> Iterator[str]:
-    """Redis DB 10, flushed at session start."""
-    service = ensure_redis()
-    url = redis_url_with_db(service.url, REDIS_DB)
+def kt_redis_url(redis_url: str) -> str:
+    """DB 10 of the session's Redis, flushed at session start."""
+    url = redis_url_with_db(redis_url, REDIS_DB)
     client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    yield url
-    service.stop()
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
 
 
 @dataclass
@@ -148,11 +142,11 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tansu: Service, kt_redis_url: str, names: Names, kt_logs: Path,
+def cluster(kafka: Service, kt_redis_url: str, names: Names, kt_logs: Path,
             request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Workers and client apps of one test; workers are killed at the end."""
     logs = kt_logs / request.node.name.replace("/", "_")
     logs.mkdir(exist_ok=True)
-    cluster = Cluster(tansu.url, kt_redis_url, names, logs)
+    cluster = Cluster(kafka.url, kt_redis_url, names, logs)
     yield cluster
     cluster.close()

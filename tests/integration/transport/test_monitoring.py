@@ -30,17 +30,22 @@ def get_json(url: str) -> Any:
 
 
 def test_inspect_ping_and_control_through_the_cli(cluster: Cluster) -> None:
-    worker = cluster.worker(name=f"pinged-{cluster.names.queue}")
+    prefix = f"pinged-{cluster.names.queue}@"
+    worker = cluster.worker(name=prefix[:-1])
     worker.wait_ready()
     ping = cli(cluster, "inspect", "ping", "-t", "5")
     assert ping.returncode == 0, ping.stdout + ping.stderr
-    assert "pong" in ping.stdout and f"pinged-{cluster.names.queue}@" in ping.stdout
+    assert "pong" in ping.stdout and prefix in ping.stdout
     app = cluster.app()
-    replies = app.control.inspect(timeout=3).active_queues()
-    assert replies, "no reply to active_queues"
-    (queues,) = replies.values()
+    # The broker is the session's: other workers on it (the sample stack's) answer broadcasts
+    # too, so look at our worker's reply only, and shut down only our worker.
+    replies = app.control.inspect(timeout=3).active_queues() or {}
+    ours = {node: queues for node, queues in replies.items() if node.startswith(prefix)}
+    assert ours, f"no reply from {prefix}* to active_queues: {sorted(replies)}"
+    ((node, queues),) = ours.items()
     assert [q["name"] for q in queues] == [cluster.names.queue]
-    cli(cluster, "control", "shutdown", "-t", "1")  # a worker does not answer shutdown
+    # a worker does not answer shutdown
+    cli(cluster, "control", "shutdown", "-t", "1", "-d", node)
     assert worker.process is not None and worker.process.wait(15) == 0
     app.close()
 
