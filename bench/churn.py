@@ -26,9 +26,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from soak import RESULTS, order_counter, run_soak  # noqa: E402
+from tools.soak import RESULTS, order_counter, run_soak  # noqa: E402
 
 
 def main() -> int:
