@@ -32,6 +32,7 @@ from async_request.middleware import AsyncRequestMiddleware
 from async_request.registry import Registry, body_key
 from async_request.replay import replay
 from async_request.settings import Settings
+from tests.asgi_apps import scope_echo
 from tests.fuzz import _asgi
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -60,24 +61,6 @@ class CapturingMiddleware(AsyncRequestMiddleware):
 
     async def _publish(self, envelope: RequestEnvelope) -> None:
         self.published.append(envelope)
-
-
-def scope_echo(seen: list[dict[str, Any]]) -> Any:
-    """An ASGI app that records its scope and answers 200 with the body it received."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
 
 
 async def _never_called(scope: dict[str, Any], receive: Any, send: Any) -> None:
