@@ -35,6 +35,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._stats import median_range, percentile  # noqa: E402
 from tools.services import ensure_redis, redis_url_with_db, start_tansu  # noqa: E402
 from tools.stack import CeleryProcess  # noqa: E402
 
@@ -57,11 +58,6 @@ STOCK_TUNED = {
     "kafka_producer_config": {"linger.ms": 0, "socket.nagle.disable": True},
     "wait_time_seconds": 0.01, "polling_interval": 0.005, "num_partitions": 4,
 }
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def start_worker(workdir: Path, conf: dict[str, Any], queues: str, log: Path) -> CeleryProcess:
@@ -172,7 +168,7 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             t = time.perf_counter()
             noop.delay(i).get(timeout=30)
             lat.append((time.perf_counter() - t) * 1000)
-        out["seq_p50_ms"], out["seq_p99_ms"] = pct(lat, 50), pct(lat, 99)
+        out["seq_p50_ms"], out["seq_p99_ms"] = percentile(lat, 50), percentile(lat, 99)
         if n_thru:
             servers = sorted({pid for pid in (broker_pid, redis_pid) if pid})
             w0, s0 = tree_cpu_seconds(worker), process_cpu(servers)
@@ -225,7 +221,7 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             t = time.perf_counter()
             noop.delay(i).get(timeout=30)
             lat.append((time.perf_counter() - t) * 1000)
-        out["seq3q_p50_ms"] = pct(lat, 50)
+        out["seq3q_p50_ms"] = percentile(lat, 50)
     finally:
         worker.kill()
         client.close()
@@ -257,8 +253,8 @@ def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
         if i >= 20:
             lat.append((time.perf_counter() - t) * 1000)
     consumer.close()
-    return {"config": "raw confluent-kafka (fetch.wait 5 ms)", "seq_p50_ms": pct(lat, 50),
-            "seq_p99_ms": pct(lat, 99)}
+    return {"config": "raw confluent-kafka (fetch.wait 5 ms)", "seq_p50_ms": percentile(lat, 50),
+            "seq_p99_ms": percentile(lat, 99)}
 
 
 COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
@@ -277,11 +273,11 @@ COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
 def fmt(values: list[float]) -> str:
     if not values:
         return "–"
-    med = statistics.median(values)
+    med, low, high = median_range(values)
     digits = 0 if med >= 100 else 1 if med >= 10 else 2
     if len(values) == 1:
         return f"{med:.{digits}f}"
-    return f"{med:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+    return f"{med:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> None:
