@@ -151,6 +151,17 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
     ])
 
 
+def tend(stack: Stack, started: Sequence[Service]) -> int | None:
+    """One look at every process of the stack: None while all run, else the exit code of run."""
+    for service in (*stack.services, *started):
+        proc = service.process
+        if proc is not None and proc.poll() is not None:
+            say(f"{service.name} exited with code {proc.returncode}; stopping everything")
+            print(tail(service.log), file=sys.stderr)
+            return 1
+    return None
+
+
 def run() -> int:
     """Start the whole stack in the foreground until SIGINT/SIGTERM."""
     lock_path = RUN_DIR / "devstack.pid"
@@ -211,14 +222,9 @@ def run() -> int:
             "redis": redis.url, "token": token, "logs": str(log_dir),
         }, indent=2))
         print(summary(stack, web.url, flower.url, broker_note, redis_note, token), flush=True)
-        while True:
-            for service in (*stack.services, *started):
-                proc = service.process
-                if proc is not None and proc.poll() is not None:
-                    say(f"{service.name} exited with code {proc.returncode}; stopping everything")
-                    print(tail(service.log), file=sys.stderr)
-                    return 1
+        while (code := tend(stack, started)) is None:
             time.sleep(0.5)
+        return code
     except Shutdown as exc:
         say(f"{exc}: stopping")
         return 0
