@@ -9,7 +9,10 @@ Usage (from the repo root, with the project's virtualenv)::
 
 Start order: Kafka broker (tansu), Redis, `migrate`, demo user `demo`/`demo` and its token,
 web app (uvicorn, HTTP + WebSocket), Celery worker, Flower. Each step waits until the
-component answers. Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
+component answers. A worker that exits (a crash, `kill -9`) is replaced by a new one; any other
+component that exits stops the whole stack, as Ctrl-C and `make stop` do.
+
+Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
 of the running launcher (locked with flock, so a stale file after a crash never blocks) and
 `.run/stack.json` its URLs.
 
@@ -131,7 +134,8 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
     docs_line = f"{web}{docs}" if docs else f"not served (tried {', '.join(DOCS_PATHS)})"
     return "\n".join([
         "",
-        "async-request dev stack is up (Ctrl-C or `make stop` stops everything)",
+        "async-request dev stack is up (Ctrl-C or `make stop` stops everything; a worker that "
+        "exits is replaced)",
         f"  app        {web}/",
         f"  API docs   {docs_line}",
         f"  health     {web}{HEALTH_PATH}",
@@ -152,13 +156,20 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
 
 
 def tend(stack: Stack, started: Sequence[Service]) -> int | None:
-    """One look at every process of the stack: None while all run, else the exit code of run."""
+    """One look at every process of the stack: replace a worker that exited; None while the
+    stack runs, 1 when another process exited (then everything stops)."""
     for service in (*stack.services, *started):
         proc = service.process
-        if proc is not None and proc.poll() is not None:
-            say(f"{service.name} exited with code {proc.returncode}; stopping everything")
-            print(tail(service.log), file=sys.stderr)
-            return 1
+        if proc is None or proc.poll() is None:
+            continue
+        print(tail(service.log), file=sys.stderr)
+        if service in stack.services and service.name.startswith("worker"):
+            say(f"worker exited with code {proc.returncode}; starting a new one")
+            stack.services.remove(service)
+            stack.start_worker()
+            continue
+        say(f"{service.name} exited with code {proc.returncode}; stopping everything")
+        return 1
     return None
 
 
