@@ -26,9 +26,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from soak import RESULTS, order_counter, run_soak  # noqa: E402
+from tools.soak import RESULTS, order_counter, run_soak  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +41,8 @@ def main() -> int:
                         help="KAFKA_LEAVE_GROUP_ON_SHUTDOWN=true for the churning workers")
     args = parser.parse_args()
 
-    from tools.devstack import private_stack, python
+    from tools.services import python
+    from tools.stack import private_stack
 
     os.environ["BS_KAFKA_CONSUMER_LIFETIME_SEC"] = str(args.lifetime)
     os.environ["BS_KAFKA_CONSUMER_LIFETIME_JITTER_SEC"] = str(args.jitter)

@@ -32,16 +32,11 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.devstack import private_stack  # noqa: E402
+from bench._stats import median_range, percentile  # noqa: E402
+from tools.soak import RESULTS  # noqa: E402
+from tools.stack import private_stack  # noqa: E402
 
 PATH = "/api/v1/orders/"
-RESULT = "/api/v1/async_background_response/{}/"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[k]
 
 
 def time_to_202(base: str, token: str, n: int) -> tuple[list[float], list[float]]:
@@ -134,7 +129,7 @@ def burst(base: str, ws_url: str, token: str, total: int, clients: int,
     unnotified = lost = 0
     with httpx.Client(base_url=base, timeout=30) as http:  # no notification: is there a result?
         for task_id in (t for t in accepted if t not in done):
-            state = http.get(RESULT.format(task_id),
+            state = http.get(RESULTS.format(task_id),
                              headers={"authorization": f"Bearer {token}"}).json().get("state")
             if state in ("completed", "failed"):
                 unnotified += 1
@@ -147,10 +142,10 @@ def burst(base: str, ws_url: str, token: str, total: int, clients: int,
 
 
 def summarize(name: str, runs: list[list[float]]) -> str:
-    p50s = [pct(r, 50) for r in runs]
-    p99s = [pct(r, 99) for r in runs]
-    return (f"| {name} | {statistics.median(p50s):.2f} | {statistics.median(p99s):.2f} | "
-            f"{min(p50s):.2f}–{max(p50s):.2f} | {len(runs)} × {len(runs[0])} |")
+    p50, low, high = median_range([percentile(r, 50) for r in runs])
+    p99 = median_range([percentile(r, 99) for r in runs])[0]
+    return (f"| {name} | {p50:.2f} | {p99:.2f} | {low:.2f}–{high:.2f} "
+            f"| {len(runs)} × {len(runs[0])} |")
 
 
 def main() -> int:

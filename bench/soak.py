@@ -6,7 +6,7 @@ created (the side effect) must equal the number of accepted requests. Prints:
 
     accepted / completed / failed / lost / side effects / duplicated / kills
 
-`run_soak()` is also used by tests/integration/test_soak.py (a shorter run, one kill).
+The soak itself is `tools.soak.run_soak` (tests/integration/test_soak.py runs a shorter one).
 
     .venv/bin/python bench/soak.py [--requests 10000] [--clients 16] [--kill-every 5]
 """
@@ -14,141 +14,13 @@ created (the side effect) must equal the number of accepted requests. Prints:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RESULTS = "/api/v1/async_background_response/{}/"
-
-
-@dataclass
-class SoakReport:
-    """What came back."""
-
-    accepted: int = 0
-    refused: int = 0
-    completed: int = 0
-    failed: int = 0
-    lost: int = 0
-    side_effects: int = 0
-    duplicated: int = 0
-    kills: int = 0
-    seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        return (f"accepted {self.accepted} / completed {self.completed} / failed {self.failed}"
-                f" / lost {self.lost} / side effects {self.side_effects} / duplicated "
-                f"{self.duplicated} / refused {self.refused} / kills {self.kills} / "
-                f"{self.seconds:.0f}s")
-
-
-def run_soak(base_url: str, token: str, *, requests: int, clients: int,
-             kill_every: float, max_kills: int, kill: Callable[[], None],
-             count_orders: Callable[[list[str]], tuple[int, int]],
-             settle_timeout: float = 300, first_kill_after: int = 0) -> SoakReport:
-    """Send `requests` order creations, killing the worker every `kill_every` s (≤ max_kills).
-
-    `first_kill_after`: the first kill waits until that many requests were accepted too, so a
-    short run on a fast machine cannot finish sending before its kill.
-    """
-    report = SoakReport()
-    accepted: list[str] = []
-    sending = threading.Event()
-    sending.set()
-
-    finished = threading.Event()
-
-    def killer() -> None:
-        while sending.is_set() and report.kills < max_kills:
-            time.sleep(kill_every)
-            while not report.kills and len(accepted) < first_kill_after and sending.is_set():
-                time.sleep(0.01)
-            if sending.is_set():
-                kill()
-                report.kills += 1
-        # Children started here die with this thread (PR_SET_PDEATHSIG is per thread): stay.
-        finished.wait()
-
-    async def client(n: int, offset: int) -> None:
-        headers = {"authorization": f"Bearer {token}", "x-async-request": "true"}
-        async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-            for i in range(n):
-                body = {"title": f"soak {offset + i}", "amount": "1.00"}
-                response = await http.post("/api/v1/orders/", json=body, headers=headers)
-                if response.status_code == 202:
-                    accepted.append(response.json()["meta"]["async_request_id"])
-                else:
-                    report.refused += 1
-
-    async def send_all() -> None:
-        share = [requests // clients + (1 if i < requests % clients else 0)
-                 for i in range(clients)]
-        offsets = [sum(share[:i]) for i in range(clients)]
-        await asyncio.gather(*(client(n, o) for n, o in zip(share, offsets, strict=True)))
-
-    started = time.monotonic()
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    asyncio.run(send_all())
-    sending.clear()
-    report.accepted = len(accepted)
-    pending = set(accepted)
-    deadline = time.monotonic() + settle_timeout
-    with httpx.Client(base_url=base_url, timeout=30) as http:
-        while pending and time.monotonic() < deadline:
-            for task_id in list(pending):
-                response = http.get(RESULTS.format(task_id),
-                                    headers={"authorization": f"Bearer {token}"})
-                if response.status_code != 200:
-                    continue
-                pending.discard(task_id)
-                body = response.json()
-                if body["state"] == "completed" and body["status"] == 201:
-                    report.completed += 1
-                else:
-                    report.failed += 1
-                    report.failures.append(f"{task_id}: {body}")
-            if pending:
-                time.sleep(1)
-    report.lost = len(pending)
-    report.side_effects, distinct = count_orders(accepted)
-    report.duplicated = report.side_effects - distinct
-    report.seconds = time.monotonic() - started
-    finished.set()
-    return report
-
-
-ORDER_COUNT = (
-    "import json,sys; from demo.models import Order; ids=json.load(open(sys.argv[-1])); "
-    "qs=Order.objects.filter(request_id__in=ids); "
-    "print(qs.count(), qs.values('request_id').distinct().count())"
-)
-
-
-def order_counter(manage: Callable[..., object],
-                  workdir: Path) -> Callable[[list[str]], tuple[int, int]]:
-    """A `count_orders` that asks the sample's database through `manage.py shell`."""
-    import json
-
-    def count(ids: list[str]) -> tuple[int, int]:
-        path = workdir / "soak-ids.json"
-        path.write_text(json.dumps(ids))
-        script = ORDER_COUNT.replace("sys.argv[-1]", repr(str(path)))
-        out = manage("shell", "-c", script).stdout  # type: ignore[attr-defined]
-        total, distinct = out.strip().splitlines()[-1].split()
-        return int(total), int(distinct)
-
-    return count
+from tools.soak import order_counter, run_soak  # noqa: E402
 
 
 def main() -> int:
@@ -161,7 +33,7 @@ def main() -> int:
                         help="seconds to wait for results after the last request")
     args = parser.parse_args()
 
-    from tools.devstack import private_stack
+    from tools.stack import private_stack
 
     with private_stack("soak", redis_db=8) as stack:
         stack.create_user("soak", "soak")

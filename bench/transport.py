@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -37,7 +35,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._stats import median_range, percentile  # noqa: E402
 from tools.services import ensure_redis, redis_url_with_db, start_tansu  # noqa: E402
+from tools.stack import CeleryProcess  # noqa: E402
 
 APP = textwrap.dedent('''
     import json, os
@@ -60,52 +60,37 @@ STOCK_TUNED = {
 }
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+def start_worker(workdir: Path, conf: dict[str, Any], queues: str, log: Path) -> CeleryProcess:
+    """A prefork -c2 worker of the bench app on `queues` (comma-separated)."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(BT_CONF=json.dumps(conf), PYTHONPATH=f"{workdir}:{ROOT}")
+    args = ["worker", "-P", "prefork", "-c", "2", "-Q", queues, "--without-mingle",
+            "--without-gossip", "-l", "info"]
+    return CeleryProcess.start(log.stem, "btapp", args, log, env, cwd=workdir)
 
 
-class Worker:
-    def __init__(self, workdir: Path, conf: dict[str, Any], queues: str, log: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        env.update(BT_CONF=json.dumps(conf), PYTHONPATH=f"{workdir}:{ROOT}")
-        self.log = log
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "btapp", "worker", "-P", "prefork", "-c", "2",
-             "-Q", queues, "--without-mingle", "--without-gossip", "-l", "info"],
-            cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+def ready(worker: CeleryProcess) -> float:
+    """Seconds from spawn to the worker's "ready." line."""
+    return worker.wait_ready(timeout=120, interval=0.01)
 
-    def ready(self, timeout: float = 120) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "ready." in self.log.read_text(errors="replace"):
-                return time.monotonic() - self.t0
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.log.read_text())
-            time.sleep(0.01)
-        raise RuntimeError("worker not ready")
 
-    def cpu_seconds(self) -> float:
+def tree_cpu_seconds(worker: CeleryProcess) -> float:
+    """User + system CPU seconds of the worker and its pool children so far."""
+    if worker.process is None:
+        return 0.0
+    try:
+        main = psutil.Process(worker.process.pid)
+        procs = [main, *main.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
         try:
-            main = psutil.Process(self.proc.pid)
-            procs = [main, *main.children(recursive=True)]
+            times = proc.cpu_times()
+            total += times.user + times.system
         except psutil.NoSuchProcess:
-            return 0.0
-        total = 0.0
-        for proc in procs:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(30)
+            pass
+    return total
 
 
 def fresh_names(conf: dict[str, Any], queue: str) -> dict[str, Any]:
@@ -127,9 +112,9 @@ def drain_run(conf: dict[str, Any], workdir: Path, name: str, n: int) -> float:
     client.conf.update(conf)
     noop = client.signature("bt.noop")
     results = ResultSet([noop.delay(i) for i in range(n)])
-    worker = Worker(workdir, conf, conf["task_default_queue"], workdir / f"{name}-drain.log")
+    worker = start_worker(workdir, conf, conf["task_default_queue"], workdir / f"{name}-drain.log")
     try:
-        worker.ready()
+        ready(worker)
         results.results[0].get(timeout=120)
         t = time.perf_counter()
         results.join_native(timeout=120, interval=0.005)
@@ -172,9 +157,9 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
     client.conf.update(conf)
     noop = client.signature("bt.noop")
     out: dict[str, Any] = {"config": name}
-    worker = Worker(workdir, conf, queue, workdir / f"{name}-{queue}.log")
+    worker = start_worker(workdir, conf, queue, workdir / f"{name}-{queue}.log")
     try:
-        out["ready_s"] = worker.ready()
+        out["ready_s"] = ready(worker)
         t = time.monotonic()
         noop.delay(1).get(timeout=120)
         out["first_task_s"] = time.monotonic() - t
@@ -183,10 +168,10 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             t = time.perf_counter()
             noop.delay(i).get(timeout=30)
             lat.append((time.perf_counter() - t) * 1000)
-        out["seq_p50_ms"], out["seq_p99_ms"] = pct(lat, 50), pct(lat, 99)
+        out["seq_p50_ms"], out["seq_p99_ms"] = percentile(lat, 50), percentile(lat, 99)
         if n_thru:
             servers = sorted({pid for pid in (broker_pid, redis_pid) if pid})
-            w0, s0 = worker.cpu_seconds(), process_cpu(servers)
+            w0, s0 = tree_cpu_seconds(worker), process_cpu(servers)
             t = time.perf_counter()
             results = ResultSet([noop.delay(i) for i in range(n_thru)])
             out["publish_ms"] = (time.perf_counter() - t) * 1000 / n_thru
@@ -195,13 +180,13 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
             results.join_native(timeout=120, interval=0.005)
             out["thru_per_s"] = n_thru / (time.perf_counter() - t)
             scale = 1000 / n_thru
-            out["thru_worker_cpu_s"] = (worker.cpu_seconds() - w0) * scale
+            out["thru_worker_cpu_s"] = (tree_cpu_seconds(worker) - w0) * scale
             out["thru_server_cpu_s"] = (process_cpu(servers) - s0) * scale
         broker = [broker_pid] if broker_pid else []
         time.sleep(IDLE_SETTLE)
-        w0, b0 = worker.cpu_seconds(), process_cpu(broker)
+        w0, b0 = tree_cpu_seconds(worker), process_cpu(broker)
         time.sleep(IDLE_WINDOW)
-        w1, b1 = worker.cpu_seconds(), process_cpu(broker)
+        w1, b1 = tree_cpu_seconds(worker), process_cpu(broker)
         out["idle_cpu_pct"] = 100 * ((w1 - w0) + (b1 - b0)) / IDLE_WINDOW
         wake = []
         for i in range(3):  # the first task after an idle pause (ours: the wake-up path)
@@ -212,15 +197,12 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
         out["after_idle_ms"] = statistics.median(wake)
         if kill_test:
             worker.kill()
-            replacement = Worker(workdir, conf, queue, workdir / f"{name}-{queue}-r.log")
-            worker = replacement
+            worker = start_worker(workdir, conf, queue, workdir / f"{name}-{queue}-r.log")
             t = time.monotonic()
             noop.delay("k").get(timeout=120)
             out["after_kill_first_task_s"] = time.monotonic() - t
-        t = time.monotonic()  # warm shutdown: SIGTERM to the main process, until it exited
-        worker.proc.send_signal(signal.SIGTERM)
-        worker.proc.wait(60)
-        out["warm_shutdown_s"] = time.monotonic() - t
+        # warm shutdown: SIGTERM to the main process, until it exited
+        out["warm_shutdown_s"] = worker.term(timeout=60)
     finally:
         worker.kill()
     if n_drain:
@@ -229,17 +211,17 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
     queue3 = f"{queue}-3q"
     conf = fresh_names(conf, queue3)
     client.conf.update(conf)
-    worker = Worker(workdir, conf, f"{queue3},{queue3}-x,{queue3}-y",
-                    workdir / f"{name}-3q.log")
+    worker = start_worker(workdir, conf, f"{queue3},{queue3}-x,{queue3}-y",
+                          workdir / f"{name}-3q.log")
     try:
-        worker.ready()
+        ready(worker)
         noop.delay(0).get(timeout=120)
         lat = []
         for i in range(min(n_seq, 50) if n_seq > 20 else 3):  # stock: 10 s per task
             t = time.perf_counter()
             noop.delay(i).get(timeout=30)
             lat.append((time.perf_counter() - t) * 1000)
-        out["seq3q_p50_ms"] = pct(lat, 50)
+        out["seq3q_p50_ms"] = percentile(lat, 50)
     finally:
         worker.kill()
         client.close()
@@ -271,8 +253,8 @@ def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
         if i >= 20:
             lat.append((time.perf_counter() - t) * 1000)
     consumer.close()
-    return {"config": "raw confluent-kafka (fetch.wait 5 ms)", "seq_p50_ms": pct(lat, 50),
-            "seq_p99_ms": pct(lat, 99)}
+    return {"config": "raw confluent-kafka (fetch.wait 5 ms)", "seq_p50_ms": percentile(lat, 50),
+            "seq_p99_ms": percentile(lat, 99)}
 
 
 COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
@@ -291,11 +273,11 @@ COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
 def fmt(values: list[float]) -> str:
     if not values:
         return "–"
-    med = statistics.median(values)
+    med, low, high = median_range(values)
     digits = 0 if med >= 100 else 1 if med >= 10 else 2
     if len(values) == 1:
         return f"{med:.{digits}f}"
-    return f"{med:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+    return f"{med:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> None:

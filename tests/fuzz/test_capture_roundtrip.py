@@ -35,6 +35,7 @@ from async_request.replay import replay
 from async_request.seal import keyed_hash, unseal
 from async_request.settings import Settings
 from async_request.store import OperationStore, body_key
+from tests.asgi_apps import scope_echo
 from tests.fuzz import _asgi
 
 SECRET = "fuzz-secret-0123456789abcdef0123456789abcdef"
@@ -74,24 +75,6 @@ class CapturingMiddleware(AsyncRequestMiddleware):
     @property
     def published(self) -> list[RequestEnvelope]:
         return self.capture.published
-
-
-def scope_echo(seen: list[dict[str, Any]]) -> Any:
-    """An ASGI app that records its scope and answers 200 with the body it received."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
 
 
 async def _never_called(scope: dict[str, Any], receive: Any, send: Any) -> None:

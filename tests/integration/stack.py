@@ -1,6 +1,6 @@
 """The full sample stack for end-to-end tests: web app, worker(s), Flower, own database.
 
-Built on `tools.devstack.Stack`; the `stack` fixture in tests/live_fixtures.py makes one
+Built on `tools.stack.Stack`; the `stack` fixture in tests/live_fixtures.py makes one
 per test session. Kafka and Redis come from the `kafka` and `redis_url` fixtures.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlparse
 
-from tools.devstack import Stack, tail
 from tools.services import Service
+from tools.stack import Stack, log_tails
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,7 +185,4 @@ class IntegrationStack:
 
     def log_tails(self, lines: int = 60) -> str:
         """Tail of every log of this session (printed when a test fails)."""
-        parts = [f"logs in {self.logs}"]
-        for path in sorted(self.logs.glob("*.log")):
-            parts.append(f"----- {path.name} (last {lines} lines) -----\n{tail(path, lines)}")
-        return "\n".join(parts)
+        return log_tails(self.logs, lines)

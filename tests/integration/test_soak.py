@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.soak import order_counter, run_soak
 from tests.integration.stack import IntegrationStack
 from tools.services import Service
+from tools.soak import order_counter, run_soak
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.integration.stack import IntegrationStack
-from tools.devstack import HEALTH_PATH, worker_ready
+from tools.stack import HEALTH_PATH, worker_ready
 
 pytestmark = pytest.mark.integration
 

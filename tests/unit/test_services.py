@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tools import devstack, services
+from tools.stack import ROOT, Stack
 
 
 def _closed_url(db: int = 3) -> str:
@@ -147,7 +148,7 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     launcher = textwrap.dedent(f"""
         import sys, time
-        sys.path.insert(0, {str(Path(devstack.ROOT))!r})
+        sys.path.insert(0, {str(ROOT)!r})
         from tools.services import spawn
         proc = spawn(["sleep", "60"])
         open({str(pid_file)!r}, "w").write(str(proc.pid))
@@ -220,3 +221,43 @@ def test_choose_port_keeps_a_free_port_and_replaces_a_taken_one() -> None:
         other = devstack.choose_port(taken, "web app", messages.append)
     assert other != taken
     assert messages and f"port {taken} is taken" in messages[0]
+
+
+# -- tools/devstack.py: what `make run` does when a process of the stack exits -----------------
+
+
+def _process(code: str) -> subprocess.Popen[bytes]:
+    # Own process group, as spawn() starts them: Service.kill() signals the group.
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def test_an_exited_worker_is_replaced_and_the_stack_keeps_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = Stack(kafka="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0", log_dir=tmp_path)
+    crashed = _process("raise SystemExit(3)")
+    crashed.wait(10)
+    web = services.Service("web", "http://127.0.0.1:1", _process("import time; time.sleep(60)"))
+    old = services.Service("worker", "worker@", crashed, log=tmp_path / "worker.log")
+    stack.services += [web, old]
+    replacements: list[services.Service] = []
+
+    def start_worker() -> services.Service:
+        new = services.Service("worker-2", "worker-2@", _process("import time; time.sleep(60)"))
+        stack.services.append(new)
+        replacements.append(new)
+        return new
+
+    monkeypatch.setattr(stack, "start_worker", start_worker)
+    try:
+        assert devstack.tend(stack, []) is None
+        assert "[devstack] worker exited with code 3; starting a new one" in capsys.readouterr().out
+        assert len(replacements) == 1 and old not in stack.services
+        assert devstack.tend(stack, []) is None  # the replacement runs: nothing to do
+        assert len(replacements) == 1
+        web.kill()  # any other process that exits still stops the whole stack
+        assert devstack.tend(stack, []) == 1
+        assert "web exited with code -9; stopping everything" in capsys.readouterr().out
+    finally:
+        for service in (web, *replacements):
+            service.kill()

@@ -1,18 +1,16 @@
-"""Session fixtures of the Kafka transport tests: a tansu broker, Redis DB 10, workers.
+"""Fixtures of the Kafka transport tests: workers and client apps on the session's services.
 
-Every test gets fresh queue/group names (`names`), so tests never share consumer groups (tansu
+Broker and Redis are the session's `kafka` and `redis_url` (tests/live_fixtures.py), shared
+with the rest of the suite; these tests use Redis DB 10 of that server (`kt_redis_url`). Every
+test gets fresh queue/group names (`names`), so tests never share consumer groups (tansu
 keeps the first member's session timeout per group). Workers are real `celery worker`
-processes in their own process group, killed for real.
+processes (`tools.stack.CeleryProcess`) in their own process group, killed for real.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,9 +23,10 @@ import redis
 from celery import Celery
 
 from tests.integration.transport.app import make_app
-from tools.services import Service, ensure_redis, redis_url_with_db, start_tansu
+from tools.services import Service, redis_url_with_db
+from tools.stack import ROOT, CeleryProcess
 
-ROOT = Path(__file__).resolve().parents[3]
+APP = "tests.integration.transport.app"
 REDIS_DB = 10
 
 pytestmark = pytest.mark.integration
@@ -35,28 +34,20 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def kt_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory for broker and worker logs of this session."""
+    """Directory for the worker logs (one directory per test) and extra brokers' logs."""
     return tmp_path_factory.mktemp("transport-logs")
 
 
 @pytest.fixture(scope="session")
-def tansu(kt_logs: Path) -> Iterator[Service]:
-    """This session's tansu broker."""
-    service = start_tansu(log_path=kt_logs / "tansu.log")
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def kt_redis_url() -> Iterator[str]:
-    """Redis DB 10, flushed at session start."""
-    service = ensure_redis()
-    url = redis_url_with_db(service.url, REDIS_DB)
+def kt_redis_url(redis_url: str) -> str:
+    """DB 10 of the session's Redis, flushed at session start."""
+    url = redis_url_with_db(redis_url, REDIS_DB)
     client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    yield url
-    service.stop()
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
 
 
 @dataclass
@@ -75,65 +66,12 @@ def names() -> Names:
     return Names(f"kt-q-{suffix}", f"kt-g-{suffix}", f"kt:{suffix}")
 
 
-class WorkerProcess:
-    """A `celery worker` subprocess of the test app in its own process group."""
-
-    def __init__(self, env: dict[str, str], log: Path, args: list[str]) -> None:
-        self.log = log
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.integration.transport.app", *args],
-            cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def text(self) -> str:
-        """The log so far."""
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, needle: str, timeout: float = 30.0) -> float:
-        """Wait until `needle` appears in the log; return seconds since start."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.text():
-                return time.monotonic() - self.started
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.text()}")
-            time.sleep(0.05)
-        raise AssertionError(f"{needle!r} not in worker log after {timeout}s:\n{self.text()}")
-
-    def wait_ready(self, timeout: float = 30.0) -> float:
-        """Wait for the worker's "ready." line."""
-        return self.wait_for("ready.", timeout)
-
-    def kill9(self) -> None:
-        """SIGKILL the whole process group (main process and pool children)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def term(self, timeout: float = 20.0) -> float:
-        """SIGTERM the main process (warm shutdown); return how long it took to exit."""
-        start = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"warm shutdown took > {timeout}s:\n{self.text()}") from None
-        return time.monotonic() - start
-
-    def stop(self) -> None:
-        """Best-effort cleanup."""
-        if self.proc.poll() is None:
-            self.kill9()
-
-
 class Cluster:
     """Starts workers and builds client apps for one test's names."""
 
     def __init__(self, broker: str, redis_url: str, names: Names, logs: Path) -> None:
         self.broker, self.redis_url, self.names, self.logs = broker, redis_url, names, logs
-        self.workers: list[WorkerProcess] = []
+        self.workers: list[CeleryProcess] = []
         self.apps: list[Celery] = []
         self.options: dict[str, Any] = {}
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -154,14 +92,14 @@ class Cluster:
         return app
 
     def worker(self, pool: str = "prefork", concurrency: int = 2, extra: list[str] | None = None,
-               name: str | None = None) -> WorkerProcess:
+               name: str | None = None) -> CeleryProcess:
         """Start one worker on the test queue."""
         name = name or f"w{len(self.workers)}-{self.names.queue}"
         log = self.logs / f"{name}.log"
         args = ["worker", "-P", pool, "-c", str(concurrency), "-Q", self.names.queue,
                 "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "-l", "info",
                 *(extra or [])]
-        worker = WorkerProcess(self.env(), log, args)
+        worker = CeleryProcess.start(name, APP, args, log, self.env())
         self.workers.append(worker)
         return worker
 
@@ -197,18 +135,18 @@ class Cluster:
     def close(self) -> None:
         """Stop every worker; close the client apps' broker connections (producer threads)."""
         for worker in self.workers:
-            worker.stop()
+            worker.kill()
         for app in self.apps:
             app.close()
         self.redis.close()
 
 
 @pytest.fixture
-def cluster(tansu: Service, kt_redis_url: str, names: Names, kt_logs: Path,
+def cluster(kafka: Service, kt_redis_url: str, names: Names, kt_logs: Path,
             request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Workers and client apps of one test; workers are killed at the end."""
     logs = kt_logs / request.node.name.replace("/", "_")
     logs.mkdir(exist_ok=True)
-    cluster = Cluster(tansu.url, kt_redis_url, names, logs)
+    cluster = Cluster(kafka.url, kt_redis_url, names, logs)
     yield cluster
     cluster.close()

@@ -27,7 +27,7 @@ def test_late_kill9_redelivers_the_running_task(cluster: Cluster) -> None:
         app.send_task("kt.late", args=[tag, 0])
     cluster.wait_marks("done", fast, 10)
     time.sleep(1.5)  # let the commit timer run: it must not commit past SLOW
-    worker.kill9()
+    worker.kill()
     replacement = cluster.worker(concurrency=2)
     replacement.wait_ready()
     assert cluster.wait_count("start", "SLOW", 2, 15) == 2
@@ -47,7 +47,7 @@ def test_early_kill9_redelivers_prefetched_tasks(cluster: Cluster) -> None:
     deadline = time.monotonic() + 20
     while not cluster.marks("done") and time.monotonic() < deadline:
         time.sleep(0.05)
-    worker.kill9()
+    worker.kill()
     started_before = {tag for tag, _ in cluster.marks("start")}
     done_before = {tag for tag, _ in cluster.marks("done")}
     running_at_kill = started_before - done_before
@@ -70,6 +70,6 @@ def test_requeue_after_a_later_ack_is_redelivered(cluster: Cluster) -> None:
     for tag in sorted(later):
         app.send_task("kt.late", args=[tag, 0])
     cluster.wait_marks("done", later | {"R"}, 20)
-    worker.kill9()
+    worker.kill()
     assert [tag for tag, _ in cluster.marks("start")].count("R") >= 2
     app.close()

@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.integration.transport.conftest import ROOT, Cluster, WorkerProcess
+from tests.integration.transport.conftest import APP, Cluster
 from tools.services import free_port, wait_for_port
+from tools.stack import ROOT, CeleryProcess
 
 pytestmark = pytest.mark.integration
 
 
 def cli(cluster: Cluster, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tests.integration.transport.app", *args],
+        [sys.executable, "-m", "celery", "-A", APP, *args],
         cwd=ROOT, env=cluster.env(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -29,18 +30,23 @@ def get_json(url: str) -> Any:
 
 
 def test_inspect_ping_and_control_through_the_cli(cluster: Cluster) -> None:
-    worker = cluster.worker(name=f"pinged-{cluster.names.queue}")
+    prefix = f"pinged-{cluster.names.queue}@"
+    worker = cluster.worker(name=prefix[:-1])
     worker.wait_ready()
     ping = cli(cluster, "inspect", "ping", "-t", "5")
     assert ping.returncode == 0, ping.stdout + ping.stderr
-    assert "pong" in ping.stdout and f"pinged-{cluster.names.queue}@" in ping.stdout
+    assert "pong" in ping.stdout and prefix in ping.stdout
     app = cluster.app()
-    replies = app.control.inspect(timeout=3).active_queues()
-    assert replies, "no reply to active_queues"
-    (queues,) = replies.values()
+    # The broker is the session's: other workers on it (the sample stack's) answer broadcasts
+    # too, so look at our worker's reply only, and shut down only our worker.
+    replies = app.control.inspect(timeout=3).active_queues() or {}
+    ours = {node: queues for node, queues in replies.items() if node.startswith(prefix)}
+    assert ours, f"no reply from {prefix}* to active_queues: {sorted(replies)}"
+    ((node, queues),) = ours.items()
     assert [q["name"] for q in queues] == [cluster.names.queue]
-    cli(cluster, "control", "shutdown", "-t", "1")  # a worker does not answer shutdown
-    assert worker.proc.wait(15) == 0
+    # a worker does not answer shutdown
+    cli(cluster, "control", "shutdown", "-t", "1", "-d", node)
+    assert worker.process is not None and worker.process.wait(15) == 0
     app.close()
 
 
@@ -63,11 +69,10 @@ def test_flower_sees_workers_and_task_events(cluster: Cluster) -> None:
     worker.wait_ready()
     port = free_port()
     env = {**cluster.env(), "FLOWER_UNAUTHENTICATED_API": "true"}
-    flower = WorkerProcess(env, cluster.logs / "flower.log",
-                           ["flower", f"--port={port}", "--address=127.0.0.1",
-                            "--inspect_timeout=3000"])
+    args = ["flower", f"--port={port}", "--address=127.0.0.1", "--inspect_timeout=3000"]
+    flower = CeleryProcess.start("flower", APP, args, cluster.logs / "flower.log", env)
     cluster.workers.append(flower)
-    wait_for_port("127.0.0.1", port, 30, flower.proc, "flower")
+    wait_for_port("127.0.0.1", port, 30, flower.process, "flower")
     base = f"http://127.0.0.1:{port}"
     time.sleep(1.0)  # Flower binds its event queue right after it starts listening
     app = cluster.app()

@@ -38,6 +38,6 @@ def test_three_workers_share_a_queue_and_a_fourth_joins(cluster: Cluster) -> Non
     print(f"duplicates during the rebalance: {duplicates} of {TOTAL}")
     assert duplicates <= TOTAL // 4, duplicates
     per_pid = Counter(pid for tag, pid in rows if tag != "warm")
-    starters = {w.proc.pid for w in workers}
+    starters = {w.process.pid for w in workers if w.process is not None}
     assert starters <= set(per_pid), per_pid  # every initial worker took a share
     app.close()
