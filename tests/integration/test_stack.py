@@ -52,7 +52,19 @@ def test_worker_restarts_after_a_kill(stack: IntegrationStack) -> None:
     assert new is stack.worker and worker_ready(new)
 
 
-def test_flower_comes_up(stack: IntegrationStack) -> None:
+def test_flower_needs_its_password_and_refuses_other_sites(stack: IntegrationStack) -> None:
     url = stack.start_flower()
-    response = httpx.get(url + "/healthcheck", timeout=10)
-    assert response.status_code == 200
+    assert httpx.get(url + "/healthcheck", timeout=10).status_code == 200
+    foreign = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    anonymous = httpx.get(url + "/api/workers", headers=foreign, timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.headers.get("access-control-allow-origin") != "*"
+    user, password = stack.flower_auth
+    with httpx.Client(base_url=url, auth=(user, password), timeout=10) as flower:
+        workers = flower.get("/api/workers", headers=foreign)
+        assert workers.status_code == 200
+        assert workers.headers.get("access-control-allow-origin") != "*"
+        # A page of another site cannot steer it: POSTs need Flower's XSRF cookie.
+        shutdown = flower.post("/api/worker/shutdown/nobody@nowhere", headers=foreign)
+        assert shutdown.status_code == 403
+    assert stack.worker is not None and stack.worker.process.poll() is None  # type: ignore[union-attr]

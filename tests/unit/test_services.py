@@ -261,3 +261,32 @@ def test_an_exited_worker_is_replaced_and_the_stack_keeps_running(
     finally:
         for service in (web, *replacements):
             service.kill()
+
+
+def test_the_checkout_secret_is_made_once_and_private(tmp_path: Path) -> None:
+    from tools.devstack import checkout_secret
+
+    path = tmp_path / ".run" / "secret"
+    first = checkout_secret(path)
+    assert len(first) >= 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert checkout_secret(path) == first
+    assert checkout_secret(tmp_path / "other") != first
+
+
+def test_access_log_lines_keep_no_query_string() -> None:
+    import logging
+
+    from tools.logfilter import DropQueryStrings, log_config
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0,
+                               '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5", "GET",
+                                                          "/api/?access_token=SECRET", "1.1",
+                                                          200), None)
+    ws = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" [accepted]',
+                           ("127.0.0.1:6", "/ws/?token=eyJSECRET"), None)
+    for item in (record, ws):
+        assert DropQueryStrings().filter(item)
+        assert "SECRET" not in item.getMessage()
+    assert "/api/?" in record.getMessage()
+    config = log_config()
+    assert all("drop_query" in h["filters"] for h in config["handlers"].values())
