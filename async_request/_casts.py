@@ -121,6 +121,13 @@ def routes(value: Any) -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(routes)
 
 
+def as_redis_url(value: Any) -> str:
+    text = non_empty(value)
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a URL like redis://host:6379/0 (or rediss://, unix://)")
+    return text
+
+
 def non_empty_list(value: Any) -> tuple[str, ...]:
     items = as_list(value)
     if not items:

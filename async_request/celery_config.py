@@ -79,8 +79,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def configure_celery(app: Celery, settings: Settings | None = None) -> Celery:
-    """Apply the async-request configuration to an existing Celery app and return it."""
+    """Apply the async-request configuration to an existing Celery app and return it.
+
+    Also connects the start-up checks of a worker (`checks.worker_start_checks`), which run
+    whether or not `async_request` is an installed app.
+    """
+    from celery.signals import worker_init
+
+    from async_request.checks import worker_start_checks
+
     app.conf.update(celery_config(settings or get_settings()))
+    worker_init.connect(worker_start_checks, dispatch_uid="async_request.checks", weak=False)
     return app
 
 

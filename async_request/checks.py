@@ -1,16 +1,20 @@
 """Start-up checks: what a project can get wrong, said where Django users look for it.
 
 `check_settings` is registered as a Django system check (`manage.py check`, and every management
-command) in `AppConfig.ready()`, which also logs its messages once when the web app or a worker
-starts.
+command) in `AppConfig.ready()`, which also logs the cheap ones (secrets, channel layer) when any
+process starts; a worker runs all of them when it starts (`worker_start_checks`, connected by
+`celery_config.configure_celery`) and refuses to start with a replay target that does not
+import. The web app says at start when `async_request` is not an installed app.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
-from django.core.checks import CheckMessage, Warning
+from django.core.checks import CheckMessage, Error, Warning
 
 from async_request.settings import Settings, get_settings
 
@@ -56,12 +60,107 @@ def secret_warnings(settings: Settings) -> list[CheckMessage]:
     return found
 
 
+def channel_layer_errors() -> list[CheckMessage]:
+    """E001: no or a broken CHANNEL_LAYERS: the WebSocket cannot subscribe anyone."""
+    from channels.exceptions import InvalidChannelLayerError
+    from channels.layers import get_channel_layer
+
+    try:
+        layer = get_channel_layer()
+    except (InvalidChannelLayerError, ImportError, TypeError, ValueError) as exc:
+        return [Error(f"CHANNEL_LAYERS is broken: {exc}", id="async_request.E001",
+                      hint="see README's settings snippet (channels_redis.core.RedisChannelLayer)")]
+    if layer is None:
+        return [Error("CHANNEL_LAYERS is not set: WebSockets cannot hear about operations",
+                      id="async_request.E001",
+                      hint="see README's settings snippet (channels_redis.core.RedisChannelLayer)")]
+    return []
+
+
+def replay_target_errors(settings: Settings) -> list[CheckMessage]:
+    """E002: ASYNC_REQUEST_ASGI_APP is empty or does not import: every replay would fail."""
+    from async_request.exceptions import ConfigurationError
+    from async_request.execution import load_asgi_app
+
+    try:
+        load_asgi_app(settings.asgi_app)
+    except ConfigurationError as exc:
+        return [Error(str(exc), id="async_request.E002",
+                      hint="the worker replays requests into this ASGI app, e.g. "
+                           "'myproject.asgi:application'")]
+    return []
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def reachability_warnings(settings: Settings) -> list[CheckMessage]:
+    """W003: Redis unreachable; W004: no Kafka broker answers (each names the URL and setting)."""
+    found: list[CheckMessage] = []
+    redis = urlsplit(settings.redis_url)
+    if redis.scheme in ("redis", "rediss") and not _answers(redis.hostname or "127.0.0.1",
+                                                            redis.port or 6379):
+        found.append(Warning(
+            f"Redis at {redis.hostname}:{redis.port or 6379} (ASYNC_REQUEST_REDIS_URL) does not "
+            "answer: async requests will get 503 until it does", id="async_request.W003"))
+    servers = [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
+    if settings.broker_url.startswith("kafka://") and not any(
+            _answers(host or "127.0.0.1", int(port)) for host, _, port in
+            (server.rpartition(":") for server in servers) if port.isdigit()):
+        found.append(Warning(
+            f"no Kafka broker answers at {settings.kafka_bootstrap_servers} "
+            "(KAFKA_BOOTSTRAP_SERVERS): async requests will get 503 until one does",
+            hint="for development: `async-request broker` starts the embedded one",
+            id="async_request.W004"))
+    return found
+
+
 def check_settings(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
-    """The Django system check of async-request's settings."""
-    return secret_warnings(get_settings())
+    """The Django system checks of async-request: settings, channel layer, replay target,
+    Redis and the broker (`manage.py check`, and every management command)."""
+    settings = get_settings()
+    return [*secret_warnings(settings), *channel_layer_errors(),
+            *replay_target_errors(settings), *reachability_warnings(settings)]
+
+
+def worker_start_checks(**_: Any) -> None:
+    """At worker start: log every check; refuse to start when the replay target is broken.
+
+    A worker that said `ready` with a replay target that does not import would fail every task
+    it took (and the client would learn of it one operation at a time).
+    """
+    problem = installed_error()
+    if problem:
+        logger.error("async_request.E003: %s", problem)
+    messages = check_settings()
+    for message in messages:
+        log = logger.error if message.is_serious() else logger.warning
+        log("%s: %s (%s)", message.id, message.msg, message.hint)
+    broken = [m for m in messages if m.id == "async_request.E002"]
+    if broken:
+        from async_request.exceptions import ConfigurationError
+
+        raise ConfigurationError(broken[0].msg)
+
+
+def installed_error() -> str | None:
+    """Why async-request cannot work here when `async_request` is not in INSTALLED_APPS."""
+    from django.apps import apps
+
+    if apps.ready and not apps.is_installed("async_request"):
+        return ("'async_request' is not in INSTALLED_APPS: its start-up checks, the lifespan "
+                "of the replay target and revoked-task handling are off; add it "
+                "(INSTALLED_APPS = [..., 'channels', 'async_request'])")
+    return None
 
 
 def log_start_up_warnings() -> None:
-    """Log every check message once, for processes that run no management command."""
-    for message in check_settings():
-        logger.warning("%s: %s (%s)", message.id, message.msg, message.hint)
+    """Log the cheap checks once when a process starts (its settings are loaded in ready())."""
+    for message in [*secret_warnings(get_settings()), *channel_layer_errors()]:
+        log = logger.error if message.is_serious() else logger.warning
+        log("%s: %s (%s)", message.id, message.msg, message.hint)

@@ -43,6 +43,8 @@ MAX_FRAME_BYTES = 64 * 1024
 CLOSE_TOO_BIG = 1009
 #: The channel layer could not take the subscription: try again later (RFC 6455 1013).
 CLOSE_TRY_AGAIN = 1013
+#: The server cannot serve sockets at all (no channel layer configured): RFC 6455 1011.
+CLOSE_SERVER_ERROR = 1011
 _NO_CREDENTIAL = "send {\"type\": \"auth\", \"token\": <JWT>} (or \"channel\") first, or " \
                  "connect with ?token=<JWT> or ?channel=<name>"
 
@@ -93,6 +95,12 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._refuse(close_code(exc), str(exc))
             return
         group = group_for(owner)
+        if self.channel_layer is None:
+            logger.error("async_request.E001: CHANNEL_LAYERS is not set: a WebSocket cannot "
+                         "subscribe (see README's settings snippet)")
+            await self._refuse(CLOSE_SERVER_ERROR, "notifications are not configured on this "
+                                                   "server (CHANNEL_LAYERS)")
+            return
         try:
             await self.channel_layer.group_add(group, self.channel_name)
         except (redis.RedisError, OSError) as exc:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from asgiref.sync import async_to_sync
-
 from async_request._dotted import import_object
+from async_request._loop import run
 from async_request.auth import Owner
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
@@ -35,6 +35,7 @@ from async_request.exceptions import (
     EnvelopeError,
     ReplayInterruptedError,
 )
+from async_request.lifespan import Lifespan
 from async_request.notifications import publish
 from async_request.replay import ReplayResult, replay
 from async_request.settings import Settings, get_settings
@@ -69,11 +70,40 @@ def load_asgi_app(path: str) -> ASGIApp:
     return app
 
 
+#: The started replay target of this process: (pid, path) -> its lifespan.
+_started: dict[tuple[int, str], Lifespan] = {}
+
+
+def replay_target(path: str) -> tuple[ASGIApp, dict[str, Any]]:
+    """The replay target and its lifespan state, started once in this process (on its loop)."""
+    app = load_asgi_app(path)
+    key = (os.getpid(), path)
+    lifespan = _started.get(key)
+    if lifespan is None:
+        lifespan = Lifespan(app)
+        run(lifespan.startup())
+        _started[key] = lifespan
+    return app, lifespan.state
+
+
 def preload_asgi_app(**_: Any) -> None:
-    """Import the replay target when a worker (or pool process) starts, not on its first task."""
+    """Import the replay target when a worker starts, not on its first task."""
     path = get_settings().asgi_app
     if path:
         load_asgi_app(path)
+
+
+def start_replay_target(**_: Any) -> None:
+    """Start the replay target (its lifespan) in a pool process that replays, at its start."""
+    path = get_settings().asgi_app
+    if path:
+        replay_target(path)
+
+
+def stop_replay_target(**_: Any) -> None:
+    """Run the lifespan shutdown of this process's replay target (worker or pool exit)."""
+    for key in [k for k in _started if k[0] == os.getpid()]:
+        run(_started.pop(key).shutdown(), timeout=70)
 
 
 def short_error(exc: BaseException) -> str:
@@ -152,11 +182,9 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     body = envelope.body if envelope.body is not None else store.load_body(task_id)
     if body is None:
         raise EnvelopeError(f"the stored body of task {task_id} has expired")
-    app = load_asgi_app(settings.asgi_app)
+    app, state = replay_target(settings.asgi_app)
     scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt})
+    scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
     with _lease(store, task_id, worker):
-        result: ReplayResult = async_to_sync(replay)(
-            app, scope, body, task_id=task_id, endpoint=envelope.path,
-            timeout=settings.replay_timeout_sec,
-        )
-    return result
+        return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
+                          timeout=settings.replay_timeout_sec))

@@ -18,9 +18,11 @@ Put this middleware inside CORS and other edge middleware, so its answers get th
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from async_request.auth import resolve_owner
+from async_request.checks import installed_error
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
@@ -35,6 +37,8 @@ from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
 from async_request.types import INTERNAL_SCOPE_KEY, ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 #: Methods that may be deferred; anything else (CONNECT, TRACE, made-up verbs) gets 405.
 DEFERRABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -90,6 +94,9 @@ class AsyncRequestMiddleware:
         self._settings = settings
         self._store = store
         self.dispatcher = dispatcher or Dispatcher()
+        problem = installed_error()
+        if problem:
+            logger.error("async_request.E003: %s", problem)
 
     @property
     def settings(self) -> Settings:

@@ -9,17 +9,14 @@ other's task ids).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import os
-import threading
-from collections.abc import Coroutine
 from typing import Any
 
 import redis
 
+from async_request._loop import run
 from async_request._retry import retry
 from async_request.auth import Owner
 
@@ -30,27 +27,6 @@ ACTION = "async_request"
 #: What "the channel layer is unreachable now" looks like (retried, then given up).
 _LAYER_DOWN = (OSError, ConnectionError, TimeoutError, redis.RedisError)
 _warned_no_layer = False
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0
-_loop_lock = threading.Lock()
-
-
-def _run(coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
-    """Run `coro` on this process's notification loop (one thread, kept for reuse).
-
-    `async_to_sync` would build a new event loop, and so a new channel-layer connection, for
-    every notification; one long-lived loop per process reuses them. Created lazily and per
-    PID, so a forked pool process gets its own.
-    """
-    global _loop, _loop_pid
-    with _loop_lock:
-        if _loop is None or _loop_pid != os.getpid():
-            _loop = asyncio.new_event_loop()
-            _loop_pid = os.getpid()
-            threading.Thread(target=_loop.run_forever, name="async-request-notify",
-                             daemon=True).start()
-        loop = _loop
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
 
 def group_for(owner: Owner) -> str:
@@ -86,7 +62,7 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
         return False
     message = layer_message(task_id, status)
     try:
-        retry(lambda: _run(layer.group_send(group_for(owner), message), 30),
+        retry(lambda: run(layer.group_send(group_for(owner), message), 30),
               what=f"notify {owner} about {task_id}", errors=_LAYER_DOWN,
               deadline_sec=deadline_sec)
     except _LAYER_DOWN as exc:

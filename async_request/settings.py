@@ -33,6 +33,7 @@ from async_request._casts import (
     as_float,
     as_int,
     as_list,
+    as_redis_url,
     as_str,
     dotted,
     log_level,
@@ -104,7 +105,7 @@ class Settings:
         "ASYNC_REQUEST_BROKER_URL", "", as_str,
         "Celery broker URL (kafka:// selects our transport)", shown="kafka://<bootstrap>")
     redis_url: str = _setting(
-        "ASYNC_REQUEST_REDIS_URL", "redis://127.0.0.1:6379/0", non_empty,
+        "ASYNC_REQUEST_REDIS_URL", "redis://127.0.0.1:6379/0", as_redis_url,
         "the operation store (owner, state, result) and Celery's result backend")
     result_expires_sec: int = _setting(
         "ASYNC_REQUEST_RESULT_EXPIRES_SEC", 86400, as_int(1),

@@ -2,8 +2,9 @@
 
 - a replay revoked before or while it ran (Flower's revoke, `celery control revoke`) ends
   `failed` in the store, and its recorded owner is told;
-- a worker (and each pool process) imports the replay target when it starts, not on its first
-  task.
+- a worker imports the replay target when it starts, each prefork pool process starts it (runs
+  its ASGI lifespan) when it starts, and every process that started it runs its lifespan
+  shutdown at exit.
 
 Completed and failed replays are recorded and notified by `execution.execute` itself.
 """
@@ -13,11 +14,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import task_revoked, worker_init, worker_process_init
+from celery.signals import (
+    task_revoked,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from async_request.auth import Owner
 from async_request.celery_config import TASK_NAME
-from async_request.execution import preload_asgi_app
+from async_request.execution import preload_asgi_app, start_replay_target, stop_replay_target
 from async_request.notifications import publish
 from async_request.store import TERMINAL_STATES, get_store
 
@@ -43,6 +50,11 @@ def connect() -> None:
     """Connect the receivers (idempotent thanks to dispatch_uid)."""
     task_revoked.connect(on_task_revoked, dispatch_uid="async_request.task_revoked",
                          weak=False)
+    # The main process only imports the app: a prefork pool forks from it, and what a lifespan
+    # makes (pools, clients) belongs to the process and loop that made it.
     worker_init.connect(preload_asgi_app, dispatch_uid="async_request.preload", weak=False)
-    worker_process_init.connect(preload_asgi_app, dispatch_uid="async_request.preload_child",
+    worker_process_init.connect(start_replay_target, dispatch_uid="async_request.preload_child",
                                 weak=False)
+    worker_process_shutdown.connect(stop_replay_target, dispatch_uid="async_request.stop_child",
+                                    weak=False)
+    worker_shutdown.connect(stop_replay_target, dispatch_uid="async_request.stop", weak=False)

@@ -206,6 +206,15 @@ def test_require_async_fastapi_and_django(http: httpx.Client, alice: str) -> Non
     assert result_of(http, task_id, auth(alice))["status"] == 200
 
 
+def test_a_route_that_needs_the_lifespan_works_deferred_too(http: httpx.Client,
+                                                            alice: str) -> None:
+    assert http.get("/api/v1/lifespan/").json() == {"lifespan": True}
+    task_id = accepted_id(http.get("/api/v1/lifespan/", headers={"X-Async-Request": "true",
+                                                                  **auth(alice)}))
+    result = result_of(http, task_id, auth(alice))
+    assert result["status"] == 200 and result["response"] == {"lifespan": True}
+
+
 def test_websocket_refuses_bad_credentials(stack: IntegrationStack) -> None:
     for query, code in (({"token": "not.a.jwt"}, 4401), ({"channel": "short"}, 4400),
                         ({"channel": "a" * 22}, 4400), ({}, 4401)):
