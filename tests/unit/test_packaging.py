@@ -47,3 +47,9 @@ def test_docs_install_the_new_name_with_the_extras_the_snippets_need() -> None:
     for doc in DOCS:
         wrong = re.findall(rf"pip install[^\n`]*\b{TAKEN}(?![-\w])", doc.read_text())
         assert not wrong, f"{doc.name} installs PyPI's unrelated {TAKEN}: {wrong}"
+
+
+def test_console_script_is_the_cli() -> None:
+    [script] = importlib.metadata.entry_points(group="console_scripts", name="async-request")
+    assert script.value == "async_request.cli:main"
+    assert script.dist is not None and script.dist.name == NAME
