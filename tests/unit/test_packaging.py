@@ -53,3 +53,12 @@ def test_console_script_is_the_cli() -> None:
     [script] = importlib.metadata.entry_points(group="console_scripts", name="async-request")
     assert script.value == "async_request.cli:main"
     assert script.dist is not None and script.dist.name == NAME
+
+
+def test_readme_says_where_kafka_comes_from_and_how_to_run_workers_without_manage_py() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command in ("async-request broker", "async-request worker --settings myproject.settings",
+                    "async-request workers --settings myproject.settings --consumers-count=4",
+                    "celery -A celery_app worker -E -l info"):
+        assert command in readme
+    assert "celery -A celery_app worker -E`" not in readme  # WARNING level: no `ready.` line
