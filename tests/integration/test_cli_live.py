@@ -8,6 +8,7 @@ that directory, with no PYTHONPATH, and one deferred request must come back thro
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,11 +29,10 @@ from tools.services import Service, free_port, port_open, wait_for_port
 pytestmark = pytest.mark.integration
 
 SCRIPT = str(Path(sys.executable).with_name("async-request"))
-CHANNEL = "cli-test-channel-0001"
 
 SETTINGS = '''
 import os
-SECRET_KEY = "cli-project-secret-key-0123456789abcdef"
+SECRET_KEY = os.environ["TEST_SECRET_KEY"]
 INSTALLED_APPS = ["channels", "async_request"]
 REDIS = os.environ["TEST_REDIS_URL"]
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -105,7 +105,8 @@ def project(kafka: Service, redis_url: str, tmp_path_factory: pytest.TempPathFac
     # No PYTHONPATH: the working directory alone must make the project importable.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BS_", "DJANGO_")) and k != "PYTHONPATH"}
-    env.update(TEST_REDIS_URL=redis_url, TEST_KAFKA=kafka.url, TEST_TOPIC=f"cli_{os.getpid()}")
+    env.update(TEST_REDIS_URL=redis_url, TEST_KAFKA=kafka.url, TEST_TOPIC=f"cli_{os.getpid()}",
+               TEST_SECRET_KEY=secrets.token_urlsafe(40))
     port = free_port()
     live = Project(root, env, f"http://127.0.0.1:{port}", integration_logs)
     web = live.spawn([sys.executable, "-m", "uvicorn", "myproject.asgi:application", "--port",
@@ -119,7 +120,7 @@ def project(kafka: Service, redis_url: str, tmp_path_factory: pytest.TempPathFac
 
 def _run_one_request(project: Project, timeout: float = 90) -> dict[str, Any]:
     """Defer GET /square/?n=7 as an anonymous client; return the completed result."""
-    headers = {"x-async-request": CHANNEL}
+    headers = {"x-async-request": secrets.token_urlsafe(16)}  # an anonymous client's channel
     with httpx.Client(base_url=project.base_url, timeout=30) as http:
         accepted = http.get("/api/v1/square/?n=7", headers=headers)
         assert accepted.status_code == 202, accepted.text
