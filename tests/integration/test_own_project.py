@@ -1,17 +1,25 @@
-"""README's "Use it in your own project", done literally in a temporary directory.
+"""README's "Use it in your own project", done literally: its snippets, a built wheel, a new venv.
 
-A minimal project (settings, asgi.py, celery_app.py: the README's snippets) is written to disk, then
-served by a real uvicorn and a real `celery -A celery_app worker` on the session's broker and
-Redis; a request with the header must come back through the WebSocket and the results endpoint.
+The package is built as a wheel and installed with README step 1's extras into a fresh
+virtualenv (not the checkout on `sys.path`). The project is README's three snippets, taken from
+README.md itself, with only what README leaves to the reader filled in: the `...` of your other
+apps, a secret key, a route where it says `# ... your routes ...`, and the addresses of this
+test's Redis (README's default `redis://127.0.0.1:6379/0`). Then README step 5 runs as written:
+`async-request broker` (on a free port, named to the project with `BS_KAFKA_BOOTSTRAP_SERVERS`),
+`uvicorn myproject.asgi:application` and `async-request worker --settings myproject.settings`,
+from the project's directory, without PYTHONPATH. A deferred request must come back through the
+WebSocket and the results endpoint. The time from an empty directory to that result is written
+to `own_project_timing.txt` in the session's log directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,107 +31,104 @@ from websockets.sync.client import connect
 
 from tools.services import Service, free_port, wait_for_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SECRET = "own-project-secret-key-0123456789abcdef"
-
-SETTINGS = f'''
-SECRET_KEY = {SECRET!r}
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "channels", "async_request"]
-DATABASES = {{}}
-USE_TZ = True
-import os
-REDIS = os.environ["TEST_REDIS_URL"]
-CHANNEL_LAYERS = {{"default": {{"BACKEND": "channels_redis.core.RedisChannelLayer",
-                              "CONFIG": {{"hosts": [{{"address": REDIS,
-                                                     "socket_timeout": 30}}],
-                                         "capacity": 1000}}}}}}
-ASYNC_REQUEST_ASGI_APP = "myproject.asgi:application"
-ASYNC_REQUEST_REDIS_URL = REDIS
-KAFKA_BOOTSTRAP_SERVERS = os.environ["TEST_KAFKA"]
-KAFKA_TOPIC_ASYNC_BG = os.environ["TEST_TOPIC"]
-KAFKA_GROUP_ID = os.environ["TEST_TOPIC"]
-KAFKA_TASKS = []
-'''
-
-ASGI = '''
-import os
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
-from django.core.asgi import get_asgi_application
-django_app = get_asgi_application()
-
-from channels.routing import ProtocolTypeRouter, URLRouter
-from fastapi import FastAPI, Request
-from async_request.middleware import AsyncRequestMiddleware
-from async_request.results.fastapi import router as results_router
-from async_request.routing import websocket_urlpatterns
-
-api = FastAPI()
-api.include_router(results_router, prefix="/api/v1")
+REPO = Path(__file__).resolve().parents[2]
+README_REDIS = "redis://127.0.0.1:6379/0"
+ROUTE = '''
+from fastapi import Request
 
 
 @api.post("/api/v1/double/")
 async def double(request: Request) -> dict:
     data = await request.json()
     return {"double": data["n"] * 2, "user": request.headers.get("authorization", "")[:6]}
-
-
-application = ProtocolTypeRouter({
-    "http": AsyncRequestMiddleware(api),
-    "websocket": URLRouter(websocket_urlpatterns),
-})
 '''
 
-CELERY_APP = '''
-import os
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
-import django
-django.setup()
-from async_request.celery_config import create_celery_app
-app = create_celery_app("myproject")
-'''
+
+def readme_snippets() -> list[str]:
+    """The Python blocks of README's "Use it in your own project": settings, asgi, celery_app."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Use it in your own project", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 3, f"README's own-project section has {len(blocks)} Python blocks"
+    return blocks
+
+
+def run(args: list[str], **kwargs: object) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    assert done.returncode == 0, f"{args[:3]} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
 
 
 def _spawn(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> Service:
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
-    return Service(args[2], "", proc)
+    return Service(Path(args[0]).name, "", proc, log=log)
 
 
 @pytest.fixture(scope="module")
-def own_project(kafka: Service, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
-                integration_logs: Path) -> Iterator[str]:
+def own_project(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
+                integration_logs: Path) -> Iterator[tuple[str, str, float]]:
+    started = time.monotonic()
     root = tmp_path_factory.mktemp("own_project")
-    package = root / "myproject"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "settings.py").write_text(textwrap.dedent(SETTINGS))
-    (package / "asgi.py").write_text(textwrap.dedent(ASGI))
-    (root / "celery_app.py").write_text(textwrap.dedent(CELERY_APP))
-    repo = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BS_", "DJANGO_"))}
-    env.update(PYTHONPATH=f"{root}{os.pathsep}{repo}", TEST_REDIS_URL=redis_url,
-               TEST_KAFKA=kafka.url, TEST_TOPIC=f"own_{os.getpid()}",
-               DJANGO_SETTINGS_MODULE="myproject.settings")
-    port = free_port()
-    web = _spawn([sys.executable, "-m", "uvicorn", "myproject.asgi:application", "--port",
-                  str(port)], root, env, integration_logs / "own_web.log")
-    worker = _spawn([sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-P", "solo",
-                     "-l", "INFO"], root, env, integration_logs / "own_worker.log")
+    wheels = root / "wheels"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
+         str(REPO)])
+    [wheel] = wheels.glob("async_request_kafka-*.whl")
+    venv = root / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+         f"{wheel}[fastapi,server,embedded]"])
+
+    secret = secrets.token_urlsafe(32)
+    settings, asgi, celery_app = readme_snippets()
+    settings = (settings.replace("[..., ", "[")
+                .replace('"<32+ random characters>"', repr(secret))
+                .replace(README_REDIS, redis_url))
+    assert "# ... your routes ..." in asgi
+    asgi = asgi.replace("# ... your routes ...", ROUTE)
+    project = root / "project"
+    (project / "myproject").mkdir(parents=True)
+    (project / "myproject" / "__init__.py").write_text("")
+    (project / "myproject" / "settings.py").write_text(settings)
+    (project / "myproject" / "asgi.py").write_text(asgi)
+    (project / "celery_app.py").write_text(celery_app)
+
+    broker_port, web_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BS_", "DJANGO_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(BS_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{broker_port}",
+               BS_KAFKA_TOPIC_ASYNC_BG=f"own_{os.getpid()}",
+               BS_KAFKA_GROUP_ID=f"own_{os.getpid()}", PATH=f"{venv / 'bin'}:{env['PATH']}")
+    bin_dir = venv / "bin"
+    services = [
+        _spawn([str(bin_dir / "async-request"), "broker", "--port", str(broker_port)], project,
+               env, integration_logs / "own_broker.log"),
+    ]
     try:
-        wait_for_port("127.0.0.1", port, 30, web.process, "own project web app")
-        yield f"127.0.0.1:{port}"
+        wait_for_port("127.0.0.1", broker_port, 30, services[0].process, "async-request broker")
+        services.append(_spawn([str(bin_dir / "uvicorn"), "myproject.asgi:application",
+                                "--port", str(web_port)], project, env,
+                               integration_logs / "own_web.log"))
+        services.append(_spawn([str(bin_dir / "async-request"), "worker", "--settings",
+                                "myproject.settings"], project, env,
+                               integration_logs / "own_worker.log"))
+        wait_for_port("127.0.0.1", web_port, 60, services[1].process, "own project web app")
+        yield f"127.0.0.1:{web_port}", secret, started
     finally:
-        web.stop()
-        worker.stop()
+        for service in reversed(services):
+            service.stop()
 
 
-def test_minimal_project_from_the_readme(own_project: str) -> None:
-    token = jwt.encode({"sub": "99", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+def test_minimal_project_from_the_readme(own_project: tuple[str, str, float],
+                                         integration_logs: Path) -> None:
+    address, secret, started = own_project
+    token = jwt.encode({"sub": "99", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
     headers = {"authorization": f"Bearer {token}"}
-    with connect(f"ws://{own_project}/ws/?token={token}", open_timeout=10) as ws, \
-            httpx.Client(base_url=f"http://{own_project}", timeout=30) as http:
+    with connect(f"ws://{address}/ws/", open_timeout=10) as ws, \
+            httpx.Client(base_url=f"http://{address}", timeout=30) as http:
+        ws.send(json.dumps({"type": "auth", "token": token}))
         assert json.loads(ws.recv(timeout=10)) == {"type": "subscribed"}
         sync = http.post("/api/v1/double/", json={"n": 21}, headers=headers)
         assert sync.status_code == 200
@@ -131,9 +136,14 @@ def test_minimal_project_from_the_readme(own_project: str) -> None:
                              headers={**headers, "x-async-request": "true"})
         assert accepted.status_code == 202, accepted.text
         task_id = accepted.json()["meta"]["async_request_id"]
-        frame = json.loads(ws.recv(timeout=90))
+        frame = json.loads(ws.recv(timeout=120))
         assert json.loads(frame["data"]) == {"task_id": task_id, "status": "completed",
                                              "action": "async_request"}
         result = http.get(f"/api/v1/async_background_response/{task_id}/", headers=headers)
+    elapsed = time.monotonic() - started
+    (integration_logs / "own_project_timing.txt").write_text(
+        f"empty directory -> wheel, venv, README's project, first async result: {elapsed:.1f} s\n")
     assert result.status_code == 200
     assert result.json()["response"] == sync.json() == {"double": 42, "user": "Bearer"}
+    worker_log = (integration_logs / "own_worker.log").read_text()
+    assert "ready." in worker_log and task_id in worker_log  # INFO by default: ready, each task
