@@ -154,6 +154,11 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
     if claim.action == "failed":
         publish(owner, task_id, "failed")
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
+    if claim.action == "cancelled":
+        # Cancelled while it waited: the store said so before anything ran (its owner was
+        # told when it cancelled); the message is acknowledged and nothing is replayed.
+        logger.info("task %s was cancelled before it ran; not replayed", task_id)
+        return {"task_id": task_id, "state": "cancelled", "status": None}
     try:
         # Opened after the claim, so an envelope that cannot be opened (the secret changed)
         # ends as a recorded failure its owner hears about.
