@@ -26,7 +26,10 @@ install: ## create .venv and pip install -e ".[dev]" (again only when pyproject.
 	fi
 	@# The stamp holds a checksum of pyproject.toml, not a time: a checkout, a rebase or a
 	@# copy can leave pyproject.toml older than the stamp while its content changed.
+	@# Our distribution was called async-request before (PyPI's async-request is another
+	@# package that also installs `async_request`): drop that install so only one owns it.
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$(cksum < pyproject.toml)" ]; then \
+		$(PY) -m pip uninstall -y -q async-request 2>/dev/null || true; \
 		echo "$(PY) -m pip install --no-input -e \".[dev]\""; \
 		$(PY) -m pip install --no-input -e ".[dev]" && cksum < pyproject.toml > $(STAMP); \
 	fi

@@ -76,3 +76,7 @@ class ReplayTimeoutError(AsyncRequestError):
 
 class ReplayInterruptedError(AsyncRequestError):
     """An earlier run of a non-idempotent request died mid-way; it is not run again."""
+
+
+class EmbeddedBrokerError(AsyncRequestError):
+    """The development broker (tansu, extra `embedded`) is not installed or did not start."""

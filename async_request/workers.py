@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from async_request.settings import Settings
+from async_request.celery_config import get_celery_app
+from async_request.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: and each replacement is a rebalance of a few seconds, and on tansu a group whose membership
 #: changes every ~2 s (3 workers living 5-8 s) wedged within minutes (docs/transport.md).
 SHORT_LIFETIME_SEC = 60
+#: Celery worker pools that work with our transport.
+POOLS = ("prefork", "threads", "solo")
 
 
 def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> float:
@@ -114,8 +117,47 @@ class Supervisor:
 
 
 def single_worker_command(extra: Sequence[str] = ()) -> list[str]:
-    """The command that runs `kafka_consumer_single` in a child, like the current process."""
+    """The command that runs one worker in a child, like the current process.
+
+    Under a manage.py: `manage.py kafka_consumer_single`. Otherwise (`async-request workers`,
+    `django-admin`, a FastAPI-only project with no manage.py): the package's own entry point,
+    `python -m async_request worker`, with the settings module of this process; it needs no
+    manage.py and no command lookup through INSTALLED_APPS.
+    """
     script = os.path.abspath(sys.argv[0])
     if script.endswith("manage.py"):
         return [sys.executable, script, "kafka_consumer_single", *extra]
-    return [sys.executable, "-m", "django", "kafka_consumer_single", *extra]
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    settings_args = ["--settings", settings_module] if settings_module else []
+    return [sys.executable, "-m", "async_request", "worker", *settings_args, *extra]
+
+
+def worker_options(pool: str = "prefork", concurrency: int | None = None,
+                   hostname: str | None = None) -> list[str]:
+    """Celery worker options for a pool (one of POOLS), a concurrency and a node name."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    argv = ["-P", pool]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if hostname:
+        argv += ["-n", hostname]
+    return argv
+
+
+def run_worker(pool: str = "prefork", concurrency: int | None = None,
+               hostname: str | None = None) -> None:
+    """Run one worker of the project's Celery app here (`kafka_consumer_single`)."""
+    run_single_worker(get_celery_app(), get_settings(),
+                      worker_options(pool, concurrency, hostname))
+
+
+def run_workers(count: int, pool: str = "prefork", concurrency: int = 1,
+                restart_delay: float = 1.0) -> None:
+    """Supervise `count` worker processes until SIGTERM/SIGINT (`kafka_consumer_multiple`).
+
+    Raises ValueError for a count below 1 or an unknown pool.
+    """
+    worker_options(pool, concurrency)  # validate here, not in each child
+    extra = ["--pool", pool, "--concurrency", str(concurrency)]
+    Supervisor(single_worker_command(extra), count, restart_delay=restart_delay).run()

