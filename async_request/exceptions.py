@@ -74,6 +74,10 @@ class ReplayTimeoutError(AsyncRequestError):
     """The replayed request ran longer than ASYNC_REQUEST_REPLAY_TIMEOUT_SEC."""
 
 
+class ReplayCancelledError(AsyncRequestError):
+    """The owner cancelled the operation while it ran; the replay was told, then stopped."""
+
+
 class ReplayInterruptedError(AsyncRequestError):
     """An earlier run of a non-idempotent request died mid-way; it is not run again."""
 

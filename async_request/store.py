@@ -341,6 +341,10 @@ class OperationStore:
         """Record a failed run (timeout, interrupted, the app could not be loaded, ...)."""
         self._end(task_id, {"state": "failed", "error": error[:300]})
 
+    def cancelled(self, task_id: str, reason: str) -> None:
+        """Record a run that was stopped (its owner cancelled it, or Flower revoked it)."""
+        self._end(task_id, {"state": "cancelled", "error": reason[:300]})
+
     def _end(self, task_id: str, fields: dict[str, str]) -> None:
         now = time.time()
         record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}

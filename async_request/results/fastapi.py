@@ -32,9 +32,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _owner_call(request: Request, call: Callable[..., Any], *args: Any) -> Any:
+async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[Owner, Any]:
+    """The caller, and what `call(caller)` returns (run in a thread: it talks to Redis)."""
     owner = resolve_owner(headers_from_scope(request.scope), get_settings())
-    return owner, await run_in_threadpool(call, *args, owner)
+    return owner, await run_in_threadpool(call, owner)
 
 
 @router.post(f"/{RESULTS_ROUTE}/channels/", name="async_request_new_channel",
@@ -50,8 +51,8 @@ async def new_anonymous_channel() -> dict[str, str]:
 async def my_operations(request: Request) -> Response:
     """The caller's operations: `?state=pending,running&limit=50&cursor=...`."""
     try:
-        _, (code, body) = await _owner_call(request, list_operations,
-                                            dict(request.query_params))
+        query = dict(request.query_params)
+        _, (code, body) = await _owner_call(request, lambda owner: list_operations(owner, query))
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     return JSONResponse(body, code)
@@ -69,14 +70,11 @@ async def my_operations(request: Request) -> Response:
 async def async_background_response(task_id: str, request: Request) -> Response:
     """Return the state, and once it ended the stored response, of a background request."""
     try:
-        _, (code, body, headers) = await _owner_call(request, _status, task_id)
+        _, (code, body, headers) = await _owner_call(
+            request, lambda owner: status_answer(task_id, owner))
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     return JSONResponse(body, code, headers=headers)
-
-
-def _status(task_id: str, owner: Owner) -> tuple[int, dict[str, Any], dict[str, str]]:
-    return status_answer(task_id, owner)
 
 
 @router.delete(f"/{RESULTS_ROUTE}/{{task_id}}/", name="async_request_cancel",
@@ -86,7 +84,7 @@ def _status(task_id: str, owner: Owner) -> tuple[int, dict[str, Any], dict[str, 
 async def cancel_operation(task_id: str, request: Request) -> Response:
     """Cancel a pending (never replayed) or running (told to stop) background request."""
     try:
-        owner, (code, body) = await _owner_call(request, cancel, task_id)
+        owner, (code, body) = await _owner_call(request, lambda owner: cancel(task_id, owner))
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     if body["state"] == "cancelled":
