@@ -35,6 +35,19 @@ def replay_of(scope: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(marker) if isinstance(marker, dict) else None
 
 
+def is_cancelled(request_or_scope: Any) -> bool:
+    """True once the owner cancelled this replay (FastAPI `Request`, Django request or scope).
+
+    Its `receive()` also answers `http.disconnect` then; a route that checks either can stop
+    early and cleanly. A route that runs on is stopped after ASYNC_REQUEST_CANCEL_GRACE_SEC.
+    Always False outside a replay, so routes never branch on how they run.
+    """
+    scope = getattr(request_or_scope, "scope", request_or_scope)
+    marker = scope.get(INTERNAL_SCOPE_KEY) if isinstance(scope, Mapping) else None
+    cancel = marker.get("cancel") if isinstance(marker, dict) else None
+    return bool(cancel is not None and cancel.is_set())
+
+
 async def require_async(request: Request) -> None:
     """FastAPI dependency: 409 unless the request is an internal replay.
 

@@ -46,6 +46,18 @@ class UnknownOperationError(AsyncRequestError):
     """No operation with this id belongs to the caller (unknown, malformed, or another's)."""
 
 
+class OperationGoneError(AsyncRequestError):
+    """The caller's operation has expired: its record and result are gone (410, not 404)."""
+
+
+class OperationStateError(AsyncRequestError):
+    """The operation is in a state that does not allow what was asked (cancel a completed one)."""
+
+
+class BadQueryError(AsyncRequestError):
+    """A query parameter (state, limit, cursor) has a wrong value; the message names it."""
+
+
 class StoreUnavailableError(AsyncRequestError):
     """Redis (the operation store) could not be reached."""
 
@@ -60,6 +72,10 @@ class EnvelopeError(AsyncRequestError):
 
 class ReplayTimeoutError(AsyncRequestError):
     """The replayed request ran longer than ASYNC_REQUEST_REPLAY_TIMEOUT_SEC."""
+
+
+class ReplayCancelledError(AsyncRequestError):
+    """The owner cancelled the operation while it ran; the replay was told, then stopped."""
 
 
 class ReplayInterruptedError(AsyncRequestError):

@@ -26,18 +26,19 @@ from functools import lru_cache
 from typing import Any
 
 from async_request._dotted import import_object
-from async_request._loop import run
+from async_request._loop import process_loop, run
 from async_request.auth import Owner
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
     AsyncRequestError,
     ConfigurationError,
     EnvelopeError,
+    ReplayCancelledError,
     ReplayInterruptedError,
 )
 from async_request.lifespan import Lifespan
 from async_request.notifications import publish
-from async_request.replay import ReplayResult, replay
+from async_request.replay import Cancel, ReplayResult, replay
 from async_request.settings import Settings, get_settings
 from async_request.store import Claim, OperationStore, get_store
 from async_request.types import ASGIApp
@@ -114,13 +115,16 @@ def short_error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _lease(store: OperationStore, task_id: str, worker: str) -> Iterator[None]:
-    """Keep renewing our claim while the replay runs, so others know we are alive."""
+def _lease(store: OperationStore, task_id: str, worker: str, cancel: Cancel) -> Iterator[None]:
+    """Keep renewing our claim while the replay runs (so others know we are alive), and flip
+    the replay's cancel switch when the renewal says its owner cancelled it."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(store.lease_sec / 3):
-            store.renew(task_id, worker)
+            if store.renew(task_id, worker) and not cancel.is_set():
+                logger.info("task %s: its owner cancelled it; telling the replay", task_id)
+                cancel.request()
 
     thread = threading.Thread(target=beat, name=f"lease-{task_id}", daemon=True)
     thread.start()
@@ -154,11 +158,20 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
     if claim.action == "failed":
         publish(owner, task_id, "failed")
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
+    if claim.action == "cancelled":
+        # Cancelled while it waited: the store said so before anything ran (its owner was
+        # told when it cancelled); the message is acknowledged and nothing is replayed.
+        logger.info("task %s was cancelled before it ran; not replayed", task_id)
+        return {"task_id": task_id, "state": "cancelled", "status": None}
     try:
         # Opened after the claim, so an envelope that cannot be opened (the secret changed)
         # ends as a recorded failure its owner hears about.
         envelope = RequestEnvelope.from_dict(envelope_data, get_settings().secret_key)
         result = _replay(envelope, claim, store, worker)
+    except ReplayCancelledError as exc:
+        store.cancelled(task_id, str(exc))
+        publish(owner, task_id, "cancelled")
+        return {"task_id": task_id, "state": "cancelled", "status": None}
     except Exception as exc:
         store.fail(task_id, short_error(exc))
         publish(owner, task_id, "failed")
@@ -183,8 +196,9 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     if body is None:
         raise EnvelopeError(f"the stored body of task {task_id} has expired")
     app, state = replay_target(settings.asgi_app)
-    scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt})
+    cancel = Cancel(process_loop(), settings.cancel_grace_sec)
+    scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt, "cancel": cancel})
     scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
-    with _lease(store, task_id, worker):
+    with _lease(store, task_id, worker, cancel):
         return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
-                          timeout=settings.replay_timeout_sec))
+                          timeout=settings.replay_timeout_sec, cancel=cancel))

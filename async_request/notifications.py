@@ -69,3 +69,18 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
         logger.error("gave up notifying %s about task %s: %r", owner, task_id, exc)
         return False
     return True
+
+
+async def apublish(owner: Owner, task_id: str, status: str) -> bool:
+    """`publish` from async code (the web app): one try, False when the layer is unreachable."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        await layer.group_send(group_for(owner), layer_message(task_id, status))
+    except _LAYER_DOWN as exc:
+        logger.warning("could not notify %s about task %s: %r", owner, task_id, exc)
+        return False
+    return True

@@ -22,10 +22,13 @@ from async_request.exceptions import (
     AsyncRequestError,
     AuthenticationError,
     BadContentLengthError,
+    BadQueryError,
     BodyTooLargeError,
     EnqueueError,
     InvalidChannelError,
     MethodNotDeferrableError,
+    OperationGoneError,
+    OperationStateError,
     StoreUnavailableError,
     UnknownOperationError,
 )
@@ -51,6 +54,9 @@ _ANSWERS: dict[type[AsyncRequestError], tuple[int, tuple[tuple[str, str], ...]]]
     MethodNotDeferrableError: (405, ()),
     BodyTooLargeError: (413, ()),
     UnknownOperationError: (404, ()),
+    OperationGoneError: (410, ()),
+    OperationStateError: (409, ()),
+    BadQueryError: (400, ()),
     StoreUnavailableError: (503, _RETRY),
     EnqueueError: (503, _RETRY),
 }

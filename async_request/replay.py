@@ -12,13 +12,37 @@ import asyncio
 import base64
 import contextvars
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from async_request.exceptions import ReplayTimeoutError
+from async_request.exceptions import ReplayCancelledError, ReplayTimeoutError
 from async_request.types import ASGIApp, Message
 
 logger = logging.getLogger(__name__)
+
+
+class Cancel:
+    """A running replay's cancel switch: the worker flips it (any thread), the app reads it.
+
+    Once flipped, the app's `receive()` answers `http.disconnect` (what a server says when the
+    client leaves) and `dependencies.is_cancelled()` is true; a route that has not ended
+    `grace` seconds later is stopped (its task cancelled).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, grace: float) -> None:
+        self.loop = loop
+        self.grace = grace
+        self.flag = threading.Event()
+        self.event = asyncio.Event()
+
+    def request(self) -> None:
+        """Ask the replay to stop (thread-safe)."""
+        self.flag.set()
+        self.loop.call_soon_threadsafe(self.event.set)
+
+    def is_set(self) -> bool:
+        return self.flag.is_set()
 
 
 @dataclass(frozen=True)
@@ -43,8 +67,9 @@ class ReplayResult:
 
 
 async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: str,
-                 endpoint: str, timeout: float) -> ReplayResult:
-    """Call `app` with `scope` and `body`; a route that never answers gets ReplayTimeoutError.
+                 endpoint: str, timeout: float, cancel: Cancel | None = None) -> ReplayResult:
+    """Call `app` with `scope` and `body`; a route that never answers gets ReplayTimeoutError,
+    one whose `cancel` is flipped ends with ReplayCancelledError.
 
     An exception raised by the app after the response started is ignored (the response stands,
     as a server would send it); one raised before it becomes a 500 answer, as a server would.
@@ -60,7 +85,12 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
         if not body_sent:
             body_sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await finished.wait()
+        waits = [asyncio.ensure_future(finished.wait())]
+        if cancel is not None:
+            waits.append(asyncio.ensure_future(cancel.event.wait()))
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in pending:
+            waiting.cancel()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
@@ -83,10 +113,15 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
     # A fresh context: nothing of the worker's contextvars leaks into the app, and back.
     task = asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
     try:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
+        if cancel is None:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        else:
+            await _until_done_or_cancelled(task, cancel, timeout)
     except TimeoutError as exc:
         task.cancel()
         raise ReplayTimeoutError(f"the request did not finish within {timeout:g}s") from exc
+    except ReplayCancelledError:
+        raise
     except Exception:
         logger.exception("task %s: the application raised while replaying %s", task_id, endpoint)
         if status is None:
@@ -96,3 +131,26 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
         status, headers[:], chunks[:] = 500, [("content-type", "text/plain")], [
             b"the application returned without sending a response"]
     return ReplayResult(task_id, status, endpoint, headers, b"".join(chunks))
+
+
+async def _until_done_or_cancelled(task: asyncio.Task[None], cancel: Cancel,
+                                   timeout: float) -> None:
+    """Wait for the app's task; on cancel give it `grace` seconds, then stop it."""
+    switch = asyncio.ensure_future(cancel.event.wait())
+    try:
+        done, _ = await asyncio.wait({task, switch}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        switch.cancel()
+    if task in done:
+        task.result()  # re-raise what the app raised
+        if not cancel.is_set():
+            return
+    if not done:
+        raise TimeoutError
+    if not task.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(task), cancel.grace)
+        except TimeoutError:
+            task.cancel()
+    raise ReplayCancelledError("cancelled by its owner while it ran")

@@ -137,6 +137,9 @@ class Settings:
     replay_timeout_sec: float = _setting(
         "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC", 300.0, as_float,
         "a replay running longer fails with a timeout")
+    cancel_grace_sec: float = _setting(
+        "ASYNC_REQUEST_CANCEL_GRACE_SEC", 5.0, as_float,
+        "a running replay whose owner cancelled it has this long to stop, then it is stopped")
     results_path: str = _setting(
         "ASYNC_REQUEST_RESULTS_PATH", f"/api/v1/{RESULTS_ROUTE}/", path_prefix,
         "results route prefix (never queued); where you mount the results router")

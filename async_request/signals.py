@@ -1,7 +1,7 @@
 """Celery signal receivers, connected in `AppConfig.ready()` through `connect()`.
 
 - a replay revoked before or while it ran (Flower's revoke, `celery control revoke`) ends
-  `failed` in the store, and its recorded owner is told;
+  `cancelled` in the store, and its recorded owner is told;
 - a worker imports the replay target when it starts, each prefork pool process starts it (runs
   its ASGI lifespan) when it starts, and every process that started it runs its lifespan
   shutdown at exit.
@@ -30,11 +30,11 @@ from async_request.store import TERMINAL_STATES, get_store
 
 logger = logging.getLogger(__name__)
 
-REVOKED_ERROR = "the task was revoked"
+REVOKED_ERROR = "revoked (Flower or celery control revoke)"
 
 
 def on_task_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Record a revoked replay as failed and tell the owner the store recorded for it."""
+    """Record a revoked replay as cancelled and tell the owner the store recorded for it."""
     if request is None or getattr(request, "task", None) != TASK_NAME:
         return
     task_id = str(request.id)
@@ -42,8 +42,8 @@ def on_task_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     operation = store.get(task_id)
     if operation is None or operation.state in TERMINAL_STATES:
         return  # not ours (forged or expired), or it had ended already
-    store.fail(task_id, REVOKED_ERROR)
-    publish(Owner.parse(operation.owner), task_id, "failed")
+    store.cancelled(task_id, REVOKED_ERROR)
+    publish(Owner.parse(operation.owner), task_id, "cancelled")
 
 
 def connect() -> None:

@@ -22,6 +22,7 @@ run twice at once, and a finished one must hand back its outcome instead of runn
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio as aredis
 
+from async_request import _store_scripts
 from async_request._retry import retry
 from async_request.exceptions import StoreUnavailableError
 from async_request.seal import seal, unseal
@@ -43,7 +45,11 @@ T = TypeVar("T")
 PREFIX = "async_request"
 #: Errors that mean "Redis is not reachable now" (retried), as opposed to a wrong command.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
-TERMINAL_STATES = frozenset({"completed", "failed"})
+STATES = ("pending", "running", "completed", "failed", "cancelled")
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+#: How long after an operation expired its owner still hears "gone" (410) rather than 404.
+GONE_SEC = 7 * 86400
+CANCELLED_ERROR = "cancelled by its owner"
 
 
 def _without_password(url: str) -> str:
@@ -65,21 +71,13 @@ def body_key(task_id: str) -> str:
     return f"{PREFIX}:body:{task_id}"
 
 
-#: Atomic claim: KEYS op, lease; ARGV worker, lease ms, now.
-#: Returns {action, attempts, owner, result-or-error}.
-_CLAIM = """
-local op = redis.call('HMGET', KEYS[1], 'state', 'owner', 'result', 'error', 'attempts')
-local state, owner = op[1], op[2]
-if not state then return {'unknown', 0, '', ''} end
-if state == 'completed' then return {'done', tonumber(op[5] or 0), owner, op[3] or ''} end
-if state == 'failed' then return {'failed', tonumber(op[5] or 0), owner, op[4] or ''} end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'busy', tonumber(op[5] or 0), owner, ''}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker', ARGV[1])
-return {'run', attempts, owner, ''}
-"""
+def gone_key(task_id: str) -> str:
+    return f"{PREFIX}:gone:{task_id}"
+
+
+def owner_key(owner: str) -> str:
+    """The owner's index of operations (a sorted set by creation time)."""
+    return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +95,13 @@ class Operation:
     attempts: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None
+    expires_at: float | None = None
+    cancel_requested: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        """True once the operation has ended (completed, failed or cancelled)."""
+        return self.state in TERMINAL_STATES
 
     @classmethod
     def from_hash(cls, task_id: str, raw: dict[bytes, bytes], secret: str) -> Operation:
@@ -112,7 +117,8 @@ class Operation:
             created_at=when("created_at") or 0.0, started_at=when("started_at"),
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
             result=json.loads(unseal(data["result"], secret)) if data.get("result") else None,
-            error=data.get("error") or None,
+            error=data.get("error") or None, expires_at=when("expires_at"),
+            cancel_requested=bool(data.get("cancel_requested")),
         )
 
 
@@ -120,7 +126,7 @@ class Operation:
 class Claim:
     """Outcome of `OperationStore.claim`: run it, or reuse what an earlier run left."""
 
-    action: Literal["run", "resume", "done", "failed", "unknown"]
+    action: Literal["run", "resume", "done", "failed", "cancelled", "unknown"]
     owner: str = ""
     attempt: int = 0
     result: dict[str, Any] | None = None
@@ -137,7 +143,7 @@ class OperationStore:
         self.secret = secret
         self.lease_sec = lease_sec
         self._sync: redis.Redis | None = None
-        self._claim_script: Any = None
+        self._scripts: dict[str, Any] = {}
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
@@ -173,13 +179,18 @@ class OperationStore:
     async def accept(self, task_id: str, owner: str, endpoint: str, method: str,
                      body_aside: bytes | None = None) -> None:
         """Record an operation before it is published; StoreUnavailableError if Redis is down."""
+        now = time.time()
         try:
             async with self.aclient().pipeline(transaction=True) as pipe:
                 pipe.hset(op_key(task_id), mapping={
                     "owner": owner, "endpoint": endpoint, "method": method,
-                    "state": "pending", "created_at": repr(time.time()),
+                    "state": "pending", "created_at": repr(now),
+                    "expires_at": repr(now + self.expires_sec),
                 })
                 pipe.expire(op_key(task_id), self.expires_sec)
+                pipe.set(gone_key(task_id), owner, ex=self.expires_sec + GONE_SEC)
+                pipe.zadd(owner_key(owner), {task_id: now})
+                pipe.expire(owner_key(owner), self.expires_sec + GONE_SEC)
                 if body_aside is not None:
                     pipe.set(body_key(task_id), seal(body_aside, self.secret),
                              ex=self.expires_sec)
@@ -190,7 +201,7 @@ class OperationStore:
     async def forget(self, task_id: str) -> None:
         """Undo `accept` after a failed publish, so nothing is left half-done."""
         try:
-            await self.aclient().delete(op_key(task_id), body_key(task_id))
+            await self.aclient().delete(op_key(task_id), body_key(task_id), gone_key(task_id))
         except (redis.RedisError, OSError):
             logger.warning("could not remove the record of unqueued task %s", task_id)
 
@@ -226,11 +237,9 @@ class OperationStore:
         - Running elsewhere (lease alive): wait until that run ends or its lease expires.
         - `unknown`: no record (withdrawn after a failed publish, or expired).
         """
-        if self._claim_script is None:
-            self._claim_script = self.client.register_script(_CLAIM)
         while True:
             action, attempts, owner, payload = self._retry(
-                lambda: self._claim_script(
+                lambda: self._script("CLAIM")(
                     keys=[op_key(task_id), lease_key(task_id)],
                     args=[worker, int(self.lease_sec * 1000), repr(time.time())]),
                 "claim task")
@@ -247,14 +256,81 @@ class OperationStore:
                              result=json.loads(unseal(payload, self.secret)))
             if action == "failed":
                 return Claim("failed", owner, int(attempts), error=payload)
+            if action == "cancelled":
+                return Claim("cancelled", owner, int(attempts), error=payload)
             return Claim("unknown")
 
-    def renew(self, task_id: str, worker: str) -> None:
-        """Extend the lease of a run we hold (called by a heartbeat while replaying)."""
+    def _script(self, name: str) -> Any:
+        if name not in self._scripts:
+            self._scripts[name] = self.client.register_script(getattr(_store_scripts, name))
+        return self._scripts[name]
+
+    def renew(self, task_id: str, worker: str) -> bool:
+        """Extend the lease of a run we hold; True when its owner asked to cancel it."""
         try:
-            self.client.pexpire(lease_key(task_id), int(self.lease_sec * 1000))
+            asked = self._script("RENEW")(keys=[op_key(task_id), lease_key(task_id)],
+                                          args=[int(self.lease_sec * 1000)])
         except (redis.RedisError, OSError):
             logger.warning("could not renew the lease of task %s (Redis down?)", task_id)
+            return False
+        return bool(asked)
+
+    def cancel(self, task_id: str, owner: str) -> str:
+        """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
+        try:
+            state = self._script("CANCEL")(keys=[op_key(task_id), lease_key(task_id)],
+                                           args=[owner, repr(time.time()), CANCELLED_ERROR])
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("retry later", exc) from exc
+        return state.decode() if isinstance(state, bytes) else str(state)
+
+    def gone(self, task_id: str, owner: str) -> bool:
+        """True when `owner` had this operation and it has expired (answer 410, not 404)."""
+        try:
+            recorded = self.client.get(gone_key(task_id))
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("retry later", exc) from exc
+        return isinstance(recorded, bytes) and recorded.decode() == owner
+
+    def page(self, owner: str, *, after: tuple[float, str] | None, limit: int,
+             states: frozenset[str] | None) -> tuple[list[Operation], tuple[float, str] | None]:
+        """The owner's operations, newest first, after the cursor `after`; and the next cursor.
+
+        Reads the owner's index in slices about the page's size and scans at most ten pages'
+        worth per call (a rare state filter then returns a short page and a cursor), so the
+        cost follows the page, not how many operations exist; index entries whose operation
+        expired are pruned on the way.
+        """
+        index, last, scanned = owner_key(owner), after, 0
+        found: list[Operation] = []
+        try:
+            while len(found) < limit and scanned < 10 * limit:
+                high = "+inf" if last is None else repr(last[0])
+                raw_rows: list[tuple[bytes, float]] = self.client.zrevrangebyscore(  # type: ignore[assignment]
+                    index, high, "-inf", start=0, num=limit + 10, withscores=True)
+                rows = [(float(score), member.decode()) for member, score in raw_rows]
+                rows = [row for row in rows if last is None or row < last]
+                if not rows:
+                    return found, None
+                pipe = self.client.pipeline(transaction=False)
+                for _, member in rows:
+                    pipe.hgetall(op_key(member))
+                stale = []
+                for (score, member), raw in zip(rows, pipe.execute(), strict=True):
+                    scanned, last = scanned + 1, (score, member)
+                    if not raw:
+                        stale.append(member)
+                        continue
+                    operation = Operation.from_hash(member, raw, self.secret)
+                    if states is None or operation.state in states:
+                        found.append(operation)
+                        if len(found) == limit:
+                            break
+                if stale:
+                    self.client.zrem(index, *stale)
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("retry later", exc) from exc
+        return found, last
 
     def finish(self, task_id: str, result: dict[str, Any]) -> None:
         """Record a completed run with its result; retried until Redis takes it."""
@@ -265,13 +341,19 @@ class OperationStore:
         """Record a failed run (timeout, interrupted, the app could not be loaded, ...)."""
         self._end(task_id, {"state": "failed", "error": error[:300]})
 
+    def cancelled(self, task_id: str, reason: str) -> None:
+        """Record a run that was stopped (its owner cancelled it, or Flower revoked it)."""
+        self._end(task_id, {"state": "cancelled", "error": reason[:300]})
+
     def _end(self, task_id: str, fields: dict[str, str]) -> None:
-        record = {**fields, "finished_at": repr(time.time())}
+        now = time.time()
+        record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}
 
         def write() -> None:
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(op_key(task_id), mapping=record)  # type: ignore[arg-type]
             pipe.expire(op_key(task_id), self.expires_sec)
+            pipe.expire(gone_key(task_id), self.expires_sec + GONE_SEC)
             pipe.delete(lease_key(task_id), body_key(task_id))
             pipe.execute()
 

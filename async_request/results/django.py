@@ -1,4 +1,4 @@
-"""Django adapter of the results endpoint: `task_result_view`; see `results/urls.py`."""
+"""Django adapter of the results endpoints (status, cancel, list, channels); see `urls.py`."""
 
 from __future__ import annotations
 
@@ -7,22 +7,59 @@ import json
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 
-from async_request.auth import new_channel, resolve_owner
+from async_request.auth import Owner, new_channel, resolve_owner
 from async_request.exceptions import AsyncRequestError
+from async_request.notifications import apublish
 from async_request.problems import django_response, problem_for
-from async_request.results.status import task_status
+from async_request.results.operations import cancel, list_operations
+from async_request.results.status import status_answer
 from async_request.settings import get_settings
 
 
+def _json(code: int, body: object, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(json.dumps(body), status=code, content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _owner(request: HttpRequest) -> Owner:
+    return resolve_owner({k.lower(): v for k, v in request.headers.items()}, get_settings())
+
+
 async def task_result_view(request: HttpRequest, task_id: str) -> HttpResponse:
-    """Return the stored response of a background request to its owner."""
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    """GET: state and result of a background request; DELETE: cancel it (owner only)."""
     try:
-        owner = resolve_owner(headers, get_settings())
-        code, body = await sync_to_async(task_status, thread_sensitive=False)(task_id, owner)
+        owner = _owner(request)
+        if request.method == "DELETE":
+            code, body = await sync_to_async(cancel, thread_sensitive=False)(task_id, owner)
+            if body["state"] == "cancelled":
+                await apublish(owner, body["task_id"], "cancelled")
+            return _json(code, body)
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD", "DELETE"])
+        code, body, headers = await sync_to_async(status_answer, thread_sensitive=False)(
+            task_id, owner)
     except AsyncRequestError as exc:
         return django_response(problem_for(exc))
-    return HttpResponse(json.dumps(body), status=code, content_type="application/json")
+    return _json(code, body, headers)
+
+
+async def operations_view(request: HttpRequest) -> HttpResponse:
+    """GET: the caller's operations, newest first (`?state=&limit=&cursor=`)."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    try:
+        owner = _owner(request)
+        code, body = await sync_to_async(list_operations, thread_sensitive=False)(
+            owner, {k: v for k, v in request.GET.items()})
+    except AsyncRequestError as exc:
+        return django_response(problem_for(exc))
+    return _json(code, body)
+
+
+# DELETE from API clients: bearer tokens or channel names, never a session cookie to protect.
+task_result_view.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 def new_channel_view(request: HttpRequest) -> HttpResponse:

@@ -1,19 +1,41 @@
-"""FastAPI adapter of the results endpoint: `router`, include it with `prefix="/api/v1"`."""
+"""FastAPI adapter of the results endpoint: `router`, include it with `prefix="/api/v1"`.
+
+Routes (under the prefix): `GET /async_background_response/` (my operations),
+`GET /async_background_response/{id}/` (status and result), `DELETE .../{id}/` (cancel),
+`POST /async_background_response/channels/` (a fresh anonymous channel name).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from async_request.auth import new_channel, resolve_owner
+from async_request.auth import Owner, new_channel, resolve_owner
 from async_request.exceptions import AsyncRequestError
 from async_request.headers import headers_from_scope
+from async_request.notifications import apublish
 from async_request.problems import problem_for, starlette_response
-from async_request.results.status import task_status
+from async_request.results.operations import cancel, list_operations
+from async_request.results.status import status_answer
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 router = APIRouter(tags=["async-request"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a malformed query parameter (problem+json names it)"},
+    401: {"description": "no or a bad credential"},
+    404: {"description": "unknown operation, or not yours"},
+    410: {"description": "your operation expired"},
+}
+
+
+async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[Owner, Any]:
+    """The caller, and what `call(caller)` returns (run in a thread: it talks to Redis)."""
+    owner = resolve_owner(headers_from_scope(request.scope), get_settings())
+    return owner, await run_in_threadpool(call, owner)
 
 
 @router.post(f"/{RESULTS_ROUTE}/channels/", name="async_request_new_channel",
@@ -24,21 +46,47 @@ async def new_anonymous_channel() -> dict[str, str]:
     return {"channel": new_channel()}
 
 
+@router.get(f"/{RESULTS_ROUTE}/", name="async_request_operations",
+            summary="My operations, newest first", responses=_ERRORS)
+async def my_operations(request: Request) -> Response:
+    """The caller's operations: `?state=pending,running&limit=50&cursor=...`."""
+    try:
+        query = dict(request.query_params)
+        _, (code, body) = await _owner_call(request, lambda owner: list_operations(owner, query))
+    except AsyncRequestError as exc:
+        return starlette_response(problem_for(exc))
+    return JSONResponse(body, code)
+
+
 @router.get(
     f"/{RESULTS_ROUTE}/{{task_id}}/",
     name="async_background_response",
-    summary="Result of a background request",
-    responses={202: {"description": "queued or running"}, 401: {"description": "no credentials"},
-               404: {"description": "unknown task, or not yours"}},
+    summary="Status and result of a background request",
+    responses={202: {"description": "pending or running (Location, Retry-After)"}, **_ERRORS},
 )
 # Without the slash too: Starlette's slash redirect would build an absolute Location from the
 # request's Host header, which a client controls.
 @router.get(f"/{RESULTS_ROUTE}/{{task_id}}", include_in_schema=False)
 async def async_background_response(task_id: str, request: Request) -> Response:
-    """Return the stored response of a background request to its owner."""
+    """Return the state, and once it ended the stored response, of a background request."""
     try:
-        owner = resolve_owner(headers_from_scope(request.scope), get_settings())
-        code, body = await run_in_threadpool(task_status, task_id, owner)
+        _, (code, body, headers) = await _owner_call(
+            request, lambda owner: status_answer(task_id, owner))
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
+    return JSONResponse(body, code, headers=headers)
+
+
+@router.delete(f"/{RESULTS_ROUTE}/{{task_id}}/", name="async_request_cancel",
+               summary="Cancel a background request",
+               responses={202: {"description": "running: its worker is told to stop"},
+                          409: {"description": "it has already ended"}, **_ERRORS})
+async def cancel_operation(task_id: str, request: Request) -> Response:
+    """Cancel a pending (never replayed) or running (told to stop) background request."""
+    try:
+        owner, (code, body) = await _owner_call(request, lambda owner: cancel(task_id, owner))
+    except AsyncRequestError as exc:
+        return starlette_response(problem_for(exc))
+    if body["state"] == "cancelled":
+        await apublish(owner, body["task_id"], "cancelled")
     return JSONResponse(body, code)

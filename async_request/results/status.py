@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from async_request.auth import Owner
-from async_request.exceptions import UnknownOperationError
-from async_request.store import OperationStore, get_store
+from async_request.exceptions import OperationGoneError, UnknownOperationError
+from async_request.settings import get_settings
+from async_request.store import Operation, OperationStore, get_store
 
 NOT_FOUND_DETAIL = "no task with this id belongs to you"
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript",
@@ -65,29 +68,80 @@ def completed_body(record: dict[str, Any]) -> dict[str, Any]:
             "encoding": encoding}
 
 
-def task_status(task_id: str, owner: Owner, *, store: OperationStore | None = None
-                ) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and JSON body of an operation; UnknownOperationError when not the caller's.
+def rfc3339(epoch: float | None) -> str | None:
+    """An epoch time as RFC 3339 in UTC with milliseconds (`2026-12-01T20:41:07.123Z`)."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
-    StoreUnavailableError when Redis cannot be reached.
-    """
+
+def lifecycle(operation: Operation) -> dict[str, Any]:
+    """The fields every status body and list item carries, whatever the state."""
+    return {"task_id": operation.task_id, "state": operation.state,
+            "method": operation.method, "endpoint": operation.endpoint,
+            "created_at": rfc3339(operation.created_at),
+            "started_at": rfc3339(operation.started_at),
+            "finished_at": rfc3339(operation.finished_at),
+            "expires_at": rfc3339(operation.expires_at), "attempts": operation.attempts}
+
+
+def retry_after(operation: Operation, now: float) -> int:
+    """When to look again, in seconds: soon for a fresh operation, less often as it ages."""
+    since = now - (operation.started_at or operation.created_at)
+    return max(1, min(10, int(since // 10) + 1))
+
+
+def owned(task_id: str, owner: Owner, store: OperationStore) -> Operation:
+    """The caller's operation; UnknownOperationError (404) or OperationGoneError (410)."""
     canonical = parse_task_id(task_id)
     if canonical is None or canonical != task_id.lower():
         raise UnknownOperationError(NOT_FOUND_DETAIL)
-    operation = (store or get_store()).get(canonical)
-    if operation is None or operation.owner != str(owner):
-        raise UnknownOperationError(NOT_FOUND_DETAIL)
+    operation = store.get(canonical)
+    if operation is not None and operation.owner == str(owner):
+        return operation
+    if operation is None and store.gone(canonical, str(owner)):
+        raise OperationGoneError(
+            "this operation has expired (ASYNC_REQUEST_RESULT_EXPIRES_SEC); its result is gone")
+    raise UnknownOperationError(NOT_FOUND_DETAIL)
+
+
+def status_body(operation: Operation) -> dict[str, Any]:
+    """The body of an operation in any state (the completed one keeps the original fields)."""
+    body = lifecycle(operation)
     if operation.state == "completed" and operation.result is not None:
-        return 200, completed_body(operation.result)
-    if operation.state == "failed":
-        return 200, {"task_id": canonical, "state": "failed", "status": None,
-                     "endpoint": operation.endpoint, "error": operation.error}
-    return 202, {"task_id": canonical, "state": operation.state, "endpoint": operation.endpoint}
+        body.update(completed_body(operation.result))
+    elif operation.terminal:
+        body.update(status=None, error=operation.error)
+    return body
+
+
+def status_answer(task_id: str, owner: Owner, *, store: OperationStore | None = None
+                  ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """HTTP status, JSON body and headers of an operation: 200 once it ended, else 202 with
+    `Location` (this same URL) and `Retry-After`.
+
+    UnknownOperationError when it is not the caller's, OperationGoneError when it expired,
+    StoreUnavailableError when Redis cannot be reached.
+    """
+    operation = owned(task_id, owner, store or get_store())
+    if operation.terminal:
+        return 200, status_body(operation), {}
+    return 202, status_body(operation), {
+        "Location": f"{get_settings().results_path}{operation.task_id}/",
+        "Retry-After": str(retry_after(operation, time.time()))}
+
+
+def task_status(task_id: str, owner: Owner, *, store: OperationStore | None = None
+                ) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body of an operation (see `status_answer`)."""
+    code, body, _ = status_answer(task_id, owner, store=store)
+    return code, body
 
 
 def task_state(task_id: str, owner: Owner, store: OperationStore | None = None) -> str:
-    """pending, running, completed, failed, or unknown (also for another owner's task)."""
+    """pending, running, completed, failed, cancelled, or unknown (also for another's task)."""
     try:
         return str(task_status(task_id, owner, store=store)[1]["state"])
-    except UnknownOperationError:
+    except (UnknownOperationError, OperationGoneError):
         return "unknown"

@@ -147,12 +147,12 @@ class _Request:
         self.id = task_id
 
 
-def test_a_revoked_task_ends_failed_and_only_a_known_one_is_told(
+def test_a_revoked_task_ends_cancelled_and_only_a_known_one_is_told(
         worker_settings: OperationStore) -> None:
     task_id = accepted(worker_settings)["task_id"]
     assert heard(OWNER, lambda: on_task_revoked(request=_Request(task_id))) == [
-        layer_message(task_id, "failed")]
+        layer_message(task_id, "cancelled")]
     operation = worker_settings.get(task_id)
     assert operation is not None and (operation.state, operation.error) == (
-        "failed", REVOKED_ERROR)
+        "cancelled", REVOKED_ERROR)
     assert heard(OWNER, lambda: on_task_revoked(request=_Request(str(uuid.uuid4())))) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,35 @@ def test_no_response_is_a_500() -> None:
 def test_timeout_raises() -> None:
     with pytest.raises(ReplayTimeoutError):
         run(sleepy_app, timeout=0.2)
+
+
+def test_a_cancelled_replay_hears_disconnect_and_is_stopped_after_the_grace() -> None:
+    import asyncio
+
+    from async_request.exceptions import ReplayCancelledError
+    from async_request.replay import Cancel
+
+    heard: list[str] = []
+
+    async def polite(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        heard.append((await receive())["type"])  # the disconnect of a cancel
+
+    async def stubborn(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            heard.append("stopped")
+
+    async def run(app: Any) -> float:
+        loop = asyncio.get_running_loop()
+        cancel = Cancel(loop, grace=0.2)
+        loop.call_later(0.1, cancel.request)
+        started = loop.time()
+        with pytest.raises(ReplayCancelledError):
+            await replay(app, {"type": "http"}, b"", task_id="t", endpoint="/x/", timeout=10,
+                         cancel=cancel)
+        return loop.time() - started
+
+    assert asyncio.run(run(polite)) < 1 and heard == ["http.disconnect"]
+    assert asyncio.run(run(stubborn)) < 1 and heard[-1] == "stopped"

@@ -1,0 +1,50 @@
+"""The Lua scripts of the operation store: each state change is one atomic Redis call.
+
+Kept apart from `store.py` so the record's rules read in one place: who may move an operation
+from which state to which.
+"""
+
+from __future__ import annotations
+
+#: Claim for a run. KEYS op, lease; ARGV worker, lease ms, now.
+#: Returns {action, attempts, owner, result-or-error}; action is unknown, done, failed,
+#: cancelled, busy (a live lease elsewhere) or run.
+CLAIM = """
+local op = redis.call('HMGET', KEYS[1], 'state', 'owner', 'result', 'error', 'attempts')
+local state, owner = op[1], op[2]
+if not state then return {'unknown', 0, '', ''} end
+local attempts = tonumber(op[5] or 0)
+if state == 'completed' then return {'done', attempts, owner, op[3] or ''} end
+if state == 'failed' then return {'failed', attempts, owner, op[4] or ''} end
+if state == 'cancelled' then return {'cancelled', attempts, owner, op[4] or ''} end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'busy', attempts, owner, ''}
+end
+attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker', ARGV[1])
+return {'run', attempts, owner, ''}
+"""
+
+#: Cancel by the owner. KEYS op, lease; ARGV owner, now, reason.
+#: Returns the state after the call (unknown when the op is not the owner's): a pending
+#: operation is cancelled at once (a worker that claims it later finds it cancelled); a running
+#: one is marked cancel_requested (its worker ends it); a finished one is left as it is.
+CANCEL = """
+local op = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if not op[1] or op[2] ~= ARGV[1] then return 'unknown' end
+if op[1] == 'pending' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
+  return 'cancelled'
+end
+if op[1] == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', ARGV[2])
+  return 'running'
+end
+return op[1]
+"""
+
+#: Renew a lease and read whether a cancel was asked for. KEYS op, lease; ARGV lease ms.
+RENEW = """
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return redis.call('HGET', KEYS[1], 'cancel_requested') or ''
+"""
