@@ -71,8 +71,6 @@ async def round_trip(base: str, sockets: int) -> dict[str, float]:
             received[channel].append(data["task_id"])
             if data["status"] == "completed":
                 heard.setdefault(channel, time.monotonic())
-                if ids.get(channel) == data["task_id"]:
-                    return
 
     listeners = [asyncio.create_task(listen(c, ws)) for c, ws in live]
     limit = asyncio.Semaphore(32)
@@ -85,8 +83,12 @@ async def round_trip(base: str, sockets: int) -> dict[str, float]:
                 ids[channel] = response.json()["meta"]["async_request_id"]
 
         await asyncio.gather(*(send(c) for c, _ in live))
-    done, pending = await asyncio.wait(listeners, timeout=300)
-    for task in pending:
+    # A notification may arrive before its 202 is read: wait until every socket has its own id.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not all(
+            ids.get(channel) in got for channel, got in received.items()):
+        await asyncio.sleep(0.05)
+    for task in listeners:
         task.cancel()
     last = max(heard.values(), default=sent_at)
     notified = sum(1 for channel, got in received.items() if ids.get(channel) in got)
