@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from async_request.checks import secret_warnings, weak_secret
@@ -87,3 +89,22 @@ def test_a_project_without_the_app_installed_is_told() -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(apps, "is_installed", lambda name: False)
         assert "INSTALLED_APPS" in str(installed_error())
+
+
+def test_the_sample_refuses_its_public_key_when_debug_is_off(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    env.update(DJANGO_DEBUG="0", DJANGO_SETTINGS_MODULE="sample_project.settings",
+               PYTHONPATH=f"{root}{os.pathsep}{root / 'sample_project'}")
+    code = "import django; django.setup()"
+    refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=False, cwd=tmp_path)
+    assert refused.returncode != 0 and "DJANGO_SECRET_KEY" in refused.stderr
+    env["DJANGO_SECRET_KEY"] = STRONG
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          check=False, cwd=tmp_path).returncode == 0
