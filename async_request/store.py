@@ -36,7 +36,7 @@ import redis.asyncio as aredis
 
 from async_request import _store_scripts
 from async_request._retry import retry
-from async_request.exceptions import StoreUnavailableError
+from async_request.exceptions import EnvelopeError, StoreUnavailableError
 from async_request.seal import seal, unseal
 
 logger = logging.getLogger(__name__)
@@ -111,13 +111,19 @@ class Operation:
         def when(name: str) -> float | None:
             return float(data[name]) if data.get(name) else None
 
+        result, error = None, data.get("error") or None
+        if data.get("result"):
+            try:
+                result = json.loads(unseal(data["result"], secret))
+            except EnvelopeError:  # sealed with another key: the secret was rotated
+                error = "the stored result cannot be opened (the secret key changed)"
+
         return cls(
             task_id=task_id, owner=data.get("owner", ""), method=data.get("method", ""),
             endpoint=data.get("endpoint", ""), state=data.get("state", "pending"),
             created_at=when("created_at") or 0.0, started_at=when("started_at"),
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
-            result=json.loads(unseal(data["result"], secret)) if data.get("result") else None,
-            error=data.get("error") or None, expires_at=when("expires_at"),
+            result=result, error=error, expires_at=when("expires_at"),
             cancel_requested=bool(data.get("cancel_requested")),
         )
 

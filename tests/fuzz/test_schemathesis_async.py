@@ -93,6 +93,14 @@ def test_async_header_answers_202_or_problem(case: Any, live: Live) -> None:
         # Never deferred either: it hands out a fresh anonymous channel name.
         assert response.status_code == 200 and len(response.json()["channel"]) >= 22
         return
+    if case.operation.path.startswith(RESULTS):
+        # The other results routes (my operations, cancel) are never deferred either: they
+        # answer for the caller's own operations, or a problem naming what is wrong.
+        if response.status_code >= 400:
+            _assert_problem(response, 400, 404, 405, 409, 422)
+        else:
+            assert response.status_code in (200, 202), response.status_code
+        return
     if response.status_code != 202:
         # Only methods the middleware cannot defer (TRACE, CONNECT, made-up verbs).
         _assert_problem(response, 405)

@@ -26,7 +26,7 @@ from async_request.store import OperationStore, get_store
 
 pytestmark = pytest.mark.integration
 MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-OWNER = Owner("user", "7")
+OWNER = Owner("user", "exec-7")
 
 
 @pytest.fixture

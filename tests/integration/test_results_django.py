@@ -36,13 +36,13 @@ def call(path_id: str, **headers: str) -> tuple[int, dict[str, object], str]:
 
 
 def test_django_view_owner_rules(results_redis: str) -> None:
-    token = jwt.encode({"sub": "5", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+    token = jwt.encode({"sub": "django-5", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
                        algorithm="HS256")
-    other = jwt.encode({"sub": "6", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+    other = jwt.encode({"sub": "django-6", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
                        algorithm="HS256")
     task_id = str(uuid.uuid4())
     store = OperationStore(results_redis, 60, secret=settings.SECRET_KEY)
-    asyncio.run(store.accept(task_id, "user:5", "/x/", "GET"))
+    asyncio.run(store.accept(task_id, "user:django-5", "/x/", "GET"))
     code, body, media = call(task_id, authorization=f"Bearer {token}")
     assert code == 202 and body["state"] == "pending" and body["endpoint"] == "/x/"
     assert call(task_id, authorization=f"Bearer {other}")[0] == 404

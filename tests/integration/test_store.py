@@ -23,7 +23,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def accepted(store: OperationStore, owner: str = "user:1", method: str = "POST") -> str:
+def accepted(store: OperationStore, owner: str = "user:store-1", method: str = "POST") -> str:
     task_id = new_id()
     asyncio.run(store.accept(task_id, owner, "/api/x/", method))
     return task_id
@@ -31,11 +31,11 @@ def accepted(store: OperationStore, owner: str = "user:1", method: str = "POST")
 
 def test_accept_then_forget(store: OperationStore) -> None:
     task_id = new_id()
-    asyncio.run(store.accept(task_id, "user:1", "/api/x/", "POST", b"big body"))
+    asyncio.run(store.accept(task_id, "user:store-1", "/api/x/", "POST", b"big body"))
     operation = store.get(task_id)
     assert operation is not None
     assert (operation.owner, operation.endpoint, operation.method, operation.state) == (
-        "user:1", "/api/x/", "POST", "pending")
+        "user:store-1", "/api/x/", "POST", "pending")
     assert operation.created_at > 0 and operation.started_at is None
     assert store.load_body(task_id) == b"big body"
     asyncio.run(store.forget(task_id))
@@ -45,7 +45,7 @@ def test_accept_then_forget(store: OperationStore) -> None:
 def test_first_claim_runs_and_a_finished_run_is_reused(store: OperationStore) -> None:
     task_id = accepted(store)
     claim = store.claim(task_id, "w1")
-    assert (claim.action, claim.owner, claim.attempt) == ("run", "user:1", 1)
+    assert (claim.action, claim.owner, claim.attempt) == ("run", "user:store-1", 1)
     running = store.get(task_id)
     assert running is not None and running.state == "running" and running.started_at
     store.finish(task_id, {"status": 201})
