@@ -5,26 +5,43 @@ Prints a table:
 - time-to-202 of `GET /api/v1/orders/` with `X-Async-Request: true`, next to the same request
   without the header (interleaved, so both see the same machine load);
 - end to end: send → WebSocket notification, sequential;
-- 1000 async requests from 16 concurrent clients: accepted/s, completed/s, lost.
+- 1000 async requests from 16 concurrent clients: accepted/s, completed/s, lost, and the CPU
+  milliseconds per completed request of each server process over the burst (from /proc, see
+  bench/_cpu.py): web server (uvicorn), worker (Celery main process + pool), broker (tansu),
+  Redis, database (PostgreSQL with DATABASE_URL; SQLite has no server), and their sum.
 
 Each measurement is repeated (`--repeat`); the table gives the median of the runs' p50 and p99
 and the range (min–max) of the runs' p50. It starts its own tansu broker and uses Redis
-(`REDIS_URL` when it answers, else its own), database 7, flushed first.
+(`REDIS_URL` when it answers, which it then cannot measure, else its own), database 7, flushed
+first. The sample's database is a fresh SQLite file, or `DATABASE_URL` when set.
+
+`--baseline REV` measures a checkout of REV (a temporary `git worktree`, removed at the end)
+in the same invocation, interleaved with the current tree: round 1 current then baseline,
+round 2 baseline then current, ... Each round starts a fresh stack whose processes run that
+tree's code (`celery_app.py`, `sample_project/`, `async_request/`); the measuring client is
+always this one. A comparison table with the ratios current/baseline follows the details.
 
     .venv/bin/python bench/pipeline.py [--repeat 3] [--seq 200] [--e2e 100] [--burst 1000]
+                                       [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import statistics
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from websockets.sync.client import connect
@@ -32,19 +49,40 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._stats import median_range, percentile  # noqa: E402
+from bench._cpu import Probe, ms_per_request, postgres_probe, sample  # noqa: E402
+from bench._report import Round, Tree, comparison, details  # noqa: E402
+from tools.services import Service  # noqa: E402
 from tools.soak import RESULTS  # noqa: E402
-from tools.stack import private_stack  # noqa: E402
+from tools.stack import Stack, private_stack  # noqa: E402
 
 PATH = "/api/v1/orders/"
 
+@dataclass
+class Target:
+    """A running stack as the client sees it: where to send, who to be, what to measure."""
 
-def time_to_202(base: str, token: str, n: int) -> tuple[list[float], list[float]]:
+    base: str
+    token: str
+    probes: list[Probe]
+
+    @property
+    def ws_url(self) -> str:
+        # ?token= in the URL: both the current consumer and older ones accept it.
+        return self.base.replace("http://", "ws://") + f"/ws/?token={self.token}"
+
+
+def step(what: str) -> None:
+    print(f"… {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
+# -- the measurements (the client: always this tree's code) --------------------------------
+
+def time_to_202(target: Target, n: int) -> tuple[list[float], list[float]]:
     """Interleaved sync and async requests; returns (sync ms, async ms)."""
     sync_ms: list[float] = []
     async_ms: list[float] = []
-    auth = {"authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base, timeout=30) as http:
+    auth = {"authorization": f"Bearer {target.token}"}
+    with httpx.Client(base_url=target.base, timeout=30) as http:
         for i in range(n + 10):
             t0 = time.perf_counter()
             assert http.get(PATH, headers=auth).status_code == 200
@@ -57,11 +95,11 @@ def time_to_202(base: str, token: str, n: int) -> tuple[list[float], list[float]
     return sync_ms, async_ms
 
 
-def end_to_end(base: str, ws_url: str, token: str, n: int) -> list[float]:
+def end_to_end(target: Target, n: int) -> list[float]:
     """Send → WebSocket notification, one at a time; returns ms."""
     out: list[float] = []
-    auth = {"authorization": f"Bearer {token}", "x-async-request": "true"}
-    with connect(f"{ws_url}?token={token}") as ws, httpx.Client(base_url=base, timeout=30) as http:
+    auth = {"authorization": f"Bearer {target.token}", "x-async-request": "true"}
+    with connect(target.ws_url) as ws, httpx.Client(base_url=target.base, timeout=30) as http:
         ws.recv(timeout=10)
         for i in range(n + 5):
             t0 = time.perf_counter()
@@ -75,14 +113,18 @@ def end_to_end(base: str, ws_url: str, token: str, n: int) -> list[float]:
     return out
 
 
-def burst(base: str, ws_url: str, token: str, total: int, clients: int,
-          timeout: float = 60) -> dict[str, float]:
-    """`total` async requests from `clients` concurrent clients; count what comes back."""
+def burst(target: Target, total: int, clients: int, timeout: float = 60) -> dict[str, Any]:
+    """`total` async requests from `clients` concurrent clients; count what comes back.
+
+    `cpu_ms`: CPU ms per completed request of each probe, sampled right before the first
+    request and right after the last notification.
+    """
     done: dict[str, float] = {}
     ready = threading.Event()
+    stop = threading.Event()
 
     def listen() -> None:
-        with connect(f"{ws_url}?token={token}", max_size=None) as ws:
+        with connect(target.ws_url, max_size=None) as ws:
             ws.recv(timeout=10)
             ready.set()
             deadline = time.monotonic() + timeout
@@ -94,7 +136,6 @@ def burst(base: str, ws_url: str, token: str, total: int, clients: int,
                 data = json.loads(json.loads(frame)["data"])
                 done[data["task_id"]] = time.perf_counter()
 
-    stop = threading.Event()
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     ready.wait(10)
@@ -103,8 +144,8 @@ def burst(base: str, ws_url: str, token: str, total: int, clients: int,
 
     async def client(count: int) -> None:
         nonlocal refused
-        auth = {"authorization": f"Bearer {token}", "x-async-request": "true"}
-        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        auth = {"authorization": f"Bearer {target.token}", "x-async-request": "true"}
+        async with httpx.AsyncClient(base_url=target.base, timeout=60) as http:
             for _ in range(count):
                 response = await http.get(PATH, headers=auth)
                 if response.status_code == 202:
@@ -116,21 +157,23 @@ def burst(base: str, ws_url: str, token: str, total: int, clients: int,
         share = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
         await asyncio.gather(*(client(n) for n in share))
 
+    cpu_before = sample(target.probes)
     t0 = time.perf_counter()
     asyncio.run(run_clients())
     t_accepted = time.perf_counter() - t0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not set(accepted) <= done.keys():
-        time.sleep(0.2)
+        time.sleep(0.05)
+    cpu_after = sample(target.probes)
     stop.set()
     listener.join(5)
     completed = [done[t] for t in accepted if t in done]
     t_completed = (max(completed) - t0) if completed else float("nan")
     unnotified = lost = 0
-    with httpx.Client(base_url=base, timeout=30) as http:  # no notification: is there a result?
+    auth = {"authorization": f"Bearer {target.token}"}
+    with httpx.Client(base_url=target.base, timeout=30) as http:  # no notification: a result?
         for task_id in (t for t in accepted if t not in done):
-            state = http.get(RESULTS.format(task_id),
-                             headers={"authorization": f"Bearer {token}"}).json().get("state")
+            state = http.get(RESULTS.format(task_id), headers=auth).json().get("state")
             if state in ("completed", "failed"):
                 unnotified += 1
             else:
@@ -138,14 +181,88 @@ def burst(base: str, ws_url: str, token: str, total: int, clients: int,
     return {"accepted": len(accepted), "refused": refused,
             "accepted_per_s": len(accepted) / t_accepted,
             "completed": len(completed), "completed_per_s": len(completed) / t_completed,
-            "unnotified": unnotified, "lost": lost}
+            "unnotified": unnotified, "lost": lost,
+            "cpu_ms": ms_per_request(cpu_before, cpu_after, len(completed))}
 
 
-def summarize(name: str, runs: list[list[float]]) -> str:
-    p50, low, high = median_range([percentile(r, 50) for r in runs])
-    p99 = median_range([percentile(r, 99) for r in runs])[0]
-    return (f"| {name} | {p50:.2f} | {p99:.2f} | {low:.2f}–{high:.2f} "
-            f"| {len(runs)} × {len(runs[0])} |")
+def measure(target: Target, args: argparse.Namespace, label: str) -> Round:
+    """One round of the three measurements against a running stack."""
+    step(f"{label}: time-to-202")
+    sync_ms, async_ms = time_to_202(target, args.seq)
+    step(f"{label}: end to end")
+    e2e_ms = end_to_end(target, args.e2e)
+    step(f"{label}: burst of {args.burst}")
+    return Round(sync_ms, async_ms, e2e_ms, burst(target, args.burst, args.clients))
+
+
+# -- stacks and trees -----------------------------------------------------------------------
+
+def probes(stack: Stack, web: Service, worker: Service) -> list[Probe]:
+    """One probe per server process of the stack (see PROCESSES)."""
+    def of(name: str, service: Service | None, external: str) -> Probe:
+        if service is None or service.process is None:
+            return Probe(name, None, external)
+        return Probe(name, service.process.pid)
+
+    backing = {service.name: service for service in stack.backing}
+    found = [of("web", web, ""), of("worker", worker, ""),
+             of("broker", backing.get("kafka"), "external broker: not measured"),
+             of("redis", backing.get("redis"), "external Redis (REDIS_URL): not measured")]
+    if stack.database_url:
+        found.append(postgres_probe(stack.database_url))
+    else:
+        found.append(Probe("database", None, "– (SQLite: no server)"))
+    return found
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
+    """A fresh private stack running the code of `root`, with its web app and one worker."""
+    with private_stack("bench-pipeline", redis_db=7, root=root,
+                       database_url=os.environ.get("DATABASE_URL") or None) as stack:
+        stack.create_user("bench", "bench")
+        token = stack.issue_token("bench")
+        web = stack.start_web()
+        worker = stack.start_worker(concurrency=args.concurrency)
+        yield Target(web.url, token, probes(stack, web, worker))
+
+
+def git(*argv: str) -> str:
+    """Output of `git *argv` in this tree; SystemExit with git's message when it fails."""
+    done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"git {' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """A detached `git worktree` of rev in a temporary directory, removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    path = tmp / "tree"
+    try:
+        git("worktree", "add", "--detach", str(path), rev)
+        yield path
+    finally:
+        if path.exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                           check=False, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def current_label() -> str:
+    dirty = " + uncommitted changes" if git("status", "--porcelain") else ""
+    return f"current ({git('rev-parse', '--short', 'HEAD')}{dirty})"
+
+
+# -- main -----------------------------------------------------------------------------------
+
+def run_round(tree: Tree, args: argparse.Namespace, label: str) -> None:
+    step(f"{label}: starting a stack from {tree.root}")
+    with running_stack(tree.root, args) as target:
+        tree.probes = target.probes
+        tree.rounds.append(measure(target, args, label))
 
 
 def main() -> int:
@@ -156,48 +273,29 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure this git revision, interleaved (see above)")
     args = parser.parse_args()
 
-    rows: list[str] = []
-    with private_stack("bench-pipeline", redis_db=7) as stack:
-        stack.create_user("bench", "bench")
-        token = stack.issue_token("bench")
-        web = stack.start_web()
-        stack.start_worker(concurrency=args.concurrency)
-        base = web.url
-        ws_url = base.replace("http://", "ws://") + "/ws/"
-        sync_runs: list[list[float]] = []
-        async_runs: list[list[float]] = []
-        e2e_runs: list[list[float]] = []
-        bursts: list[dict[str, float]] = []
-        step: Callable[[str], None] = lambda what: print(f"… {what}", file=sys.stderr, flush=True)  # noqa: E731
+    current = Tree(current_label(), ROOT)
+    if args.baseline is None:  # one stack for all runs
+        with running_stack(ROOT, args) as target:
+            current.probes = target.probes
+            for run in range(args.repeat):
+                current.rounds.append(measure(target, args, f"run {run + 1}/{args.repeat}"))
+        print("\n".join(details(current, PATH, args.burst, args.clients)))
+        return 0
+
+    with checkout(args.baseline) as path:
+        baseline = Tree(f"baseline ({git('rev-parse', '--short', args.baseline)})", path)
         for run in range(args.repeat):
-            step(f"run {run + 1}/{args.repeat}: time-to-202")
-            sync_ms, async_ms = time_to_202(base, token, args.seq)
-            sync_runs.append(sync_ms)
-            async_runs.append(async_ms)
-            step(f"run {run + 1}/{args.repeat}: end to end")
-            e2e_runs.append(end_to_end(base, ws_url, token, args.e2e))
-            step(f"run {run + 1}/{args.repeat}: burst of {args.burst}")
-            bursts.append(burst(base, ws_url, token, args.burst, args.clients))
-        rows += ["| measurement (ms) | p50 (median of runs) | p99 (median of runs) "
-                 "| p50 range | runs × n |",
-                 "|---|---|---|---|---|",
-                 summarize(f"GET {PATH} without the header (route runs)", sync_runs),
-                 summarize(f"GET {PATH} with X-Async-Request: time to 202", async_runs),
-                 summarize("send → WebSocket notification (end to end)", e2e_runs)]
-        rows += ["", f"| burst: {args.burst} requests, {args.clients} clients | accepted/s "
-                     "| completed/s | result but no notification | lost | refused |",
-                 "|---|---|---|---|---|---|"]
-        for i, b in enumerate(bursts, 1):
-            rows.append(f"| run {i} | {b['accepted_per_s']:.0f} | {b['completed_per_s']:.0f} | "
-                        f"{b['unnotified']:.0f} | {b['lost']:.0f} | {b['refused']:.0f} |")
-        med = {k: statistics.median(b[k] for b in bursts)
-               for k in ("accepted_per_s", "completed_per_s")}
-        rows.append(f"| median | {med['accepted_per_s']:.0f} | {med['completed_per_s']:.0f} | "
-                    f"{sum(b['unnotified'] for b in bursts):.0f} total | "
-                    f"{sum(b['lost'] for b in bursts):.0f} total | "
-                    f"{sum(b['refused'] for b in bursts):.0f} total |")
+            order = (current, baseline) if run % 2 == 0 else (baseline, current)
+            for tree in order:
+                run_round(tree, args, f"round {run + 1}/{args.repeat}, {tree.label}")
+    rows = [*details(current, PATH, args.burst, args.clients), "",
+            *details(baseline, PATH, args.burst, args.clients), "",
+            "### current / baseline (median [min–max] of the rounds)", "",
+            *comparison(current, baseline)]
     print("\n".join(rows))
     return 0
 

@@ -50,11 +50,15 @@ class StartError(RuntimeError):
 
 
 @contextlib.contextmanager
-def private_stack(name: str, redis_db: int) -> Iterator[Stack]:
+def private_stack(name: str, redis_db: int, root: Path = ROOT,
+                  database_url: str | None = None) -> Iterator[Stack]:
     """A throw-away stack for benchmarks: own tansu and temp dir, Redis DB `redis_db` flushed.
 
-    The stack is migrated; the caller starts the web app and workers it needs. Everything
-    is stopped on exit.
+    `root`: the source tree whose `celery_app.py`, `sample_project/` and `async_request/` the
+    stack's processes run (another checkout of the project, for a before/after comparison).
+    `database_url`: the sample's database (PostgreSQL); default a fresh SQLite file. The stack
+    is migrated; the caller starts the web app and workers it needs; `stack.backing` holds the
+    broker and Redis. Everything is stopped on exit.
     """
     import tempfile
 
@@ -68,8 +72,10 @@ def private_stack(name: str, redis_db: int) -> Iterator[Stack]:
     client.flushdb()
     client.close()
     stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
-                  sqlite_path=workdir / "db.sqlite3",
-                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name})
+                  database_url=database_url,
+                  sqlite_path=None if database_url else workdir / "db.sqlite3",
+                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name},
+                  root=root, backing=[broker, redis_service])
     try:
         stack.migrate()
         yield stack
@@ -121,6 +127,8 @@ class Stack:
     flower_auth: tuple[str, str] = field(
         default_factory=lambda: ("admin", secrets.token_urlsafe(18)))
     services: list[Service] = field(default_factory=list)
+    #: Services the stack runs on but does not own (private_stack: broker, Redis).
+    backing: list[Service] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
