@@ -38,9 +38,10 @@ from async_request.exceptions import (
 )
 from async_request.lifespan import Lifespan
 from async_request.notifications import publish
+from async_request.records import Claim
 from async_request.replay import Cancel, ReplayResult, replay
 from async_request.settings import Settings, get_settings
-from async_request.store import Claim, OperationStore, get_store
+from async_request.store import OperationStore, get_store
 from async_request.types import ASGIApp
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from async_request.auth import Owner
 from async_request.celery_config import TASK_NAME
 from async_request.execution import preload_asgi_app, start_replay_target, stop_replay_target
 from async_request.notifications import publish
-from async_request.store import TERMINAL_STATES, get_store
+from async_request.records import TERMINAL_STATES
+from async_request.store import get_store
 
 logger = logging.getLogger(__name__)
 

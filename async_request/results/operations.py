@@ -19,8 +19,9 @@ from typing import Any
 
 from async_request.auth import Owner
 from async_request.exceptions import BadQueryError, OperationStateError
+from async_request.records import STATES
 from async_request.results.status import lifecycle, owned, status_body
-from async_request.store import STATES, OperationStore, get_store
+from async_request.store import OperationStore, get_store
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

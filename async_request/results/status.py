@@ -23,8 +23,9 @@ from typing import Any
 
 from async_request.auth import Owner
 from async_request.exceptions import OperationGoneError, UnknownOperationError
+from async_request.records import Operation
 from async_request.settings import get_settings
-from async_request.store import Operation, OperationStore, get_store
+from async_request.store import OperationStore, get_store
 
 NOT_FOUND_DETAIL = "no task with this id belongs to you"
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript",

@@ -1,0 +1,101 @@
+"""The records of the operation store: key names, states, and the shapes read back from Redis.
+
+`store.py` holds the behaviour (who writes what, when); this module holds what a record is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from async_request.exceptions import EnvelopeError
+from async_request.seal import unseal
+
+PREFIX = "async_request"
+STATES = ("pending", "running", "completed", "failed", "cancelled")
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+#: How long after an operation expired its owner still hears "gone" (410) rather than 404.
+GONE_SEC = 7 * 86400
+CANCELLED_ERROR = "cancelled by its owner"
+
+
+def op_key(task_id: str) -> str:
+    return f"{PREFIX}:op:{task_id}"
+
+
+def lease_key(task_id: str) -> str:
+    return f"{PREFIX}:lease:{task_id}"
+
+
+def body_key(task_id: str) -> str:
+    return f"{PREFIX}:body:{task_id}"
+
+
+def gone_key(task_id: str) -> str:
+    return f"{PREFIX}:gone:{task_id}"
+
+
+def owner_key(owner: str) -> str:
+    """The owner's index of operations (a sorted set by creation time)."""
+    return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation as stored."""
+
+    task_id: str
+    owner: str
+    method: str
+    endpoint: str
+    state: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    expires_at: float | None = None
+    cancel_requested: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        """True once the operation has ended (completed, failed or cancelled)."""
+        return self.state in TERMINAL_STATES
+
+    @classmethod
+    def from_hash(cls, task_id: str, raw: dict[bytes, bytes], secret: str) -> Operation:
+        """Parse the Redis hash of an operation, unsealing its result with `secret`."""
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def when(name: str) -> float | None:
+            return float(data[name]) if data.get(name) else None
+
+        result, error = None, data.get("error") or None
+        if data.get("result"):
+            try:
+                result = json.loads(unseal(data["result"], secret))
+            except EnvelopeError:  # sealed with another key: the secret was rotated
+                error = "the stored result cannot be opened (the secret key changed)"
+
+        return cls(
+            task_id=task_id, owner=data.get("owner", ""), method=data.get("method", ""),
+            endpoint=data.get("endpoint", ""), state=data.get("state", "pending"),
+            created_at=when("created_at") or 0.0, started_at=when("started_at"),
+            finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
+            result=result, error=error, expires_at=when("expires_at"),
+            cancel_requested=bool(data.get("cancel_requested")),
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of `OperationStore.claim`: run it, or reuse what an earlier run left."""
+
+    action: Literal["run", "resume", "done", "failed", "cancelled", "unknown"]
+    owner: str = ""
+    attempt: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
