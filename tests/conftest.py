@@ -26,6 +26,7 @@ if importlib.util.find_spec(os.environ["DJANGO_SETTINGS_MODULE"]) is not None:
 # The live-stack fixtures (lazy: started only by tests that ask for them) and the hook that adds
 # process logs to failing reports, shared by tests/integration and tests/fuzz.
 from tests.live_fixtures import (  # noqa: E402,F401 - fixtures and a hook, used by name
+    http,
     integration_logs,
     kafka,
     pytest_runtest_makereport,

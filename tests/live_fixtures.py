@@ -25,6 +25,7 @@ import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.stack import IntegrationStack
@@ -90,6 +91,13 @@ def stack(kafka: Service, redis_url: str,
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture
+def http(stack: IntegrationStack) -> Iterator[httpx.Client]:
+    """An HTTP client of the session's web app."""
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client
 
 
 @pytest.hookimpl(hookwrapper=True)

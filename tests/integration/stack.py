@@ -75,6 +75,11 @@ def create_postgres_database(url: str) -> tuple[str, Callable[[], None]]:
     return urlparse(url)._replace(path=f"/{name}").geturl(), drop
 
 
+def auth(token: str, **extra: str) -> dict[str, str]:
+    """Headers of a request as the user of `token` (plus `extra` headers)."""
+    return {"authorization": f"Bearer {token}", **extra}
+
+
 class IntegrationStack:
     """Web app + default worker of one test session; more workers and Flower on demand."""
 

@@ -12,14 +12,13 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.stack import IntegrationStack
+from tests.integration.stack import IntegrationStack, auth
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +33,6 @@ def alice(stack: IntegrationStack) -> str:
 @pytest.fixture(scope="module")
 def bob(stack: IntegrationStack) -> str:
     return stack.create_user("bob_e2e")
-
-
-@pytest.fixture
-def http(stack: IntegrationStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
-
-
-def auth(token: str, **extra: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}", **extra}
 
 
 def open_socket(stack: IntegrationStack, **query: str) -> ClientConnection:

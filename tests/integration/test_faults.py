@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.stack import IntegrationStack
+from tests.integration.stack import IntegrationStack, auth
 from tools.services import Service, free_port, redis_server_binary, start_tansu, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -71,10 +71,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory
         assert isinstance(current, Service)
         current.stop()
         redis_server.kill()
-
-
-def auth(token: str, **extra: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}", **extra}
 
 
 def wait_state(http: httpx.Client, task_id: str, token: str, states: set[str],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from async_request.auth import Owner
 from async_request.exceptions import OperationGoneError, UnknownOperationError
 from async_request.results.status import owned
 from async_request.store import OperationStore
-from tests.integration.stack import IntegrationStack
+from tests.integration.stack import IntegrationStack, auth
 
 pytestmark = pytest.mark.integration
 RESULTS = "/api/v1/async_background_response/"
@@ -38,16 +37,6 @@ def carol(stack: IntegrationStack) -> str:
 @pytest.fixture(scope="module")
 def dave(stack: IntegrationStack) -> str:
     return stack.create_user("dave_life")
-
-
-@pytest.fixture
-def http(stack: IntegrationStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
-
-
-def auth(token: str, **extra: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}", **extra}
 
 
 def defer(http: httpx.Client, token: str, path: str = "/api/v1/analytics/slow/?seconds=0.3",

@@ -14,7 +14,6 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -108,12 +107,6 @@ def redis_dump(url: str) -> bytes:
                 chunks += [repr(entry).encode() for entry in client.xrange(key)]
         client.close()
     return b"\n".join(chunks)
-
-
-@pytest.fixture
-def http(stack: IntegrationStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
 
 
 def completed(http: httpx.Client, task_id: str, headers: dict[str, str]) -> dict[str, object]:
