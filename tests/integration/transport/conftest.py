@@ -25,7 +25,8 @@ import redis
 from celery import Celery
 
 from tests.integration.transport.app import make_app
-from tools.services import Service, ensure_redis, redis_url_with_db, start_tansu
+from tools.apache_kafka import start_test_broker
+from tools.services import Service, ensure_redis, redis_url_with_db
 
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_DB = 10
@@ -41,8 +42,8 @@ def kt_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tansu(kt_logs: Path) -> Iterator[Service]:
-    """This session's tansu broker."""
-    service = start_tansu(log_path=kt_logs / "tansu.log")
+    """This session's broker: tansu, or Apache Kafka if AR_TEST_KAFKA=apache."""
+    service = start_test_broker(log_path=kt_logs / "tansu.log")
     yield service
     service.stop()
 
