@@ -315,7 +315,8 @@ def _start_nodes(count: int, workdir: Path, lib: Path, logs: list[Path],
         nodes.append(node)
         # static quorum (controller.quorum.voters): `format` needs no --initial-controllers
         formats.append((node, spawn(_java_argv(
-            lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+            lib, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+            f"--config={props}",
             "--ignore-formatted"), log)))
     for node, proc in formats:
         if proc.wait(120) != 0:
@@ -329,7 +330,10 @@ def _start_nodes(count: int, workdir: Path, lib: Path, logs: list[Path],
 def _cluster_id() -> str:
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:  # like Kafka's Uuid.randomUuid(): never starting with "-" (an option to argparse)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def wait_ready(bootstrap: str, brokers: int, timeout: float,
