@@ -11,9 +11,12 @@ PG_URL := $(or $(DATABASE_URL),postgresql://root@127.0.0.1:5432/test)
 # The sample on PostgreSQL: what touches the database (transport and fault tests do not differ).
 PG_TESTS ?= tests/sample tests/integration/test_e2e.py tests/integration/test_stack.py
 BENCH ?= $(wildcard bench/*.py)
+# `make test-kafka`: the tests that run against one Apache Kafka node (tools/apache_kafka.py).
+KAFKA_TESTS ?= tests/integration/transport tests/integration/test_e2e.py
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sample stop worker test test-postgres lint typecheck check bench
+.PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
+	bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +60,12 @@ test-postgres: install ## sample + end-to-end tests on PostgreSQL (DATABASE_URL,
 		echo "make test-postgres: PostgreSQL does not answer at $(PG_URL); skipped" \
 			"(start one or set DATABASE_URL)"; \
 	fi
+
+kafka-fetch: install ## fetch Apache Kafka 4.x with Maven into ~/.cache/async-request (once)
+	$(PY) tools/apache_kafka.py fetch
+
+test-kafka: kafka-fetch ## transport + end-to-end tests on Apache Kafka (AR_TEST_KAFKA=apache)
+	AR_TEST_KAFKA=apache $(PY) -m pytest $(KAFKA_TESTS) $(PYTEST_ARGS)
 
 lint: install ## ruff
 	$(PY) -m ruff check .

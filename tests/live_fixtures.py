@@ -29,7 +29,8 @@ import httpx
 import pytest
 
 from tests.integration.stack import IntegrationStack
-from tools.services import Service, redis_server_binary, redis_url_with_db, start_redis, start_tansu
+from tools.apache_kafka import start_test_broker
+from tools.services import Service, redis_server_binary, redis_url_with_db, start_redis
 from tools.stack import log_tails
 
 REDIS_TEST_DB = 5
@@ -47,8 +48,8 @@ def integration_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kafka(integration_logs: Path) -> Iterator[Service]:
-    """A tansu Kafka broker of this session on a free port."""
-    service = start_tansu(log_path=integration_logs / "kafka.log")
+    """This session's broker on a free port: tansu, or Apache Kafka if AR_TEST_KAFKA=apache."""
+    service = start_test_broker(log_path=integration_logs / "kafka.log")
     yield service
     service.stop()
 

@@ -248,8 +248,14 @@ class KafkaOptions:
         }
 
     def admin_config(self, bootstrap: str) -> dict[str, Any]:
-        """librdkafka config of the AdminClient (topic creation, sizes)."""
-        return {**self._common(bootstrap), **self.kafka_admin_config}
+        """librdkafka config of the AdminClient (topic creation, sizes).
+
+        `allow.auto.create.topics` off: librdkafka's admin client (a producer handle) asks
+        for broker auto-creation in every metadata request naming a topic, so on Apache Kafka
+        (`auto.create.topics.enable=true` by default) the existence check before the explicit
+        CreateTopics would create the topic with the broker's `num.partitions` (1)."""
+        return {**self._common(bootstrap), "allow.auto.create.topics": False,
+                **self.kafka_admin_config}
 
     @property
     def session_configured(self) -> bool:

@@ -162,6 +162,8 @@ class TopicAdmin:
             committed = self._committed(group, topic, count)
         except KafkaException as exc:
             raise KafkaConnectionError(f"kafka offsets of {topic} failed: {exc}") from exc
+        except TimeoutError as exc:  # a future's result(timeout=...), e.g. no coordinator yet
+            raise KafkaConnectionError(f"kafka offsets of {topic} timed out") from exc
         return sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
 
     def skip_to_end(self, group: str, topic: str) -> int:

@@ -44,6 +44,13 @@ def test_options_reach_librdkafka_configs() -> None:
     assert opts.admin_config("h:1")["bootstrap.servers"] == "h:1"
 
 
+def test_the_admin_client_never_asks_the_broker_to_auto_create_topics() -> None:
+    # Apache Kafka auto-creates (num.partitions=1) a topic that a metadata request names
+    # unless the client says not to; the transport creates its topics explicitly
+    assert KafkaOptions.from_transport_options({}).admin_config("h:1")[
+        "allow.auto.create.topics"] is False
+
+
 @pytest.mark.parametrize(("key", "value"), [
     ("num_partitions", 0), ("num_partitions", "many"), ("auto_offset_reset", "sometimes"),
     ("enable_auto_commit", "perhaps"), ("publish_timeout", 0), ("publish_timeout", "soon"),
