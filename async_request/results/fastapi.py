@@ -64,11 +64,12 @@ async def my_operations(request: Request) -> Response:
     summary="Status and result of a background request",
     responses={202: {"description": "pending or running (Location, Retry-After)"}, **_ERRORS},
 )
-# Without the slash too: Starlette's slash redirect would build an absolute Location from the
-# request's Host header, which a client controls.
-@router.get(f"/{RESULTS_ROUTE}/{{task_id}}", include_in_schema=False)
+# Anything else under the prefix too (no trailing slash, `//`, ...): answered here, it never
+# meets Starlette's slash redirect, which builds an absolute Location from the Host header.
+@router.get(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
 async def async_background_response(task_id: str, request: Request) -> Response:
     """Return the state, and once it ended the stored response, of a background request."""
+    task_id = task_id.removesuffix("/")  # the catch-all route hands it on with its slash
     try:
         _, (code, body, headers) = await _owner_call(
             request, lambda owner: status_answer(task_id, owner))
@@ -81,8 +82,10 @@ async def async_background_response(task_id: str, request: Request) -> Response:
                summary="Cancel a background request",
                responses={202: {"description": "running: its worker is told to stop"},
                           409: {"description": "it has already ended"}, **_ERRORS})
+@router.delete(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
 async def cancel_operation(task_id: str, request: Request) -> Response:
     """Cancel a pending (never replayed) or running (told to stop) background request."""
+    task_id = task_id.removesuffix("/")
     try:
         owner, (code, body) = await _owner_call(request, lambda owner: cancel(task_id, owner))
     except AsyncRequestError as exc:
