@@ -115,3 +115,19 @@ def test_kafka_tasks_modules_are_registered(stack: IntegrationStack) -> None:
         cwd=REPO, env=stack.env, capture_output=True, text=True, timeout=60, check=False)
     assert "async_request.replay_request" in done.stdout, done.stdout + done.stderr
     assert "demo.cleanup_reports" in done.stdout
+
+
+def test_a_worker_with_a_replay_target_that_does_not_import_refuses_to_start(
+        stack: IntegrationStack) -> None:
+    log = stack.logs / "consumer_bad_app.log"
+    proc = spawn_command(stack, ["kafka_consumer_single", "--pool", "solo"], log,
+                         BS_ASYNC_REQUEST_ASGI_APP="sample_project.asgi:no_such_app")
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert code != 0, text[-3000:]
+    assert "async_request.E002" in text and "ASYNC_REQUEST_ASGI_APP" in text, text[-3000:]
+    assert "ready." not in text

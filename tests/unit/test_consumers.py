@@ -160,3 +160,14 @@ async def test_ping_malformed_frames_and_a_store_outage_keep_the_socket() -> Non
     await socket.send_json_to({"type": "ping"})
     assert await socket.receive_json_from() == {"type": "pong"}
     await socket.disconnect()
+
+
+async def test_no_channel_layer_closes_1011_with_a_message() -> None:
+    with override_settings(CHANNEL_LAYERS={}):
+        channel_layers.backends.clear()
+        socket = await connected(f"token={token()}")
+        frame = await socket.receive_json_from()
+        assert frame["type"] == "error" and frame["code"] == 1011
+        assert "CHANNEL_LAYERS" in frame["detail"]
+        assert await socket.receive_output() == {"type": "websocket.close", "code": 1011}
+    channel_layers.backends.clear()
