@@ -29,3 +29,22 @@ def async_mode(value: str | None) -> Literal["sync", "token", "channel"]:
     if text in TRUE_WORDS:
         return "token"
     return "channel"
+
+
+def preferences(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The preferences of the request's `Prefer` headers (RFC 7240), names lower-cased.
+
+    `Prefer: respond-async, wait=5` gives {"respond-async": "", "wait": "5"}. Parameters after
+    `;` are dropped; a malformed preference is ignored, as RFC 7240 says; the first of a name
+    wins.
+    """
+    found: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        if name.decode("latin-1").lower() != "prefer":
+            continue
+        for item in value.decode("latin-1").split(","):
+            token, _, rest = item.split(";", 1)[0].strip().partition("=")
+            token = token.strip().lower()
+            if token and all(c.isalnum() or c in "-_." for c in token):
+                found.setdefault(token, rest.strip().strip('"'))
+    return found

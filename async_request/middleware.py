@@ -1,8 +1,8 @@
 """`AsyncRequestMiddleware`: accept. Pure ASGI; answers 202 for `X-Async-Request` requests.
 
 The accept step, in the order it decides, and why:
-1. pass through what is not ours: other scope types, worker replays, requests without the
-   header, the results endpoint;
+1. pass through what is not ours: other scope types, worker replays, requests with neither
+   `X-Async-Request` nor `Prefer: respond-async` (RFC 7240), the results endpoint;
 2. refuse what cannot be deferred: a method that cannot run in the background (405), no or a
    bad owner (401/400/403), a declared or actual body over the limit (413): nothing is read
    or stored for a stranger, nothing is queued for a request that cannot run;
@@ -10,7 +10,9 @@ The accept step, in the order it decides, and why:
    known before the task exists (Redis down → 503);
 4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
    is withdrawn, so nothing is left half-done);
-5. only then the 202 with the id and a `Location` naming the results URL.
+5. only then the 202 with the id, a `Location` naming the results URL, `Retry-After`,
+   `Preference-Applied: respond-async` when the client asked with `Prefer`, and
+   `Access-Control-Expose-Headers` so a browser script can read them.
 
 Every refusal is an `AsyncRequestError` answered by `problems.problem_for`, as problem+json.
 Put this middleware inside CORS and other edge middleware, so its answers get their headers.
@@ -32,13 +34,16 @@ from async_request.exceptions import (
     EnqueueError,
     MethodNotDeferrableError,
 )
-from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope
+from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope, preferences
 from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
 from async_request.types import INTERNAL_SCOPE_KEY, ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
+
+#: What a browser's `fetch` may read of the 202 (CORS hides other headers from scripts).
+EXPOSED_HEADERS = b"Location, Retry-After, Preference-Applied"
 
 #: Methods that may be deferred; anything else (CONNECT, TRACE, made-up verbs) gets 405.
 DEFERRABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -118,15 +123,19 @@ class AsyncRequestMiddleware:
         if task_id is None:
             return  # the client left before sending its body: nothing was queued
         location = f"{self.settings.results_path}{task_id}/"
+        headers = [(b"location", location.encode()), (b"retry-after", b"1"),
+                   (b"access-control-expose-headers", EXPOSED_HEADERS)]
+        if "respond-async" in preferences(scope):
+            headers.append((b"preference-applied", b"respond-async"))
         await send_json(send, 202, {"data": None, "meta": {"async_request_id": task_id}},
-                        headers=[(b"location", location.encode())])
+                        headers=headers)
 
     def _defers(self, scope: Scope) -> bool:
         if scope["type"] != "http" or INTERNAL_SCOPE_KEY in scope:
             return False
         value = headers_from_scope(scope).get(ASYNC_HEADER)
-        return async_mode(value) != "sync" and not scope["path"].startswith(
-            self.settings.results_path)
+        wanted = async_mode(value) != "sync" or "respond-async" in preferences(scope)
+        return wanted and not scope["path"].startswith(self.settings.results_path)
 
     async def _accept(self, scope: Scope, receive: Receive) -> str | None:
         """Capture, record and dispatch the request; its task id, or None if the client left."""
