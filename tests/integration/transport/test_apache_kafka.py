@@ -49,11 +49,11 @@ def test_a_configured_session_below_the_minimum_is_never_changed(cluster: Cluste
 
 
 def test_work_topics_get_num_partitions_not_the_broker_default(
-        cluster: Cluster, tansu: Service) -> None:
+        cluster: Cluster, kafka: Service) -> None:
     cluster.options = {"num_partitions": 3}
     app = cluster.app()
     app.send_task("kt.noop", args=["x"])  # declares and creates the queue's topic
-    assert _partitions(tansu.url, cluster.names.queue) == 3
+    assert _partitions(kafka.url, cluster.names.queue) == 3
 
 
 # Run in a child process: librdkafka (2.16.0 here) dereferences a NULL consumer group in the
