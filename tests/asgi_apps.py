@@ -57,3 +57,13 @@ async def sleepy_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     import asyncio
 
     await asyncio.sleep(10)
+
+
+class CapturingDispatcher:
+    """The dispatch step with the broker publish replaced by a list (the network edge)."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    async def enqueue(self, envelope: Any, *, secret: str) -> None:
+        self.published.append(envelope)

@@ -28,14 +28,13 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.middleware import AsyncRequestMiddleware
 from async_request.replay import replay
 from async_request.seal import keyed_hash, unseal
 from async_request.settings import Settings
 from async_request.store import OperationStore, body_key
-from tests.asgi_apps import scope_echo
+from tests.asgi_apps import CapturingDispatcher, scope_echo
 from tests.fuzz import _asgi
 
 SECRET = "fuzz-secret-0123456789abcdef0123456789abcdef"
@@ -54,23 +53,13 @@ SECRET_NAMES = frozenset({"authorization", "cookie", "proxy-authorization", "x-a
 RESERVED = DROPPED | SECRET_NAMES | {"content-length"}
 
 
-class CapturingDispatcher(Dispatcher):
-    """The real dispatch step with the broker publish replaced by a list (the network edge)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.published: list[RequestEnvelope] = []
-
-    async def enqueue(self, envelope: RequestEnvelope, *, secret: str) -> None:
-        self.published.append(envelope)
-
-
 class CapturingMiddleware(AsyncRequestMiddleware):
     """The real middleware with a capturing dispatcher."""
 
     def __init__(self, app: Any, *, registry: OperationStore) -> None:
         self.capture = CapturingDispatcher()
-        super().__init__(app, settings=TEST_SETTINGS, store=registry, dispatcher=self.capture)
+        super().__init__(app, settings=TEST_SETTINGS, store=registry,
+                         dispatcher=self.capture)  # type: ignore[arg-type]
 
     @property
     def published(self) -> list[RequestEnvelope]:

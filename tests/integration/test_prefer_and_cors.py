@@ -16,26 +16,18 @@ import jwt
 import pytest
 from starlette.middleware.cors import CORSMiddleware
 
-from async_request.dispatch import Dispatcher
-from async_request.envelope import RequestEnvelope
 from async_request.headers import preferences
 from async_request.middleware import AsyncRequestMiddleware
 from async_request.settings import Settings
 from async_request.store import OperationStore
-from tests.asgi_apps import echo_app
+from tests.asgi_apps import CapturingDispatcher, echo_app
 
 pytestmark = pytest.mark.integration
 SECRET = "prefer-secret-0123456789abcdef0123456789"
 TOKEN = jwt.encode({"sub": "prefer-1", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
 
 
-class Kept(Dispatcher):
-    def __init__(self) -> None:
-        super().__init__()
-        self.kept: list[RequestEnvelope] = []
-
-    async def enqueue(self, envelope: RequestEnvelope, *, secret: str) -> None:
-        self.kept.append(envelope)
+Capturing = tuple[AsyncRequestMiddleware, CapturingDispatcher]
 
 
 def call(app: Any, headers: dict[str, str], method: str = "POST") -> httpx.Response:
@@ -48,42 +40,42 @@ def call(app: Any, headers: dict[str, str], method: str = "POST") -> httpx.Respo
 
 
 @pytest.fixture
-def middleware(redis_url: str) -> tuple[AsyncRequestMiddleware, Kept]:
-    kept = Kept()
+def middleware(redis_url: str) -> Capturing:
+    kept = CapturingDispatcher()
     settings = Settings(secret_key=SECRET, jwt_secret=SECRET, redis_url=redis_url)
     store = OperationStore(redis_url, 60, secret=SECRET)
     return AsyncRequestMiddleware(echo_app, settings=settings, store=store,
-                                  dispatcher=kept), kept
+                                  dispatcher=kept), kept  # type: ignore[arg-type]
 
 
 def test_prefer_respond_async_defers_and_says_so(
-        middleware: tuple[AsyncRequestMiddleware, Kept]) -> None:
+        middleware: Capturing) -> None:
     app, kept = middleware
     response = call(app, {"authorization": f"Bearer {TOKEN}",
                           "prefer": "wait=3, Respond-Async; x=1"})
-    assert response.status_code == 202 and len(kept.kept) == 1
+    assert response.status_code == 202 and len(kept.published) == 1
     assert response.headers["preference-applied"] == "respond-async"
-    assert response.headers["location"].endswith(f"/{kept.kept[0].task_id}/")
+    assert response.headers["location"].endswith(f"/{kept.published[0].task_id}/")
     plain = call(app, {"authorization": f"Bearer {TOKEN}", "x-async-request": "true"})
     assert plain.status_code == 202 and "preference-applied" not in plain.headers
 
 
 @pytest.mark.parametrize("prefer", ["respond_async!!", "", "return=minimal", ";;,,", "wait=5"])
 def test_other_or_malformed_preferences_run_the_route(
-        middleware: tuple[AsyncRequestMiddleware, Kept], prefer: str) -> None:
+        middleware: Capturing, prefer: str) -> None:
     app, kept = middleware
     response = call(app, {"authorization": f"Bearer {TOKEN}", "prefer": prefer})
-    assert response.status_code == 200 and kept.kept == []
+    assert response.status_code == 200 and kept.published == []
 
 
-def test_prefer_without_a_token_is_401(middleware: tuple[AsyncRequestMiddleware, Kept]) -> None:
+def test_prefer_without_a_token_is_401(middleware: Capturing) -> None:
     app, kept = middleware
     response = call(app, {"prefer": "respond-async"})
-    assert response.status_code == 401 and kept.kept == []
+    assert response.status_code == 401 and kept.published == []
 
 
 def test_a_browser_behind_cors_can_read_location_and_retry_after(
-        middleware: tuple[AsyncRequestMiddleware, Kept]) -> None:
+        middleware: Capturing) -> None:
     inner, _ = middleware
     # README's order: CORS outside, the async-request middleware inside it.
     app = CORSMiddleware(inner, allow_origins=["http://front.example"], allow_methods=["*"],
