@@ -26,7 +26,7 @@ import json
 import logging
 import time
 import weakref
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -49,7 +49,6 @@ from async_request.records import (
 from async_request.seal import seal, unseal
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Errors that mean "Redis is not reachable now" (retried), as opposed to a wrong command.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -143,11 +142,6 @@ class OperationStore:
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
         return Operation.from_hash(task_id, raw, self.secret) if raw else None  # type: ignore[arg-type]
-
-    def owner(self, task_id: str) -> str | None:
-        """The recorded owner of a task (retried while Redis is down), None when unknown."""
-        raw = self._retry(lambda: self.client.hget(op_key(task_id), "owner"), "read owner")
-        return raw.decode() if raw else None
 
     def load_body(self, task_id: str) -> bytes | None:
         """A body stored aside, or None when it has expired."""

@@ -1,4 +1,4 @@
-"""Tiny raw ASGI apps for tests of the middleware and the replay."""
+"""Tiny raw ASGI apps and test doubles for the middleware, the replay and the channel layer."""
 
 from __future__ import annotations
 
@@ -67,3 +67,15 @@ class CapturingDispatcher:
 
     async def enqueue(self, envelope: Any, *, secret: str) -> None:
         self.published.append(envelope)
+
+
+async def drain(layer: Any, channel: str, wait: float = 0.2) -> list[dict[str, Any]]:
+    """Every message a channel-layer channel holds, until `wait` seconds pass with none."""
+    import asyncio
+
+    got = []
+    while True:
+        try:
+            got.append(await asyncio.wait_for(layer.receive(channel), wait))
+        except TimeoutError:
+            return got

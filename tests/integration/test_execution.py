@@ -23,6 +23,7 @@ from async_request.notifications import group_for, layer_message
 from async_request.settings import get_settings, reset_settings
 from async_request.signals import REVOKED_ERROR, on_task_revoked
 from async_request.store import OperationStore, get_store
+from tests.asgi_apps import drain
 
 pytestmark = pytest.mark.integration
 MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -52,15 +53,7 @@ def heard(owner: Owner, action: Any) -> list[dict[str, Any]]:
     channel = asyncio.run(listen())
     action()
 
-    async def drain() -> list[dict[str, Any]]:
-        got = []
-        while True:
-            try:
-                got.append(await asyncio.wait_for(layer.receive(channel), 0.2))
-            except TimeoutError:
-                return got
-
-    return asyncio.run(drain())
+    return asyncio.run(drain(layer, channel))
 
 
 def accepted(store: OperationStore, body: bytes = b"hello") -> dict[str, Any]:

@@ -11,6 +11,7 @@ from django.test import override_settings
 
 from async_request.auth import Owner
 from async_request.notifications import client_payload, group_for, layer_message, publish
+from tests.asgi_apps import drain
 
 #: channels' own rule for group names (channels/layers.py `valid_group_name`).
 GROUP_NAME = re.compile(r"^[a-zA-Z\d\-_.]{1,99}$")
@@ -63,14 +64,6 @@ def test_publish_reaches_the_owners_group_only() -> None:
         mine, theirs = asyncio.run(join())
         assert publish(alice, "t-1", "completed") is True
 
-        async def drain(channel: str) -> list[dict[str, object]]:
-            got = []
-            while True:
-                try:
-                    got.append(await asyncio.wait_for(layer.receive(channel), 0.2))
-                except TimeoutError:
-                    return got
-
-        assert asyncio.run(drain(mine)) == [layer_message("t-1", "completed")]
-        assert asyncio.run(drain(theirs)) == []
+        assert asyncio.run(drain(layer, mine)) == [layer_message("t-1", "completed")]
+        assert asyncio.run(drain(layer, theirs)) == []
     channel_layers.backends.clear()
