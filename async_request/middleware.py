@@ -10,9 +10,11 @@ The accept step, in the order it decides, and why:
    known before the task exists (Redis down → 503);
 4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
    is withdrawn, so nothing is left half-done);
-5. only then the 202 with the id, a `Location` naming the results URL, `Retry-After`,
-   `Preference-Applied: respond-async` when the client asked with `Prefer`, and
-   `Access-Control-Expose-Headers` so a browser script can read them.
+5. with `Prefer: wait=N`, wait up to N seconds for the outcome and answer the route's own
+   response if it came (`waiting.py`);
+6. else the 202 with the id, a `Location` naming the results URL, `Retry-After`,
+   `Preference-Applied: respond-async` (and `wait=N`) when the client asked with `Prefer`,
+   and `Access-Control-Expose-Headers` so a browser script can read them.
 
 Every refusal is an `AsyncRequestError` answered by `problems.problem_for`, as problem+json.
 Put this middleware inside CORS and other edge middleware, so its answers get their headers.
@@ -39,6 +41,7 @@ from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
 from async_request.types import INTERNAL_SCOPE_KEY, ASGIApp, Receive, Scope, Send
+from async_request.waiting import applied_value, outcome_answer, wait_outcome, wait_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +126,24 @@ class AsyncRequestMiddleware:
         if task_id is None:
             return  # the client left before sending its body: nothing was queued
         location = f"{self.settings.results_path}{task_id}/"
+        prefs = preferences(scope)
+        wait = wait_seconds(prefs, self.settings.max_wait_sec)
+        if wait is not None:
+            present, ended = await wait_outcome(self.store, task_id, wait, receive)
+            if not present:
+                return  # the client left: the operation goes on, nobody to answer
+            if ended is not None:
+                status, own, body = outcome_answer(
+                    ended, applied_value(prefs, wait, deferred=False), location)
+                await send({"type": "http.response.start", "status": status, "headers": own})
+                await send({"type": "http.response.body", "body": body})
+                return
         headers = [(b"location", location.encode()), (b"retry-after", b"1"),
                    (b"access-control-expose-headers", EXPOSED_HEADERS)]
-        if "respond-async" in preferences(scope):
-            headers.append((b"preference-applied", b"respond-async"))
+        if wait is not None or "respond-async" in prefs:
+            applied = b"respond-async" if wait is None else applied_value(prefs, wait,
+                                                                           deferred=True)
+            headers.append((b"preference-applied", applied))
         await send_json(send, 202, {"data": None, "meta": {"async_request_id": task_id}},
                         headers=headers)
 

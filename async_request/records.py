@@ -37,6 +37,11 @@ def gone_key(task_id: str) -> str:
     return f"{PREFIX}:gone:{task_id}"
 
 
+def done_channel(task_id: str) -> str:
+    """The pub/sub channel told once the operation ended (`OperationStore.wait_terminal`)."""
+    return f"{PREFIX}:done:{task_id}"
+
+
 def owner_key(owner: str) -> str:
     """The owner's index of operations (a sorted set by creation time)."""
     return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"

@@ -137,6 +137,9 @@ class Settings:
     replay_timeout_sec: float = _setting(
         "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC", 300.0, as_float,
         "a replay running longer fails with a timeout")
+    max_wait_sec: int = _setting(
+        "ASYNC_REQUEST_MAX_WAIT_SEC", 30, as_int(0),
+        "cap of `Prefer: wait=N` (seconds the 202 waits for the outcome); 0: never wait")
     cancel_grace_sec: float = _setting(
         "ASYNC_REQUEST_CANCEL_GRACE_SEC", 5.0, as_float,
         "a running replay whose owner cancelled it has this long to stop, then it is stopped")

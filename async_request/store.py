@@ -14,6 +14,9 @@ record, and only the worker writes its outcome; Celery's result backend is not u
   renews; a run whose worker died loses its lease, so a redelivery can tell "died" from "busy".
 - `async_request:body:<id>` request bodies above ASYNC_REQUEST_INLINE_BODY_BYTES (the Kafka
   message carries a reference), sealed, deleted when the run ends.
+- pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
+  the same transaction as the outcome), so a waiter (`wait_terminal`, `Prefer: wait=N`) sleeps
+  on a subscription instead of polling the hash.
 
 Why a claim at all (`claim`): a redelivered task (a worker killed mid-run, a rebalance) must not
 run twice at once, and a finished one must hand back its outcome instead of running again.
@@ -41,6 +44,7 @@ from async_request.records import (
     Claim,
     Operation,
     body_key,
+    done_channel,
     gone_key,
     lease_key,
     op_key,
@@ -143,6 +147,44 @@ class OperationStore:
             raise self._unavailable("retry later", exc) from exc
         return Operation.from_hash(task_id, raw, self.secret) if raw else None  # type: ignore[arg-type]
 
+    async def aget(self, task_id: str) -> Operation | None:
+        """`get` from async code."""
+        try:
+            raw = await self.aclient().hgetall(op_key(task_id))  # type: ignore[misc]
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("retry later", exc) from exc
+        return Operation.from_hash(task_id, raw, self.secret) if raw else None
+
+    async def wait_terminal(self, task_id: str, timeout: float) -> Operation | None:
+        """The operation once it has ended, waiting up to `timeout` seconds; None if it has not
+        (or is unknown). StoreUnavailableError when Redis cannot be reached.
+
+        Subscribes to its `done` channel first and only then reads the record once: an end
+        published between the two is either in the record or in the subscription. The
+        subscription's connection goes back to the pool when this returns or is cancelled.
+        """
+        deadline = time.monotonic() + timeout
+        pubsub = self.aclient().pubsub()
+        try:
+            await pubsub.subscribe(done_channel(task_id))
+            while True:
+                operation = await self.aget(task_id)
+                if operation is None or operation.terminal:
+                    return operation
+                # Wait for the message in slices below the client's socket timeout; a slice
+                # ends at once when the message comes, so this is no polling of the record.
+                while (left := deadline - time.monotonic()) > 0:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=min(left, 1.0))
+                    if message is not None:
+                        break
+                else:
+                    return None
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("cannot wait for the outcome", exc) from exc
+        finally:
+            await pubsub.aclose()
+
     def load_body(self, task_id: str) -> bytes | None:
         """A body stored aside, or None when it has expired."""
         sealed: bytes | None = self._retry(lambda: self.client.get(body_key(task_id)),
@@ -205,7 +247,14 @@ class OperationStore:
                                            args=[owner, repr(time.time()), CANCELLED_ERROR])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
-        return state.decode() if isinstance(state, bytes) else str(state)
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        if state == "cancelled":  # ended here, not by a worker: tell the waiters
+            try:
+                self.client.publish(done_channel(task_id), state)
+            except (redis.RedisError, OSError):  # cancelled all the same; waiters time out
+                logger.warning("could not tell the waiters of task %s it was cancelled",
+                               task_id)
+        return state
 
     def gone(self, task_id: str, owner: str) -> bool:
         """True when `owner` had this operation and it has expired (answer 410, not 404)."""
@@ -278,6 +327,7 @@ class OperationStore:
             pipe.expire(op_key(task_id), self.expires_sec)
             pipe.expire(gone_key(task_id), self.expires_sec + GONE_SEC)
             pipe.delete(lease_key(task_id), body_key(task_id))
+            pipe.publish(done_channel(task_id), fields["state"])
             pipe.execute()
 
         self._retry(write, "store the outcome", deadline_sec=600)

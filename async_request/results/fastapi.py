@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -20,16 +20,20 @@ from async_request.headers import headers_from_scope
 from async_request.notifications import apublish
 from async_request.problems import problem_for, starlette_response
 from async_request.results.operations import cancel, list_operations
+from async_request.results.schemas import (
+    CancelBody,
+    ChannelBody,
+    OperationsPage,
+    StatusBody,
+    problem_responses,
+)
 from async_request.results.status import status_answer
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 router = APIRouter(tags=["async-request"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a malformed query parameter (problem+json names it)"},
-    401: {"description": "no or a bad credential"},
-    404: {"description": "unknown operation, or not yours"},
-    410: {"description": "your operation expired"},
-}
+# The models document the answers; the routes send the dicts of status.py / operations.py as
+# they are (a Response returned as is skips response_model), so the bytes never change.
+_ERRORS = problem_responses(401, 404, 410, 503)
 
 
 async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[Owner, Any]:
@@ -39,16 +43,22 @@ async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[O
 
 
 @router.post(f"/{RESULTS_ROUTE}/channels/", name="async_request_new_channel",
-             summary="A fresh anonymous channel name",
-             responses={200: {"description": "{\"channel\": <name>}"}})
+             summary="A fresh anonymous channel name", response_model=ChannelBody)
 async def new_anonymous_channel() -> dict[str, str]:
     """A random channel name (128 bits) for `X-Async-Request: <channel>` and `/ws/?channel=`."""
     return {"channel": new_channel()}
 
 
 @router.get(f"/{RESULTS_ROUTE}/", name="async_request_operations",
-            summary="My operations, newest first", responses=_ERRORS)
-async def my_operations(request: Request) -> Response:
+            summary="My operations, newest first", response_model=OperationsPage,
+            responses=problem_responses(400, 401, 503))
+async def my_operations(
+    request: Request,
+    # Declared for the schema; read from the query as text, so a bad one is a 400 problem.
+    state: str | None = Query(None, description="comma separated states to keep"),
+    limit: str | None = Query(None, description="page size, 1 to 200 (default 50)"),
+    cursor: str | None = Query(None, description="`meta.next_cursor` of the previous page"),
+) -> Response:
     """The caller's operations: `?state=pending,running&limit=50&cursor=...`."""
     try:
         query = dict(request.query_params)
@@ -62,7 +72,9 @@ async def my_operations(request: Request) -> Response:
     f"/{RESULTS_ROUTE}/{{task_id}}/",
     name="async_background_response",
     summary="Status and result of a background request",
-    responses={202: {"description": "pending or running (Location, Retry-After)"}, **_ERRORS},
+    response_model=StatusBody,
+    responses={202: {"model": StatusBody,
+                     "description": "pending or running (Location, Retry-After)"}, **_ERRORS},
 )
 # Anything else under the prefix too (no trailing slash, `//`, ...): answered here, it never
 # meets Starlette's slash redirect, which builds an absolute Location from the Host header.
@@ -80,8 +92,10 @@ async def async_background_response(task_id: str, request: Request) -> Response:
 
 @router.delete(f"/{RESULTS_ROUTE}/{{task_id}}/", name="async_request_cancel",
                summary="Cancel a background request",
-               responses={202: {"description": "running: its worker is told to stop"},
-                          409: {"description": "it has already ended"}, **_ERRORS})
+               response_model=CancelBody,
+               responses={202: {"model": CancelBody,
+                                "description": "running: its worker is told to stop"},
+                          **problem_responses(409), **_ERRORS})
 @router.delete(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
 async def cancel_operation(task_id: str, request: Request) -> Response:
     """Cancel a pending (never replayed) or running (told to stop) background request."""
