@@ -150,10 +150,10 @@ class OperationStore:
     async def aget(self, task_id: str) -> Operation | None:
         """`get` from async code."""
         try:
-            raw = await self.aclient().hgetall(op_key(task_id))  # type: ignore[misc]
+            raw = await self.aclient().hgetall(op_key(task_id))
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
-        return Operation.from_hash(task_id, raw, self.secret) if raw else None
+        return Operation.from_hash(task_id, raw, self.secret) if raw else None  # type: ignore[arg-type]
 
     async def wait_terminal(self, task_id: str, timeout: float) -> Operation | None:
         """The operation once it has ended, waiting up to `timeout` seconds; None if it has not
@@ -183,7 +183,7 @@ class OperationStore:
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("cannot wait for the outcome", exc) from exc
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def load_body(self, task_id: str) -> bytes | None:
         """A body stored aside, or None when it has expired."""

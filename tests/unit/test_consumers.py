@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
-
 import jwt
 import pytest
 from channels.layers import channel_layers
