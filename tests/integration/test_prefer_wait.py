@@ -11,6 +11,7 @@ import asyncio
 import base64
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,3 +167,22 @@ def test_a_client_that_leaves_stops_the_wait_and_frees_the_connection(setup: Any
     assert time.monotonic() - started < 1.5 and sent == [] and in_use == 0
     operation = store.get(worker.published[0].task_id)
     assert operation is not None and operation.state == "pending"  # it goes on
+
+
+def test_wait_terminal_returns_at_once_times_out_or_knows_nothing(setup: Any) -> None:
+    _, _, store = setup
+    ended, pending = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def go() -> tuple[Any, Any, Any, float]:
+        await store.accept(ended, "user:wait-1", "/x/", "GET")
+        await store.accept(pending, "user:wait-1", "/x/", "GET")
+        store.fail(ended, "boom")
+        started = time.monotonic()
+        done = await store.wait_terminal(ended, 5)
+        quick = time.monotonic() - started
+        return done, await store.wait_terminal(pending, 0.5), await store.wait_terminal(
+            str(uuid.uuid4()), 5), quick
+
+    done, still, unknown, quick = asyncio.run(go())
+    assert done is not None and done.state == "failed" and quick < 0.5
+    assert still is None and unknown is None
