@@ -34,6 +34,7 @@ import redis.asyncio as aredis
 
 from async_request import _store_scripts
 from async_request._retry import retry
+from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
 from async_request.exceptions import StoreUnavailableError
 from async_request.records import (
     CANCELLED_ERROR,
@@ -202,7 +203,8 @@ class OperationStore:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
             state = self._script("CANCEL")(keys=[op_key(task_id), lease_key(task_id)],
-                                           args=[owner, repr(time.time()), CANCELLED_ERROR])
+                                           args=[owner, repr(time.time()), CANCELLED_ERROR,
+                                                 task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
         return state.decode() if isinstance(state, bytes) else str(state)
