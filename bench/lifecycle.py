@@ -145,7 +145,8 @@ def cost_round(root: Path, args: argparse.Namespace, label: str) -> dict[str, An
     done = outcome["completed"] or 1
     commands = after - before
     cpu = ms_per_request(cpu_before, cpu_after, done)
-    return {"worker_ms": cpu.get("worker"), "total_ms": cpu.get("total"),
+    measured = [ms for ms in cpu.values() if ms is not None]
+    return {"worker_ms": cpu.get("worker"), "total_ms": sum(measured) if measured else None,
             "commands": sum(commands.values()) / done,
             "by_command": {name: calls / done for name, calls in commands.items()},
             "lost": outcome["lost"]}
