@@ -19,6 +19,11 @@ TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 #: How long after an operation expired its owner still hears "gone" (410) rather than 404.
 GONE_SEC = 7 * 86400
 CANCELLED_ERROR = "cancelled by its owner"
+#: The fields a list item shows: a page reads only these, never the sealed result (opening 50
+#: results per page was most of a list read's cost).
+SUMMARY_FIELDS = ("owner", "method", "endpoint", "state", "created_at", "started_at",
+                  "finished_at", "expires_at", "attempts", "error", "cancel_requested",
+                  "progress", "rerun_of")
 
 
 def op_key(task_id: str) -> str:

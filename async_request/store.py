@@ -39,6 +39,7 @@ from async_request.exceptions import StoreUnavailableError
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
+    SUMMARY_FIELDS,
     Claim,
     Operation,
     body_key,
@@ -239,10 +240,12 @@ class OperationStore:
                     return found, None
                 pipe = self.client.pipeline(transaction=False)
                 for _, member in rows:
-                    pipe.hgetall(op_key(member))
+                    pipe.hmget(op_key(member), SUMMARY_FIELDS)
                 stale = []
-                for (score, member), raw in zip(rows, pipe.execute(), strict=True):
+                for (score, member), values in zip(rows, pipe.execute(), strict=True):
                     scanned, last = scanned + 1, (score, member)
+                    raw = {name.encode(): value for name, value
+                           in zip(SUMMARY_FIELDS, values, strict=True) if value is not None}
                     if not raw:
                         stale.append(member)
                         continue
