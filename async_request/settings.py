@@ -140,6 +140,9 @@ class Settings:
     cancel_grace_sec: float = _setting(
         "ASYNC_REQUEST_CANCEL_GRACE_SEC", 5.0, as_float,
         "a running replay whose owner cancelled it has this long to stop, then it is stopped")
+    ticket_ttl_sec: int = _setting(
+        "ASYNC_REQUEST_TICKET_TTL_SEC", 300, as_int(1),
+        "a subscription ticket (POST .../tickets/) is accepted this long after it was issued")
     results_path: str = _setting(
         "ASYNC_REQUEST_RESULTS_PATH", f"/api/v1/{RESULTS_ROUTE}/", path_prefix,
         "results route prefix (never queued); where you mount the results router")

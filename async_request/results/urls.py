@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from django.urls import path
 
-from async_request.results.django import new_channel_view, operations_view, task_result_view
+from async_request.results.django import (
+    new_channel_view,
+    operations_view,
+    task_result_view,
+    ticket_view,
+)
 from async_request.settings import RESULTS_ROUTE
 
 urlpatterns = [
     path(f"{RESULTS_ROUTE}/", operations_view, name="async_request_operations"),
     path(f"{RESULTS_ROUTE}/channels/", new_channel_view, name="async_request_new_channel"),
+    path(f"{RESULTS_ROUTE}/tickets/", ticket_view, name="async_request_ticket"),
     path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view, name="async_background_response"),
 ]
