@@ -42,9 +42,23 @@ def gone_key(task_id: str) -> str:
     return f"{PREFIX}:gone:{task_id}"
 
 
+def _owner_hash(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()
+
+
 def owner_key(owner: str) -> str:
     """The owner's index of operations (a sorted set by creation time)."""
-    return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"
+    return f"{PREFIX}:owner:{_owner_hash(owner)}"
+
+
+def events_key(owner: str) -> str:
+    """The owner's event log (a stream; see events.py)."""
+    return f"{PREFIX}:events:{_owner_hash(owner)}"
+
+
+def seq_key(owner: str) -> str:
+    """The owner's event counter."""
+    return f"{PREFIX}:seq:{_owner_hash(owner)}"
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,12 @@ class Settings:
     webhook_retry_sec: int = _setting(
         "ASYNC_REQUEST_WEBHOOK_RETRY_SEC", 3600, as_int(1),
         "a failing webhook receiver is retried (backoff to 5 min) this long after the end")
+    event_log_length: int = _setting(
+        "ASYNC_REQUEST_EVENT_LOG_LENGTH", 1000, as_int(10),
+        "events kept per owner for clients that reconnect (about; older ones are trimmed)")
+    event_log_sec: int = _setting(
+        "ASYNC_REQUEST_EVENT_LOG_SEC", 3600, as_int(1),
+        "an owner's event log expires this long after its last event")
     ticket_ttl_sec: int = _setting(
         "ASYNC_REQUEST_TICKET_TTL_SEC", 300, as_int(1),
         "a subscription ticket (POST .../tickets/) is accepted this long after it was issued")
