@@ -28,6 +28,7 @@ from typing import Any
 from async_request._dotted import import_object
 from async_request._loop import process_loop, run
 from async_request.auth import Owner
+from async_request.cancel_watch import get_watch
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
     AsyncRequestError,
@@ -200,6 +201,7 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     cancel = Cancel(process_loop(), settings.cancel_grace_sec)
     scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt, "cancel": cancel})
     scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
-    with _lease(store, task_id, worker, cancel):
+    with get_watch(settings.redis_url).watching(task_id, cancel), \
+            _lease(store, task_id, worker, cancel):
         return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
                           timeout=settings.replay_timeout_sec, cancel=cancel))

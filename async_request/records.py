@@ -19,6 +19,11 @@ TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 #: How long after an operation expired its owner still hears "gone" (410) rather than 404.
 GONE_SEC = 7 * 86400
 CANCELLED_ERROR = "cancelled by its owner"
+#: The fields a list item shows: a page reads only these, never the sealed result (opening 50
+#: results per page was most of a list read's cost).
+SUMMARY_FIELDS = ("owner", "method", "endpoint", "state", "created_at", "started_at",
+                  "finished_at", "expires_at", "attempts", "error", "cancel_requested",
+                  "progress", "rerun_of")
 
 
 def op_key(task_id: str) -> str:
@@ -42,9 +47,23 @@ def done_channel(task_id: str) -> str:
     return f"{PREFIX}:done:{task_id}"
 
 
+def _owner_hash(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()
+
+
 def owner_key(owner: str) -> str:
     """The owner's index of operations (a sorted set by creation time)."""
-    return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"
+    return f"{PREFIX}:owner:{_owner_hash(owner)}"
+
+
+def events_key(owner: str) -> str:
+    """The owner's event log (a stream; see events.py)."""
+    return f"{PREFIX}:events:{_owner_hash(owner)}"
+
+
+def seq_key(owner: str) -> str:
+    """The owner's event counter."""
+    return f"{PREFIX}:seq:{_owner_hash(owner)}"
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,12 @@ import redis.asyncio as aredis
 
 from async_request import _store_scripts
 from async_request._retry import retry
+from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
 from async_request.exceptions import StoreUnavailableError
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
+    SUMMARY_FIELDS,
     Claim,
     Operation,
     body_key,
@@ -244,7 +246,8 @@ class OperationStore:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
             state = self._script("CANCEL")(keys=[op_key(task_id), lease_key(task_id)],
-                                           args=[owner, repr(time.time()), CANCELLED_ERROR])
+                                           args=[owner, repr(time.time()), CANCELLED_ERROR,
+                                                 task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
         state = state.decode() if isinstance(state, bytes) else str(state)
@@ -286,10 +289,12 @@ class OperationStore:
                     return found, None
                 pipe = self.client.pipeline(transaction=False)
                 for _, member in rows:
-                    pipe.hgetall(op_key(member))
+                    pipe.hmget(op_key(member), SUMMARY_FIELDS)
                 stale = []
-                for (score, member), raw in zip(rows, pipe.execute(), strict=True):
+                for (score, member), values in zip(rows, pipe.execute(), strict=True):
                     scanned, last = scanned + 1, (score, member)
+                    raw = {name.encode(): value for name, value
+                           in zip(SUMMARY_FIELDS, values, strict=True) if value is not None}
                     if not raw:
                         stale.append(member)
                         continue

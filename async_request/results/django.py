@@ -1,4 +1,5 @@
-"""Django adapter of the results endpoints (status, cancel, list, channels); see `urls.py`.
+"""Django adapter of the results endpoints (status, cancel, list, channels, tickets); see
+`urls.py`.
 
 The same routes as the FastAPI router (`results/fastapi.py`), with the same bodies; the OpenAPI
 document of both is served at `<results path>openapi.json` (it needs the `fastapi` extra).
@@ -15,7 +16,7 @@ from async_request.auth import Owner, new_channel, resolve_owner
 from async_request.exceptions import AsyncRequestError
 from async_request.notifications import apublish
 from async_request.problems import django_response, problem_for
-from async_request.results.operations import cancel, list_operations
+from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.status import status_answer
 from async_request.settings import RESULTS_ROUTE, get_settings
 
@@ -91,3 +92,18 @@ def openapi_view(request: HttpRequest) -> HttpResponse:
                   redoc_url=None)
     app.include_router(router, prefix=prefix)
     return JsonResponse(app.openapi())
+
+
+async def ticket_view(request: HttpRequest) -> HttpResponse:
+    """POST with a Bearer token: a short-lived ticket to subscribe with (`tickets.py`)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        code, body = subscription_ticket(_owner(request))
+    except AsyncRequestError as exc:
+        return django_response(problem_for(exc))
+    return _json(code, body, {"Cache-Control": "no-store"})
+
+
+# A bearer token authenticates it, never a cookie: nothing for CSRF to forge.
+ticket_view.csrf_exempt = True  # type: ignore[attr-defined]

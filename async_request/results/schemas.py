@@ -73,6 +73,14 @@ class ChannelBody(_Open):
     channel: str = Field(description="for `X-Async-Request: <channel>` and `/ws/?channel=`")
 
 
+class TicketBody(_Open):
+    """A short-lived ticket, good only for subscribing to the caller's events."""
+
+    ticket: str = Field(description="for `/ws/?ticket=` or `{\"type\": \"auth\", \"ticket\"}`")
+    expires_at: datetime
+    expires_in: int = Field(description="seconds it stays good (ASYNC_REQUEST_TICKET_TTL_SEC)")
+
+
 class AcceptedMeta(_Open):
     async_request_id: str
 

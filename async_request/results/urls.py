@@ -12,6 +12,7 @@ from async_request.results.django import (
     openapi_view,
     operations_view,
     task_result_view,
+    ticket_view,
 )
 from async_request.settings import RESULTS_ROUTE
 
@@ -19,5 +20,6 @@ urlpatterns = [
     path(f"{RESULTS_ROUTE}/", operations_view, name="async_request_operations"),
     path(f"{RESULTS_ROUTE}/channels/", new_channel_view, name="async_request_new_channel"),
     path(f"{RESULTS_ROUTE}/openapi.json", openapi_view, name="async_request_openapi"),
+    path(f"{RESULTS_ROUTE}/tickets/", ticket_view, name="async_request_ticket"),
     path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view, name="async_background_response"),
 ]

@@ -135,5 +135,5 @@ def test_no_credential_is_a_documented_401(label: str) -> None:
 
 def test_every_results_route_is_covered() -> None:
     # The router's documented routes, all found above (a new one would be, by its path).
-    assert {"GET " + RESULTS, "POST " + RESULTS + "channels/", "GET " + RESULTS + "{task_id}/",
-            "DELETE " + RESULTS + "{task_id}/"} <= set(OPERATIONS)
+    assert {"GET " + RESULTS, "POST " + RESULTS + "channels/", "POST " + RESULTS + "tickets/",
+            "GET " + RESULTS + "{task_id}/", "DELETE " + RESULTS + "{task_id}/"} <= set(OPERATIONS)

@@ -92,9 +92,14 @@ def test_status_list_and_cancel_answer_the_same_on_both(store: OperationStore) -
         k: v for k, v in slow[1].items() if k != "finished_at"}
 
 
-def test_channels_and_the_openapi_document_on_both(store: OperationStore) -> None:
+def test_channels_tickets_and_the_openapi_document_on_both(store: OperationStore) -> None:
     fast, slow = both("POST", f"{RESULTS}channels/", {})
     assert fast[0] == slow[0] == 200 and set(fast[1]) == set(slow[1]) == {"channel"}
+    auth = {"authorization": f"Bearer {token('surf-ticket')}"}
+    fast, slow = both("POST", f"{RESULTS}tickets/", auth)
+    assert fast[0] == slow[0] == 201 and set(fast[1]) == set(slow[1]) == {
+        "ticket", "expires_at", "expires_in"}
+    assert both("POST", f"{RESULTS}tickets/", {}) == both("POST", f"{RESULTS}tickets/", {})
 
     async def document() -> Any:
         return await AsyncClient().get(f"{RESULTS}openapi.json")
