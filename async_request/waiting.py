@@ -11,12 +11,13 @@ N seconds, capped by ASYNC_REQUEST_MAX_WAIT_SEC (0 turns waiting off):
 | still pending or running | the usual 202 |
 | Redis unreachable while waiting | the usual 202 (it is queued; the client polls later) |
 
-Every answer names the operation (`X-Async-Request-Id`) and carries `Preference-Applied:
-wait=<N applied>`; the 202 adds `respond-async` when it was asked. The route's response does
-not: it is not asynchronous. Its `Content-Location` is left to the route (the status URL is
-another resource); the status body of a failed one has `Content-Location` naming its URL. A
-`wait` that is not a delta-seconds (`wait=abc`, `wait=-1`, `wait=1.5`) is ignored, as RFC 7240
-says of malformed preferences. A client that disconnects stops the wait, not the operation.
+Every answer carries `Preference-Applied: wait=<N applied>`; the 202 adds `respond-async` when
+it was asked (the route's response does not: it is not asynchronous) and names the operation as
+always (body, `Location`); the others name it in `X-Async-Request-Id`. The route's
+`Content-Location` is left to the route (the status URL is another resource); the status body
+of a failed one has `Content-Location` naming its URL. A `wait` that is not a delta-seconds
+(`wait=abc`, `wait=-1`, `wait=1.5`) is ignored, as RFC 7240 says of malformed preferences. A
+client that disconnects stops the wait, not the operation.
 """
 
 from __future__ import annotations

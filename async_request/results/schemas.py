@@ -19,6 +19,7 @@ State = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
 class _Open(BaseModel):
+    # Extra members allowed: a model documents the answer, it does not filter it.
     model_config = ConfigDict(extra="allow")
 
 
@@ -57,6 +58,8 @@ class CancelBody(StatusBody):
 
 
 class PageMeta(_Open):
+    """Where the next page starts."""
+
     next_cursor: str | None = Field(description="pass as `?cursor=` for the next page")
 
 
@@ -82,6 +85,8 @@ class TicketBody(_Open):
 
 
 class AcceptedMeta(_Open):
+    """The id of the deferred request's operation."""
+
     async_request_id: str
 
 

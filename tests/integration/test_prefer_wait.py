@@ -20,6 +20,7 @@ import jwt
 import pytest
 
 from async_request.middleware import AsyncRequestMiddleware
+from async_request.results.schemas import Accepted
 from async_request.settings import Settings
 from async_request.store import OperationStore
 from tests.asgi_apps import echo_app
@@ -114,6 +115,7 @@ def test_no_outcome_within_the_wait_is_the_202_after_the_wait(setup: Any) -> Non
     worker.after = 5
     response, took = call(app, "respond-async, wait=1")
     assert response.status_code == 202 and 0.9 <= took < 2.5
+    Accepted.model_validate(response.json())
     assert response.headers["preference-applied"] == "respond-async, wait=1"
 
 
