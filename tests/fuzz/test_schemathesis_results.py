@@ -70,15 +70,16 @@ def _result(task_id: str, content_type: str, body: bytes) -> dict[str, Any]:
             "headers": [["content-type", content_type]], "body": base64.b64encode(body).decode()}
 
 
-_SEEDS: dict[str, Callable[[Any, str], None]] = {
-    "pending": lambda store, task_id: None,
-    "running": lambda store, task_id: store.claim(task_id, "worker-1"),
-    "completed-json": lambda store, task_id: store.finish(task_id, _result(
+#: state -> how to bring a fresh pending operation (store, id, owner) there.
+_SEEDS: dict[str, Callable[[Any, str, str], object]] = {
+    "pending": lambda store, task_id, owner: None,
+    "running": lambda store, task_id, owner: store.claim(task_id, "worker-1"),
+    "completed-json": lambda store, task_id, owner: store.finish(task_id, _result(
         task_id, "application/json", json.dumps({"id": 7, "items": [1, None]}).encode())),
-    "completed-binary": lambda store, task_id: store.finish(task_id, _result(
+    "completed-binary": lambda store, task_id, owner: store.finish(task_id, _result(
         task_id, "application/octet-stream", b"\x00\xff\xfe")),
-    "failed": lambda store, task_id: store.fail(task_id, "the replay timed out"),
-    "cancelled": lambda store, task_id: store.cancel(task_id, store.owner_of_test),
+    "failed": lambda store, task_id, owner: store.fail(task_id, "the replay timed out"),
+    "cancelled": lambda store, task_id, owner: store.cancel(task_id, owner),
 }
 
 
@@ -93,8 +94,7 @@ def seed(owner: str, state: str) -> str:
     store = get_store()
     task_id = str(uuid.uuid4())
     asyncio.run(store.accept(task_id, owner, "/api/v1/orders/", "POST"))
-    store.owner_of_test = owner  # type: ignore[attr-defined]
-    _SEEDS[state](store, task_id)
+    _SEEDS[state](store, task_id, owner)
     return task_id
 
 
