@@ -140,6 +140,9 @@ class Settings:
     cancel_grace_sec: float = _setting(
         "ASYNC_REQUEST_CANCEL_GRACE_SEC", 5.0, as_float,
         "a running replay whose owner cancelled it has this long to stop, then it is stopped")
+    progress_interval_sec: float = _setting(
+        "ASYNC_REQUEST_PROGRESS_INTERVAL_SEC", 0.5, as_float,
+        "a route's progress is written and sent at most this often (the latest value wins)")
     results_path: str = _setting(
         "ASYNC_REQUEST_RESULTS_PATH", f"/api/v1/{RESULTS_ROUTE}/", path_prefix,
         "results route prefix (never queued); where you mount the results router")
