@@ -94,18 +94,19 @@ class ProgressReporter:
         self.interval = interval
         self.wake = wake
         self._lock = threading.Lock()
-        self._latest: Progress | None = None
+        # A plain tuple: building the frozen Progress costs more than the rest of a report.
+        self._latest: tuple[float, float | None, str | None, float] | None = None
         self._dirty = False
         self._closed = False
         self._written_at = -math.inf  # monotonic time of the last take
 
     def report(self, current: float, total: float | None, message: str | None) -> None:
         """Keep this value as the latest (already validated); ignored once closed."""
-        progress = Progress(current, total, message, time.time())
+        latest = (current, total, message, time.time())
         with self._lock:
             if self._closed:
                 return
-            self._latest = progress
+            self._latest = latest
             was_dirty, self._dirty = self._dirty, True
         if not was_dirty:
             self.wake.set()
@@ -123,14 +124,14 @@ class ProgressReporter:
             if not self._dirty or self._closed:
                 return None
             self._dirty, self._written_at = False, now
-            return self._latest
+            return None if self._latest is None else Progress(*self._latest)
 
     def close(self) -> Progress | None:
         """Stop taking reports (the run ended); the value not written yet, if any."""
         with self._lock:
             self._closed = True
             pending, self._dirty = (self._latest if self._dirty else None), False
-            return pending
+        return None if pending is None else Progress(*pending)
 
 
 def reporter_of(request_or_scope: Any) -> ProgressReporter | None:

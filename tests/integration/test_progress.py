@@ -2,12 +2,14 @@
 
 `execution.execute` replays `tests.asgi_apps:progress_app` (ten steps, each reported 100 times)
 in a thread while the test reads the store, listening to the owner's group on channels'
-in-memory layer (the fixtures of test_execution.py).
+in-memory layer (the fixtures of test_execution.py). The last test runs the sample's report
+build on the session's stack (web app, Kafka, worker, Redis) with a real WebSocket client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from async_request.results.status import status_body
 from async_request.settings import reset_settings
 from async_request.store import OperationStore
 from tests.asgi_apps import progress_app
+from tests.integration.stack import IntegrationStack, auth
+from tests.integration.test_e2e import open_socket
 from tests.integration.test_execution import OWNER, accepted, heard, worker_settings
 
 pytestmark = pytest.mark.integration
@@ -106,3 +110,36 @@ def test_the_same_route_run_directly_reports_nothing_and_answers() -> None:
 
     response = asyncio.run(call())
     assert (response.status_code, response.text) == (200, "done")
+
+
+def test_on_the_stack_a_report_build_shows_progress_then_its_outcome(
+        stack: IntegrationStack, http: httpx.Client) -> None:
+    token = stack.create_user("pat_progress")
+    with open_socket(stack, token=token) as ws:
+        response = http.post("/api/v1/reports/", json={"kind": "sales", "seconds": 3},
+                             headers=auth(token, **{"x-async-request": "true"}))
+        assert response.status_code == 202, response.text
+        task_id = response.json()["meta"]["async_request_id"]
+        status_url = f"/api/v1/async_background_response/{task_id}/"
+        deadline, body = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            body = http.get(status_url, headers=auth(token)).json()
+            if body["state"] != "pending" and body["progress"] is not None:
+                break
+            time.sleep(0.1)
+        assert body is not None and body["state"] == "running", body
+        assert set(body["progress"]) == PROGRESS_KEYS and body["progress"]["total"] == 10
+        assert body["progress"]["message"] == "building the sales report"
+
+        frames: list[dict[str, Any]] = []
+        while not frames or frames[-1]["status"] == "running":
+            data = json.loads(json.loads(ws.recv(timeout=60))["data"])
+            if data["task_id"] == task_id:
+                frames.append(data)
+    assert frames[-1]["status"] == "completed" and "progress" not in frames[-1]
+    running = frames[:-1]
+    assert running and all(set(f["progress"]) == PROGRESS_KEYS for f in running)
+    final = http.get(status_url, headers=auth(token)).json()
+    assert final["state"] == "completed" and final["status"] == 201
+    assert final["progress"] == {**final["progress"], "current": 10, "percent": 100.0,
+                                 "message": "saving"}
