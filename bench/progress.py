@@ -14,7 +14,10 @@ without, round 2 without then with, ...):
 CPU is this process's (`time.process_time()`: the replay, the process loop's thread and the
 lease thread that writes the progress), and Redis's when this script started it (bench/_cpu.py).
 CPU per call = (CPU with reports − CPU without) / calls. The table gives the median and range
-(min–max) over `--rounds` rounds, and the frames (`running` + progress) the owner got per run.
+(min–max) over `--rounds` rounds, and the frames (`running` + progress) the owner got per run:
+one per progress write (the last write of a run is stored, not sent). µs per frame (paced):
+the extra CPU of a run less its calls at the tight per-call median, per frame; `--interval
+0.01` makes the writes, not the calls, dominate `paced`, so that figure is one write's cost.
 Redis: `REDIS_URL` when it answers (then not measured), else a private redis-server; db 9,
 flushed first.
 
@@ -72,8 +75,9 @@ def configure(redis_url: str, interval: float) -> None:
     import django
     from django.conf import settings
 
-    settings.configure(CHANNEL_LAYERS={
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
+    # A capacity above the frames of a run: the layer drops what does not fit, uncounted.
+    settings.configure(CHANNEL_LAYERS={"default": {
+        "BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}})
     django.setup()
 
 
@@ -161,8 +165,9 @@ def main() -> int:
     print(f"report_progress: {args.rounds} rounds, interval {args.interval:g} s, "
           f"Redis {'measured' if redis_pid else 'external, not measured'}\n")
     print("| route | calls/run | worker CPU ms/run without | with | worker CPU µs per call "
-          "| Redis CPU ms/run with (without) | frames/run |")
-    print("|---|---|---|---|---|---|---|")
+          "| µs per frame | Redis CPU ms/run with (without) | frames/run |")
+    print("|---|---|---|---|---|---|---|---|")
+    call_us = 0.0
     for shape, n in shapes.items():
         plain, report = results[(shape, "plain")], results[(shape, "report")]
         per_call = [(r[0] - p[0]) * 1e6 / n for r, p in zip(report, plain, strict=True)]
@@ -173,8 +178,13 @@ def main() -> int:
         redis_without = median_range([p[1] * 1000 for p in plain])[0]
         frames = median_range([float(r[2]) for r in report])[0]
         redis_cell = f"{redis_with:.1f} ({redis_without:.1f})" if redis_pid else "n/a"
+        if shape == "tight":
+            call_us, frame_cell = med, "–"
+        else:
+            extra_us = (with_ - without) * 1000 - n * call_us
+            frame_cell = f"{extra_us / frames:.0f}" if frames else "–"
         print(f"| {shape} | {n} | {without:.1f} | {with_:.1f} | {med:.2f} ({low:.2f}–{high:.2f}) "
-              f"| {redis_cell} | {frames:g} |")
+              f"| {frame_cell} | {redis_cell} | {frames:g} |")
     return 0
 
 

@@ -189,3 +189,16 @@ def test_a_quiet_route_gets_its_last_value_written_within_the_interval() -> None
             time.sleep(0.01)
         assert writes == [1, 2]
     assert writes == [1, 2]  # nothing left for the end
+
+
+def test_a_django_asgi_request_carries_the_reporter() -> None:
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    reporter = ProgressReporter(0.5, threading.Event())
+    scope = {**replay_scope(reporter), "method": "GET", "path": "/django/x/", "headers": [],
+             "query_string": b""}
+    report_progress(ASGIRequest(scope, io.BytesIO()), 1, message="from a view")
+    taken = reporter.take(time.monotonic())
+    assert taken is not None and taken.message == "from a view" and taken.percent is None
