@@ -235,10 +235,11 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     owner = Owner.parse(claim.owner)
 
     def write(report: Progress, tell: bool) -> None:
-        # Told only once stored: the store refuses a write after the run ended, and one try
-        # only, so a slow channel layer never holds up the lease renewals.
+        # Told only once stored: the store refuses a write after the run ended; one short
+        # try only, so a slow channel layer never holds up the lease renewals.
         if store.progress(task_id, worker, report) and tell:
-            publish(owner, task_id, "running", progress=progress_body(report), deadline_sec=0)
+            publish(owner, task_id, "running", progress=progress_body(report), deadline_sec=0,
+                    timeout_sec=store.lease_sec / 3)
 
     with _lease(store, task_id, worker, cancel, progress, write):
         return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,

@@ -55,8 +55,9 @@ def layer_message(task_id: str, status: str,
 
 
 def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
-            progress: dict[str, Any] | None = None) -> bool:
-    """Send a task update to the owner's group; retried while the layer is unreachable.
+            progress: dict[str, Any] | None = None, timeout_sec: float = 30) -> bool:
+    """Send a task update to the owner's group; retried while the layer is unreachable, each
+    try given up (and cancelled) after `timeout_sec`.
 
     Returns False when no channel layer is configured (warned once) or the deadline passed.
     """
@@ -71,7 +72,7 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
         return False
     message = layer_message(task_id, status, progress)
     try:
-        retry(lambda: run(layer.group_send(group_for(owner), message), 30),
+        retry(lambda: run(layer.group_send(group_for(owner), message), timeout_sec),
               what=f"notify {owner} about {task_id}", errors=_LAYER_DOWN,
               deadline_sec=deadline_sec)
     except _LAYER_DOWN as exc:
