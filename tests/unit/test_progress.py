@@ -170,7 +170,8 @@ def test_the_lease_thread_writes_throttled_and_the_last_value_before_the_outcome
         reporter.report(calls + 1, None, "last")
     told = [w for w in writes if w[2]]
     assert 2 <= len(told) <= 0.5 / 0.05 + 2, writes
-    assert all(b[0] - a[0] >= 0.05 * 0.9 for a, b in zip(told, told[1:], strict=False))
+    # Takes are >= one interval apart; the writes after them may lag a little under load.
+    assert all(b[0] - a[0] >= 0.05 * 0.5 for a, b in zip(told, told[1:], strict=False))
     assert writes[-1][1:] == (calls + 1, False)  # stored at the end, not sent
     assert store.renewals >= 1  # the lease was still renewed
 
