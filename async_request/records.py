@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from async_request.exceptions import EnvelopeError
+from async_request.progress import Progress
 from async_request.seal import unseal
 
 PREFIX = "async_request"
@@ -83,6 +84,7 @@ class Operation:
     error: str | None = None
     expires_at: float | None = None
     cancel_requested: bool = False
+    progress: Progress | None = None
 
     @property
     def terminal(self) -> bool:
@@ -111,6 +113,7 @@ class Operation:
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
             result=result, error=error, expires_at=when("expires_at"),
             cancel_requested=bool(data.get("cancel_requested")),
+            progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
         )
 
 

@@ -162,6 +162,9 @@ class Settings:
     ticket_ttl_sec: int = _setting(
         "ASYNC_REQUEST_TICKET_TTL_SEC", 300, as_int(1),
         "a subscription ticket (POST .../tickets/) is accepted this long after it was issued")
+    progress_interval_sec: float = _setting(
+        "ASYNC_REQUEST_PROGRESS_INTERVAL_SEC", 0.5, as_float,
+        "a route's progress is written and sent at most this often (the latest value wins)")
     results_path: str = _setting(
         "ASYNC_REQUEST_RESULTS_PATH", f"/api/v1/{RESULTS_ROUTE}/", path_prefix,
         "results route prefix (never queued); where you mount the results router")

@@ -6,7 +6,8 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 
 - `async_request:op:<id>` hash, the operation: `owner`, `method`, `endpoint`, `state`
   (pending → running → completed | failed), `created_at`, `started_at`, `finished_at` (epoch
-  seconds), `attempts`, `worker`, and at the end `result` (the ReplayResult as JSON, sealed:
+  seconds), `attempts`, `worker`, `progress` (the route's latest `progress.Progress` as JSON,
+  written only while it runs), and at the end `result` (the ReplayResult as JSON, sealed:
   response bodies carry issued tokens and personal data) or `error` (one line, never a
   traceback). Written before the task is published, so the owner of a task still in the queue
   is known. An anonymous owner is a keyed hash of its channel name, never the name.
@@ -39,6 +40,7 @@ from async_request import _store_scripts
 from async_request._retry import retry
 from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
 from async_request.exceptions import StoreUnavailableError
+from async_request.progress import Progress
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
@@ -241,6 +243,17 @@ class OperationStore:
             logger.warning("could not renew the lease of task %s (Redis down?)", task_id)
             return False
         return bool(asked)
+
+    def progress(self, task_id: str, worker: str, progress: Progress) -> bool:
+        """Record the progress of a run we hold; False when it is not running (or Redis is down)."""
+        try:
+            written = self._script("PROGRESS")(keys=[op_key(task_id)],
+                                               args=[worker, progress.to_json()])
+        except (redis.RedisError, OSError):
+            # Progress is advisory: a missed write is superseded by the next one or the outcome.
+            logger.warning("could not record the progress of task %s (Redis down?)", task_id)
+            return False
+        return bool(written)
 
     def cancel(self, task_id: str, owner: str) -> str:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
