@@ -15,6 +15,13 @@ allowed: `problems.close_code`), because browsers cannot read the HTTP status of
 handshake. Clients may send `{"action": "status", "task_id": ...}` to ask for a task's current
 state, so a notification missed while offline is never lost. Binary frames get an error frame,
 frames over MAX_FRAME_BYTES a close with 1009; neither ever raises in the server.
+
+Resume: every data frame carries the owner's `seq` (events.py). A client that reconnects says
+the last one it has, `?after=<seq>`, `"after"` in its auth message, or `{"action": "resume",
+"after": <seq>}` once subscribed, and gets what followed from the event log, in order, then
+`{"type": "resumed", "last": <seq>, "count": n}`, then the live frames, none of them twice
+(`events.Relay`). When part of what followed is gone from the log (trimmed, expired) it gets
+`{"type": "gap", "after": <seq>, "last": <seq>}` first: re-read the list endpoint.
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from async_request.auth import Owner, channel_owner, user_owner
+from async_request.events import MAX_CATCH_UP, Relay, event_log, parse_after
 from async_request.exceptions import AsyncRequestError, AuthenticationError
-from async_request.notifications import client_payload, group_for
+from async_request.notifications import EXTRAS, client_payload, group_for
 from async_request.problems import close_code, problem_for
 from async_request.results.status import task_state
 from async_request.settings import Settings, get_settings
+from async_request.store import get_store
 from async_request.tickets import ticket_owner
 
 logger = logging.getLogger(__name__)
@@ -66,9 +75,10 @@ def owner_from(credentials: dict[str, Any], settings: Settings) -> Owner:
 
 
 def query_credentials(query_string: bytes) -> dict[str, Any]:
-    """`ticket`, `token` and `channel` of a socket URL's query (the first of each)."""
+    """`ticket`, `token`, `channel` and `after` of a socket URL's query (the first of each)."""
     query = parse_qs(query_string.decode("latin-1"))
-    return {name: query[name][0] for name in ("ticket", "token", "channel") if query.get(name)}
+    return {name: query[name][0] for name in ("ticket", "token", "channel", "after")
+            if query.get(name)}
 
 
 class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -77,6 +87,11 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     owner: Owner | None = None
     group: str | None = None
     _auth_timer: asyncio.TimerHandle | None = None
+    relay: Relay
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.relay = Relay()
+        await super().websocket_connect(message)
 
     async def connect(self) -> None:
         await self.accept()
@@ -115,6 +130,35 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.owner, self.group = owner, group
         await self.send_json({"type": "subscribed"})
+        after = parse_after(credentials.get("after"))
+        if after is not None:
+            await self._resume(after)
+
+    async def _resume(self, after: int) -> None:
+        """Send what the owner's log holds after `after`, then `resumed` (see the module)."""
+        assert self.owner is not None
+        log, client = event_log(), get_store().aclient()
+        self.relay.floor = max(self.relay.floor, after)
+        count, first = 0, True
+        try:
+            while True:
+                backlog = await log.since(client, self.owner, after)
+                if backlog.gap and first:
+                    await self.send_json({"type": "gap", "after": after, "last": backlog.last})
+                first = False
+                for event in backlog.events:
+                    if self.relay.fresh(event.seq):
+                        await self.send_json({"type": "data", "data": event.as_json()})
+                        count += 1
+                if len(backlog.events) < MAX_CATCH_UP:
+                    break
+                after = backlog.events[-1].seq
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("could not read an event log for a resume: %r", exc)
+            await self.send_json({"type": "error", "code": 503,
+                                  "detail": "the event log is unavailable; resume again later"})
+            return
+        await self.send_json({"type": "resumed", "last": backlog.last, "count": count})
 
     async def _refuse(self, code: int, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
@@ -151,6 +195,13 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
+        elif content.get("action") == "resume":
+            after = parse_after(content.get("after"))
+            if after is None:
+                await self.send_json({"type": "error", "code": 400, "detail":
+                                      "resume needs \"after\": the last seq you have (0: all)"})
+                return
+            await self._resume(after)
         elif content.get("action") == "status" and isinstance(content.get("task_id"), str):
             try:
                 state = await sync_to_async(task_state, thread_sensitive=False)(
@@ -170,6 +221,9 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return None  # malformed client frames are ignored, never a crash
 
     async def async_request_task(self, event: dict[str, Any]) -> None:
-        """Relay a task update from the channel layer to the socket."""
-        await self.send_json(client_payload(event["task_id"], event["status"],
-                                            event.get("progress")))
+        """Relay a task update from the channel layer to the socket (once per seq)."""
+        if not self.relay.fresh(event.get("seq")):
+            return
+        await self.send_json(client_payload(
+            event["task_id"], event["status"], event.get("progress"),
+            **{name: event.get(name) for name in EXTRAS if name != "progress"}))

@@ -18,25 +18,36 @@ holds an old one; a client whose `after` is older than the log's first entry is 
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import redis.asyncio as aredis
 
-from async_request.records import events_key, seq_key
+from async_request.auth import Owner
+from async_request.records import events_key, op_key, seq_key
 
 #: How long the sequence counter lives after the last event (well past the log itself).
 SEQ_KEEP_SEC = 30 * 86400
 #: At most this many events per catch-up call (a client with more asks again).
 MAX_CATCH_UP = 1000
 
-#: KEYS seq, log; ARGV event JSON, max length, log ttl sec, seq ttl sec. Returns the seq.
+#: KEYS seq, log, op; ARGV event JSON, max length, log ttl sec, seq ttl sec, once-field.
+#: Returns the seq. With a once-field (`ev:<state>`), an event already logged for this
+#: operation is not logged again: its first seq is returned.
 APPEND = """
+if ARGV[5] ~= '' then
+  local first = redis.call('HGET', KEYS[3], ARGV[5])
+  if first then return tonumber(first) end
+end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[5], seq)
+end
 return seq
 """
 
@@ -69,25 +80,27 @@ class EventLog:
     max_length: int
     ttl_sec: int
 
-    def _args(self, data: dict[str, Any]) -> list[Any]:
-        return [json.dumps(data), self.max_length, self.ttl_sec, SEQ_KEEP_SEC]
+    def _call(self, owner: Owner | str, task_id: str, data: dict[str, Any],
+              once: str | None) -> tuple[Any, ...]:
+        return (APPEND, 3, seq_key(str(owner)), events_key(str(owner)), op_key(task_id),
+                json.dumps(data), self.max_length, self.ttl_sec, SEQ_KEEP_SEC,
+                f"ev:{once}" if once else "")
 
-    def append(self, client: redis.Redis, owner: str, data: dict[str, Any]) -> Event:
-        """Append an event (sync: the worker); the event with its seq."""
-        seq = client.eval(APPEND, 2, seq_key(owner), events_key(owner), *self._args(data))
-        return Event(int(seq), data)
+    def append(self, client: redis.Redis, owner: Owner | str, task_id: str,
+               data: dict[str, Any], *, once: str | None = None) -> int:
+        """Append an event of `task_id` (sync: the worker); its seq. `once`: see APPEND."""
+        return int(client.eval(*self._call(owner, task_id, data, once)))
 
-    async def aappend(self, client: aredis.Redis, owner: str, data: dict[str, Any]) -> Event:
-        """Append an event (async: the web app); the event with its seq."""
-        seq = await client.eval(APPEND, 2, seq_key(owner), events_key(owner),
-                                *self._args(data))
-        return Event(int(seq), data)
+    async def aappend(self, client: aredis.Redis, owner: Owner | str, task_id: str,
+                      data: dict[str, Any], *, once: str | None = None) -> int:
+        """Append an event of `task_id` (async: the web app); its seq."""
+        return int(await client.eval(*self._call(owner, task_id, data, once)))
 
-    async def since(self, client: aredis.Redis, owner: str, after: int) -> Backlog:
+    async def since(self, client: aredis.Redis, owner: Owner | str, after: int) -> Backlog:
         """The owner's events with a seq above `after`, oldest first (at most MAX_CATCH_UP)."""
         rows: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(  # type: ignore[assignment]
-            events_key(owner), f"{after + 1}-0", "+", count=MAX_CATCH_UP)
-        last = int(await client.get(seq_key(owner)) or 0)
+            events_key(str(owner)), f"{after + 1}-0", "+", count=MAX_CATCH_UP)
+        last = int(await client.get(seq_key(str(owner))) or 0)
         events = [Event(int(entry_id.split(b"-")[0]), json.loads(fields[b"e"]))
                   for entry_id, fields in rows]
         first = events[0].seq if events else last + 1
@@ -95,6 +108,33 @@ class EventLog:
         # that has since expired (higher than any number given now).
         gap = after > last or (after < last and first > after + 1)
         return Backlog(events, gap=gap, last=last)
+
+
+class Relay:
+    """What one subscriber (a socket, an event stream) was given: each seq at most once.
+
+    `floor`: the client said it has everything up to it (its `after`). `sent`: the seqs sent
+    since, so a live event that the catch-up already gave is dropped. Not "drop below the
+    highest sent": the web app's and the worker's events reach the layer in either order.
+    """
+
+    def __init__(self, floor: int = 0, memory: int = 10_000) -> None:
+        self.floor = floor
+        self._sent: set[int] = set()
+        self._order: deque[int] = deque()
+        self._memory = memory
+
+    def fresh(self, seq: int | None) -> bool:
+        """True (and remembered) when `seq` was not given yet; events without one always are."""
+        if seq is None:
+            return True
+        if seq <= self.floor or seq in self._sent:
+            return False
+        self._sent.add(seq)
+        self._order.append(seq)
+        if len(self._order) > self._memory:
+            self._sent.discard(self._order.popleft())
+        return True
 
 
 def parse_after(value: Any) -> int | None:
@@ -106,3 +146,11 @@ def parse_after(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+def event_log() -> EventLog:
+    """The event log as the settings size it."""
+    from async_request.settings import get_settings
+
+    settings = get_settings()
+    return EventLog(settings.event_log_length, settings.event_log_sec)

@@ -1,5 +1,9 @@
 """Channel-layer notifications: group names per owner, the message, and `publish()`.
 
+Every update is first appended to the owner's event log (`events.py`, `record`), which gives
+it its per-owner `seq`, and then sent live with that `seq`: a client that missed frames asks
+the log for what followed the last seq it has.
+
 Group names: `async_request.user.<h>` and `async_request.anon.<h>`, where `<h>` is the SHA-256
 of the `sub` or channel name in hex: always a valid group name for the channel layer (ASCII
 letters, digits, `-_.`, under 100 characters), and two owners never share a group (rewriting
@@ -24,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "async_request.task"  # handled by TaskStatusConsumer.async_request_task
 ACTION = "async_request"
+#: Optional members of an event, in the order frames carry them.
+EXTRAS = ("seq", "progress", "error")
 #: What "the channel layer is unreachable now" looks like (retried, then given up).
 _LAYER_DOWN = (OSError, ConnectionError, TimeoutError, redis.RedisError)
 _warned_no_layer = False
@@ -35,29 +41,67 @@ def group_for(owner: Owner) -> str:
     return f"async_request.{owner.kind}.{digest}"
 
 
-def client_payload(task_id: str, status: str,
-                   progress: dict[str, Any] | None = None) -> dict[str, Any]:
+def event_data(task_id: str, status: str, progress: dict[str, Any] | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """The JSON object of one event: `task_id`, `status`, `action` as in the original, then
+    whichever of EXTRAS apply (`seq` from the event log, `progress` of a running route,
+    `error` of a failed or cancelled one)."""
+    data: dict[str, Any] = {"task_id": task_id, "status": status, "action": ACTION}
+    extra["progress"] = progress
+    data.update((name, extra[name]) for name in EXTRAS if extra.get(name) is not None)
+    return data
+
+
+def client_payload(task_id: str, status: str, progress: dict[str, Any] | None = None,
+                   **extra: Any) -> dict[str, Any]:
     """What the WebSocket client receives (the `data` string is JSON, as in the original);
     a `running` update of a route that reports progress adds `progress`."""
-    data: dict[str, Any] = {"task_id": task_id, "status": status, "action": ACTION}
-    if progress is not None:
-        data["progress"] = progress
-    return {"type": "data", "data": json.dumps(data)}
+    return {"type": "data", "data": json.dumps(event_data(task_id, status, progress, **extra))}
 
 
-def layer_message(task_id: str, status: str,
-                  progress: dict[str, Any] | None = None) -> dict[str, Any]:
+def layer_message(task_id: str, status: str, progress: dict[str, Any] | None = None,
+                  **extra: Any) -> dict[str, Any]:
     """The channel-layer event sent to the owner's group."""
-    message: dict[str, Any] = {"type": MESSAGE_TYPE, "task_id": task_id, "status": status}
-    if progress is not None:
-        message["progress"] = progress
-    return message
+    return {"type": MESSAGE_TYPE, **event_data(task_id, status, progress, **extra)}
+
+
+def record(owner: Owner, task_id: str, status: str, progress: dict[str, Any] | None = None,
+           error: str | None = None) -> int | None:
+    """Append the event to the owner's log (events.py); its seq, None if Redis is down.
+
+    A state is recorded once per operation (a redelivery that tells the outcome again gets
+    the first seq back), progress every time.
+    """
+    from async_request.events import event_log
+    from async_request.store import get_store
+
+    data = event_data(task_id, status, progress, error=error)
+    try:
+        return event_log().append(get_store().client, owner, task_id, data,
+                                  once=None if progress is not None else status)
+    except _LAYER_DOWN as exc:
+        logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
+        return None
+
+
+async def arecord(owner: Owner, task_id: str, status: str) -> int | None:
+    """`record` from async code (the web app)."""
+    from async_request.events import event_log
+    from async_request.store import get_store
+
+    try:
+        return await event_log().aappend(get_store().aclient(), owner, task_id,
+                                         event_data(task_id, status), once=status)
+    except _LAYER_DOWN as exc:
+        logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
+        return None
 
 
 def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
-            progress: dict[str, Any] | None = None, timeout_sec: float = 30) -> bool:
-    """Send a task update to the owner's group; retried while the layer is unreachable, each
-    try given up (and cancelled) after `timeout_sec`.
+            progress: dict[str, Any] | None = None, error: str | None = None,
+            timeout_sec: float = 30) -> bool:
+    """Log a task update (`record`) and send it to the owner's group; retried while the layer
+    is unreachable, each try given up (and cancelled) after `timeout_sec`.
 
     Returns False when no channel layer is configured (warned once) or the deadline passed.
     """
@@ -70,7 +114,8 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
             logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
             _warned_no_layer = True
         return False
-    message = layer_message(task_id, status, progress)
+    seq = record(owner, task_id, status, progress, error)
+    message = layer_message(task_id, status, progress, seq=seq, error=error)
     try:
         retry(lambda: run(layer.group_send(group_for(owner), message), timeout_sec),
               what=f"notify {owner} about {task_id}", errors=_LAYER_DOWN,
@@ -86,10 +131,11 @@ async def apublish(owner: Owner, task_id: str, status: str) -> bool:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
+    seq = await arecord(owner, task_id, status)
     if layer is None:
         return False
     try:
-        await layer.group_send(group_for(owner), layer_message(task_id, status))
+        await layer.group_send(group_for(owner), layer_message(task_id, status, seq=seq))
     except _LAYER_DOWN as exc:
         logger.warning("could not notify %s about task %s: %r", owner, task_id, exc)
         return False

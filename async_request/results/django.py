@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 
 from async_request.auth import Owner, new_channel, resolve_owner
 from async_request.exceptions import AsyncRequestError
@@ -18,6 +24,7 @@ from async_request.notifications import apublish
 from async_request.problems import django_response, problem_for
 from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.status import status_answer
+from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 
@@ -107,3 +114,20 @@ async def ticket_view(request: HttpRequest) -> HttpResponse:
 
 # A bearer token authenticates it, never a cookie: nothing for CSRF to forge.
 ticket_view.csrf_exempt = True  # type: ignore[attr-defined]
+
+
+async def events_view(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """GET: the owner's events as Server-Sent Events (see `results/stream.py`)."""
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    query = {k: v for k, v in request.GET.items()}
+    try:
+        owner = stream_owner(headers, query)
+    except AsyncRequestError as exc:
+        return django_response(problem_for(exc))
+    response = StreamingHttpResponse(events(owner, stream_after(headers, query)),
+                                     content_type="text/event-stream")
+    for name, value in STREAM_HEADERS.items():
+        response[name] = value
+    return response

@@ -3,7 +3,8 @@
 Routes (under the prefix): `GET /async_background_response/` (my operations),
 `GET /async_background_response/{id}/` (status and result), `DELETE .../{id}/` (cancel),
 `POST /async_background_response/channels/` (a fresh anonymous channel name),
-`POST /async_background_response/tickets/` (a subscription ticket for the WebSocket).
+`POST /async_background_response/tickets/` (a subscription ticket for the WebSocket),
+`GET /async_background_response/events/` (the owner's events as Server-Sent Events).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from async_request.auth import Owner, new_channel, resolve_owner
@@ -30,6 +31,7 @@ from async_request.results.schemas import (
     problem_responses,
 )
 from async_request.results.status import status_answer
+from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 router = APIRouter(tags=["async-request"])
@@ -61,6 +63,29 @@ async def subscription_ticket_view(request: Request) -> Response:
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     return JSONResponse(body, code, headers={"Cache-Control": "no-store"})
+
+
+# Before the `{task_id}` routes, which would take "events" for an id.
+@router.get(f"/{RESULTS_ROUTE}/events/", name="async_request_events",
+            summary="The caller's events as Server-Sent Events (resume with Last-Event-ID)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`id: <seq>` + `data: <event JSON>`, heartbeats"},
+                       **problem_responses(401)})
+@router.get(f"/{RESULTS_ROUTE}/events", include_in_schema=False)
+async def event_stream(
+    request: Request,
+    ticket: str | None = Query(None, description="a subscription ticket (POST .../tickets/)"),
+    after: str | None = Query(None, description="the last seq you have (or Last-Event-ID)"),
+) -> Response:
+    """The owner's events: catch-up after `Last-Event-ID` / `?after=`, then live ones."""
+    headers = headers_from_scope(request.scope)
+    try:
+        owner = stream_owner(headers, request.query_params)
+    except AsyncRequestError as exc:
+        return starlette_response(problem_for(exc))
+    return StreamingResponse(events(owner, stream_after(headers, request.query_params)),
+                             media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
 @router.get(f"/{RESULTS_ROUTE}/", name="async_request_operations",

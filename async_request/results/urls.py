@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.urls import path
 
 from async_request.results.django import (
+    events_view,
     new_channel_view,
     openapi_view,
     operations_view,
@@ -21,5 +22,6 @@ urlpatterns = [
     path(f"{RESULTS_ROUTE}/channels/", new_channel_view, name="async_request_new_channel"),
     path(f"{RESULTS_ROUTE}/openapi.json", openapi_view, name="async_request_openapi"),
     path(f"{RESULTS_ROUTE}/tickets/", ticket_view, name="async_request_ticket"),
+    path(f"{RESULTS_ROUTE}/events/", events_view, name="async_request_events"),
     path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view, name="async_background_response"),
 ]

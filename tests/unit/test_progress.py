@@ -105,7 +105,8 @@ def test_frames_without_progress_keep_their_bytes_and_with_it_carry_it() -> None
         "type": "data",
         "data": '{"task_id": "t-1", "status": "completed", "action": "async_request"}'}
     assert layer_message("t-1", "completed") == {"type": "async_request.task",
-                                                 "task_id": "t-1", "status": "completed"}
+                                                 "task_id": "t-1", "status": "completed",
+                                                 "action": "async_request"}
     body = {"current": 1, "total": 2, "percent": 50.0, "message": None, "updated_at": "z"}
     assert json.loads(client_payload("t-1", "running", body)["data"]) == {
         "task_id": "t-1", "status": "running", "action": "async_request", "progress": body}

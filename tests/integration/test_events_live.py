@@ -1,0 +1,144 @@
+"""Events that survive a reconnect, on the real stack: SSE with Last-Event-ID, WebSocket resume.
+
+The web app, broker, Redis and worker are the session's (tests/live_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.integration.stack import IntegrationStack, auth
+from tests.integration.test_e2e import accepted_id
+
+pytestmark = pytest.mark.integration
+BASE = "/api/v1/async_background_response/"
+
+
+@pytest.fixture(scope="module")
+def fay(stack: IntegrationStack) -> str:
+    return stack.create_user("fay_events")
+
+
+def ticket(http: httpx.Client, token: str) -> str:
+    minted = http.post(f"{BASE}tickets/", headers=auth(token))
+    assert minted.status_code == 201, minted.text
+    return str(minted.json()["ticket"])
+
+
+def defer(http: httpx.Client, token: str) -> str:
+    return accepted_id(http.get("/api/v1/orders/",
+                                headers=auth(token, **{"x-async-request": "true"})))
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Parse an event stream into {"id", "event", "data"} dicts (comments dropped)."""
+    event: dict[str, Any] = {}
+    for line in lines:
+        if line == "":
+            if "data" in event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            event[name] = value.removeprefix(" ")
+
+
+def until_terminal(events: Iterator[dict[str, Any]], task_id: str) -> list[dict[str, Any]]:
+    seen = []
+    for event in events:
+        data = json.loads(event["data"])
+        seen.append(event)
+        if data.get("task_id") == task_id and data.get("status") == "completed":
+            return seen
+    raise AssertionError("the stream ended before the operation's terminal event")
+
+
+def test_sse_streams_events_and_a_reconnect_gets_what_it_missed(
+        stack: IntegrationStack, http: httpx.Client, fay: str) -> None:
+    url = f"{BASE}events/?ticket={quote(ticket(http, fay))}"
+    # Sent with X-Async-Request too: the stream is never itself deferred.
+    with http.stream("GET", url, headers={"x-async-request": "true"}) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        first = defer(http, fay)
+        seen = until_terminal(sse_events(lines), first)
+    last_id = int(seen[-1]["id"])
+    assert json.loads(seen[-1]["data"])["seq"] == last_id
+    # While nobody listens: two more operations end.
+    missed = [defer(http, fay), defer(http, fay)]
+    deadline = time.monotonic() + 60
+    for task_id in missed:
+        while http.get(f"{BASE}{task_id}/", headers=auth(fay)).json()["state"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    with http.stream("GET", url, headers={"last-event-id": str(last_id)}) as stream:
+        events = sse_events(stream.iter_lines())
+        got = until_terminal(events, missed[-1])
+    ids = [int(e["id"]) for e in got]
+    assert ids == sorted(ids) and ids[0] > last_id and len(set(ids)) == len(ids)
+    ended = {json.loads(e["data"])["task_id"] for e in got
+             if json.loads(e["data"])["status"] == "completed"}
+    assert set(missed) <= ended
+
+
+@pytest.mark.parametrize("query", ["ticket=art1.forged", ""])
+def test_sse_refuses_a_bad_or_missing_credential_with_401_problem(
+        http: httpx.Client, query: str) -> None:
+    refused = http.get(f"{BASE}events/?{query}")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "ticket" in refused.json()["detail"]
+
+
+def frames_until(ws: ClientConnection, done: Any) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        frame = json.loads(ws.recv(timeout=60))
+        frames.append(frame)
+        if done(frame):
+            return frames
+
+
+def is_completed(task_id: str) -> Any:
+    def check(frame: dict[str, Any]) -> bool:
+        if frame.get("type") != "data":
+            return False
+        data = json.loads(frame["data"])
+        return bool(data["task_id"] == task_id and data["status"] == "completed")
+    return check
+
+
+def test_a_websocket_resumes_after_the_last_seq_it_has(
+        stack: IntegrationStack, http: httpx.Client, fay: str) -> None:
+    with connect(stack.ws_url() + "?ticket=" + quote(ticket(http, fay)), open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "subscribed"}
+        first = defer(http, fay)
+        frames = frames_until(ws, is_completed(first))
+    last = json.loads(frames[-1]["data"])["seq"]
+    missed = defer(http, fay)
+    while http.get(f"{BASE}{missed}/", headers=auth(fay)).json()["state"] != "completed":
+        time.sleep(0.1)
+    url = stack.ws_url() + f"?ticket={quote(ticket(http, fay))}&after={last}"
+    with connect(url, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "subscribed"}
+        frames = frames_until(ws, lambda f: f.get("type") == "resumed")
+        data = [json.loads(f["data"]) for f in frames if f["type"] == "data"]
+        assert [d["seq"] for d in data] == sorted(d["seq"] for d in data)
+        assert all(d["seq"] > last for d in data)
+        assert any(d["task_id"] == missed and d["status"] == "completed" for d in data)
+        assert frames[-1]["count"] == len(data)
+        # Asked again once subscribed: nothing is sent twice.
+        ws.send(json.dumps({"action": "resume", "after": last}))
+        again = frames_until(ws, lambda f: f.get("type") == "resumed")
+        assert again == [{"type": "resumed", "last": frames[-1]["last"], "count": 0}]
