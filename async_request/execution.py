@@ -11,6 +11,10 @@ lease expired) leaves the outcome unknown; the rule for it (`may_run_again`):
 - anything else (a plain POST or PATCH) is not run a second time: the operation ends `failed`
   with an "interrupted" error, and the client decides.
 
+A replay has a time limit (`time_limit`): the first ASYNC_REQUEST_ROUTE_TIMEOUTS entry that
+matches its method and path, else ASYNC_REQUEST_REPLAY_TIMEOUT_SEC. Over it, the operation
+ends `failed` with a reason naming the limit, and the worker takes its next task.
+
 Every outcome, failures included, is written to the store first and then told to the owner;
 the owner is the one the store recorded at accept time, never one named by the message.
 """
@@ -58,6 +62,17 @@ def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
         return True
     return any(method == route_method and pattern.fullmatch(envelope.path)
                for route_method, pattern in settings.idempotent_routes)
+
+
+def time_limit(envelope: RequestEnvelope, settings: Settings) -> tuple[float, str]:
+    """The replay's time limit in seconds and where it comes from: the first entry of
+    ASYNC_REQUEST_ROUTE_TIMEOUTS matching method and path, else ASYNC_REQUEST_REPLAY_TIMEOUT_SEC."""
+    method = envelope.method.upper()
+    for route_method, pattern, seconds in settings.route_timeouts:
+        if method == route_method and pattern.fullmatch(envelope.path):
+            return seconds, (f"ASYNC_REQUEST_ROUTE_TIMEOUTS: {route_method} "
+                             f"{pattern.pattern} {seconds:g}")
+    return settings.replay_timeout_sec, "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC"
 
 
 @lru_cache(maxsize=4)
@@ -200,6 +215,7 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     cancel = Cancel(process_loop(), settings.cancel_grace_sec)
     scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt, "cancel": cancel})
     scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
+    timeout, limit = time_limit(envelope, settings)
     with _lease(store, task_id, worker, cancel):
         return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
-                          timeout=settings.replay_timeout_sec, cancel=cancel))
+                          timeout=timeout, cancel=cancel, limit=limit))

@@ -37,9 +37,19 @@ def gone_key(task_id: str) -> str:
     return f"{PREFIX}:gone:{task_id}"
 
 
+def envelope_key(task_id: str) -> str:
+    """The captured request (the sealed wire envelope), kept so the owner can re-run it."""
+    return f"{PREFIX}:envelope:{task_id}"
+
+
 def owner_key(owner: str) -> str:
     """The owner's index of operations (a sorted set by creation time)."""
     return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"
+
+
+def inflight_key(owner: str) -> str:
+    """The owner's operations not yet finished (a sorted set by expiry deadline): the cap."""
+    return f"{PREFIX}:inflight:{hashlib.sha256(owner.encode()).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class Operation:
     error: str | None = None
     expires_at: float | None = None
     cancel_requested: bool = False
+    rerun_of: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -87,6 +98,7 @@ class Operation:
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
             result=result, error=error, expires_at=when("expires_at"),
             cancel_requested=bool(data.get("cancel_requested")),
+            rerun_of=data.get("rerun_of") or None,
         )
 
 

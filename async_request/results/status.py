@@ -84,7 +84,8 @@ def lifecycle(operation: Operation) -> dict[str, Any]:
             "created_at": rfc3339(operation.created_at),
             "started_at": rfc3339(operation.started_at),
             "finished_at": rfc3339(operation.finished_at),
-            "expires_at": rfc3339(operation.expires_at), "attempts": operation.attempts}
+            "expires_at": rfc3339(operation.expires_at), "attempts": operation.attempts,
+            "rerun_of": operation.rerun_of}
 
 
 def retry_after(operation: Operation, now: float) -> int:
