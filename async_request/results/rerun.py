@@ -29,7 +29,7 @@ from typing import Any
 from async_request.auth import Owner
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
-from async_request.exceptions import OperationGoneError, OperationStateError
+from async_request.exceptions import EnvelopeError, OperationGoneError, OperationStateError
 from async_request.middleware import accepted, queue
 from async_request.results.status import owned
 from async_request.settings import Settings, get_settings
@@ -55,7 +55,12 @@ def _captured(task_id: str, owner: Owner, store: OperationStore,
     wire = store.load_envelope(operation.task_id)
     if wire is None:
         raise OperationGoneError("the captured request of this operation is no longer kept")
-    envelope = RequestEnvelope.from_dict(wire, secret)
+    try:
+        envelope = RequestEnvelope.from_dict(wire, secret)
+    except EnvelopeError as exc:  # sealed with another key: the secret was rotated since
+        raise OperationGoneError(
+            "the captured request of this operation cannot be opened (the secret key changed)"
+        ) from exc
     body = None
     if envelope.body_ref is not None:
         body = store.load_body(operation.task_id)
