@@ -35,5 +35,11 @@ def process_loop() -> asyncio.AbstractEventLoop:
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run `coro` on the process loop from any other thread and return its result."""
-    return asyncio.run_coroutine_threadsafe(coro, process_loop()).result(timeout)
+    """Run `coro` on the process loop from any other thread and return its result; past
+    `timeout` raise TimeoutError and cancel it (it stops once the loop gets to it)."""
+    future = asyncio.run_coroutine_threadsafe(coro, process_loop())
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        raise

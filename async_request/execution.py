@@ -13,7 +13,10 @@ lease expired) leaves the outcome unknown; the rule for it (`may_run_again`):
 
 A replay has a time limit (`time_limit`): the first ASYNC_REQUEST_ROUTE_TIMEOUTS entry that
 matches its method and path, else ASYNC_REQUEST_REPLAY_TIMEOUT_SEC. Over it, the operation
-ends `failed` with a reason naming the limit, and the worker takes its next task.
+ends `failed` with a reason naming the limit, and the worker takes its next task: an async
+route is cancelled; a thread running a sync route is left to finish in the background; a
+route that blocks the event loop itself is given up on a moment later (the next replay of that
+process then starts when it returns).
 
 Every outcome, failures included, is written to the store first and then told to the owner;
 the owner is the one the store recorded at accept time, never one named by the message.
@@ -39,6 +42,7 @@ from async_request.exceptions import (
     EnvelopeError,
     ReplayCancelledError,
     ReplayInterruptedError,
+    ReplayTimeoutError,
 )
 from async_request.lifespan import Lifespan
 from async_request.notifications import publish
@@ -51,6 +55,9 @@ from async_request.types import ASGIApp
 logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Past its limit (and a cancel's grace) a replay gets this long before the worker stops
+#: waiting for an event loop that a route blocks.
+LOOP_MARGIN_SEC = 1.0
 
 
 def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
@@ -217,5 +224,16 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
     timeout, limit = time_limit(envelope, settings)
     with _lease(store, task_id, worker, cancel):
-        return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
-                          timeout=timeout, cancel=cancel, limit=limit))
+        try:
+            # The replay keeps its own limit; this one is for a route that blocks the event
+            # loop (sync code in an async route), where no asyncio timeout can fire.
+            return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
+                              timeout=timeout, cancel=cancel, limit=limit),
+                       timeout=timeout + settings.cancel_grace_sec + LOOP_MARGIN_SEC)
+        except TimeoutError as exc:
+            logger.error("task %s: %s %s blocks the event loop of this worker process; the "
+                         "next replay starts when it returns", task_id, envelope.method,
+                         envelope.path)
+            raise ReplayTimeoutError(
+                f"the request did not finish within {timeout:g}s ({limit}); it blocked the "
+                "worker's event loop") from exc

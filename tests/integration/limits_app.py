@@ -33,6 +33,12 @@ def sleep_sync(seconds: float = 10) -> dict[str, float]:
     return {"slept": seconds}
 
 
+@routes.get("/test/block/")
+async def block(seconds: float = 10) -> dict[str, float]:
+    time.sleep(seconds)  # noqa: ASYNC251 - the fault under test: it blocks the event loop
+    return {"slept": seconds}
+
+
 @routes.post("/test/sleep-post/")
 async def sleep_post(seconds: float = 10) -> dict[str, float]:
     await asyncio.sleep(seconds)

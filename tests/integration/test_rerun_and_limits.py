@@ -32,7 +32,7 @@ from tools.services import Service
 pytestmark = pytest.mark.integration
 RESULTS = "/api/v1/async_background_response/"
 CAP = 3
-LIMITS = ["GET ^/test/sleep-sync/$ 1", "GET ^/test/sleep/$ 1"]
+LIMITS = ["GET ^/test/sleep-sync/$ 1", "GET ^/test/sleep/$ 1", "GET ^/test/block/$ 1"]
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,25 @@ def test_a_10s_route_with_a_1s_limit_fails_in_about_2s_and_the_next_task_runs(
     assert done["state"] == "completed" and done["status"] == 200, done
     # The single worker process went on while the route (a thread, for `def`) still slept.
     assert time.monotonic() - started < 8
+
+
+def test_a_route_that_blocks_the_event_loop_still_fails_at_its_limit(
+        limited: IntegrationStack, http: httpx.Client) -> None:
+    limited.ensure_worker()
+    token = limited.create_user("limits_block")
+    wait_terminal(http, token, defer(http, token, "/api/v1/health/"))
+    started = time.monotonic()
+    blocking = defer(http, token, "/test/block/?seconds=6")
+    after = defer(http, token, "/api/v1/health/")
+    failed = wait_terminal(http, token, blocking)
+    took = time.monotonic() - started
+    assert failed["state"] == "failed", failed
+    assert "ASYNC_REQUEST_ROUTE_TIMEOUTS: GET ^/test/block/$ 1" in failed["error"]
+    assert "blocked the worker's event loop" in failed["error"]
+    # its limit (1 s) + the cancel grace (1 s) + LOOP_MARGIN_SEC, not the route's 6 s
+    assert took < 5, f"the blocked replay took {took:.1f} s to be given up"
+    # The next task runs once the blocking call returns.
+    assert wait_terminal(http, token, after)["state"] == "completed"
 
 
 # -- re-run ------------------------------------------------------------------------------------
