@@ -60,11 +60,12 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker',
 return {'run', attempts, owner, ''}
 """
 
-#: Cancel by the owner. KEYS op, lease, inflight; ARGV owner, now, reason, task id.
-#: Returns the state after the call (unknown when the op is not the owner's): a pending
-#: operation is cancelled at once (a worker that claims it later finds it cancelled) and gives
-#: its in-flight slot back; a running one is marked cancel_requested (its worker ends it, and
-#: its terminal write frees the slot); a finished one is left as it is.
+#: Cancel by the owner. KEYS op, lease, inflight; ARGV owner, now, reason, task id, cancels
+#: channel. Returns the state after the call (unknown when the op is not the owner's): a
+#: pending operation is cancelled at once (a worker that claims it later finds it cancelled)
+#: and gives its in-flight slot back; a running one is marked cancel_requested and announced
+#: on the cancels channel (its worker hears it at once, see cancel_watch.py, or at its next
+#: lease renewal; its terminal write frees the slot); a finished one is left as it is.
 CANCEL = """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if not op[1] or op[2] ~= ARGV[1] then return 'unknown' end
@@ -75,6 +76,7 @@ if op[1] == 'pending' then
 end
 if op[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', ARGV[2])
+  redis.call('PUBLISH', ARGV[5], ARGV[4])
   return 'running'
 end
 return op[1]

@@ -2,9 +2,11 @@
 
 How a socket says who it is, best first:
 
-- the first message: `{"type": "auth", "token": "<JWT>"}` or `{"type": "auth", "channel": "<name>"}`
-  within AUTH_TIMEOUT_SEC of connecting: the credential stays out of URLs, so out of access
-  logs, proxies and browser history;
+- the first message: `{"type": "auth", "ticket": "<ticket>"}` (see `tickets.py`), `"token":
+  "<JWT>"` or `"channel": "<name>"`, within AUTH_TIMEOUT_SEC of connecting: the credential
+  stays out of URLs, so out of access logs, proxies and browser history;
+- `?ticket=<ticket>` in the URL: short-lived and good only for subscribing, so one left in a log
+  soon opens nothing;
 - `?token=<JWT>` or `?channel=<name>` in the URL, as the original system's clients do.
 
 A socket without a valid credential is accepted only to be sent an error frame and closed with
@@ -33,6 +35,7 @@ from async_request.notifications import client_payload, group_for
 from async_request.problems import close_code, problem_for
 from async_request.results.status import task_state
 from async_request.settings import Settings, get_settings
+from async_request.tickets import ticket_owner
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +48,16 @@ CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 #: The server cannot serve sockets at all (no channel layer configured): RFC 6455 1011.
 CLOSE_SERVER_ERROR = 1011
-_NO_CREDENTIAL = "send {\"type\": \"auth\", \"token\": <JWT>} (or \"channel\") first, or " \
-                 "connect with ?token=<JWT> or ?channel=<name>"
+_NO_CREDENTIAL = "send {\"type\": \"auth\", \"ticket\": <ticket>} (or \"token\", \"channel\") " \
+                 "first, or connect with ?ticket=, ?token= or ?channel="
 
 
 def owner_from(credentials: dict[str, Any], settings: Settings) -> Owner:
-    """The owner a socket subscribes as: a `token` (a user) or a `channel` (anonymous)."""
+    """The owner a socket subscribes as: a `ticket` or `token` (a user), or a `channel`."""
+    ticket = credentials.get("ticket")
     token, channel = credentials.get("token"), credentials.get("channel")
+    if isinstance(ticket, str) and ticket:
+        return ticket_owner(ticket, settings)
     if isinstance(token, str) and token:
         return user_owner(token, settings)
     if isinstance(channel, str) and channel:
@@ -60,9 +66,9 @@ def owner_from(credentials: dict[str, Any], settings: Settings) -> Owner:
 
 
 def query_credentials(query_string: bytes) -> dict[str, Any]:
-    """`token` and `channel` of a socket URL's query (the first of each)."""
+    """`ticket`, `token` and `channel` of a socket URL's query (the first of each)."""
     query = parse_qs(query_string.decode("latin-1"))
-    return {name: query[name][0] for name in ("token", "channel") if query.get(name)}
+    return {name: query[name][0] for name in ("ticket", "token", "channel") if query.get(name)}
 
 
 class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]

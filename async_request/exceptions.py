@@ -38,6 +38,10 @@ class BadContentLengthError(RequestRefusedError):
     """The Content-Length header is not a number."""
 
 
+class CallbackRefusedError(RequestRefusedError):
+    """X-Async-Request-Callback names a URL this server will not call (host, scheme, form)."""
+
+
 class BodyTooLargeError(RequestRefusedError):
     """The request body is above ASYNC_REQUEST_MAX_BODY_BYTES."""
 

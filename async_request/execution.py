@@ -35,6 +35,7 @@ from typing import Any
 from async_request._dotted import import_object
 from async_request._loop import process_loop, run
 from async_request.auth import Owner
+from async_request.cancel_watch import get_watch
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
     AsyncRequestError,
@@ -223,7 +224,8 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
     scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt, "cancel": cancel})
     scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
     timeout, limit = time_limit(envelope, settings)
-    with _lease(store, task_id, worker, cancel):
+    with get_watch(settings.redis_url).watching(task_id, cancel), \
+            _lease(store, task_id, worker, cancel):
         try:
             # The replay keeps its own limit; this one is for a route that blocks the event
             # loop (sync code in an async route), where no asyncio timeout can fire.

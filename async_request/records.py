@@ -19,6 +19,11 @@ TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 #: How long after an operation expired its owner still hears "gone" (410) rather than 404.
 GONE_SEC = 7 * 86400
 CANCELLED_ERROR = "cancelled by its owner"
+#: The fields a list item shows: a page reads only these, never the sealed result (opening 50
+#: results per page was most of a list read's cost).
+SUMMARY_FIELDS = ("owner", "method", "endpoint", "state", "created_at", "started_at",
+                  "finished_at", "expires_at", "attempts", "error", "cancel_requested",
+                  "progress", "rerun_of")
 
 
 def op_key(task_id: str) -> str:
@@ -37,6 +42,10 @@ def gone_key(task_id: str) -> str:
     return f"{PREFIX}:gone:{task_id}"
 
 
+def _owner_hash(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()
+
+
 def envelope_key(task_id: str) -> str:
     """The captured request (the sealed wire envelope), kept so the owner can re-run it."""
     return f"{PREFIX}:envelope:{task_id}"
@@ -44,12 +53,22 @@ def envelope_key(task_id: str) -> str:
 
 def owner_key(owner: str) -> str:
     """The owner's index of operations (a sorted set by creation time)."""
-    return f"{PREFIX}:owner:{hashlib.sha256(owner.encode()).hexdigest()}"
+    return f"{PREFIX}:owner:{_owner_hash(owner)}"
+
+
+def events_key(owner: str) -> str:
+    """The owner's event log (a stream; see events.py)."""
+    return f"{PREFIX}:events:{_owner_hash(owner)}"
+
+
+def seq_key(owner: str) -> str:
+    """The owner's event counter."""
+    return f"{PREFIX}:seq:{_owner_hash(owner)}"
 
 
 def inflight_key(owner: str) -> str:
     """The owner's operations not yet finished (a sorted set by expiry deadline): the cap."""
-    return f"{PREFIX}:inflight:{hashlib.sha256(owner.encode()).hexdigest()}"
+    return f"{PREFIX}:inflight:{_owner_hash(owner)}"
 
 
 @dataclass(frozen=True)

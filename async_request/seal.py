@@ -34,27 +34,31 @@ _CHANNEL_INFO = b"async-request anonymous channel v1:"
 
 
 @lru_cache(maxsize=8)
-def _fernet(secret: str) -> Fernet:
+def _fernet(secret: str, info: bytes = _INFO) -> Fernet:
     if not secret:
         raise ConfigurationError(
             "setting ASYNC_REQUEST_SECRET_KEY (or Django SECRET_KEY) is empty: "
             "it is needed to seal queued requests and stored results"
         )
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         secret.encode()
     )
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal(data: bytes, secret: str) -> str:
-    """Encrypt and authenticate `data` into an opaque ASCII token."""
-    return _fernet(secret).encrypt(data).decode("ascii")
+def seal(data: bytes, secret: str, *, info: bytes = _INFO) -> str:
+    """Encrypt and authenticate `data` into an opaque ASCII token.
+
+    `info` picks a key of its own for another use (subscription tickets), so nothing sealed for
+    one use can be opened as another.
+    """
+    return _fernet(secret, info).encrypt(data).decode("ascii")
 
 
-def unseal(token: str, secret: str) -> bytes:
+def unseal(token: str, secret: str, *, info: bytes = _INFO) -> bytes:
     """Inverse of `seal`; raise EnvelopeError when the key differs or the token was altered."""
     try:
-        return _fernet(secret).decrypt(token.encode("ascii"))
+        return _fernet(secret, info).decrypt(token.encode("ascii"))
     except (InvalidToken, ValueError) as exc:
         raise EnvelopeError(
             "sealed data cannot be opened (secret key changed or data altered)"

@@ -148,6 +148,25 @@ class Settings:
     cancel_grace_sec: float = _setting(
         "ASYNC_REQUEST_CANCEL_GRACE_SEC", 5.0, as_float,
         "a running replay whose owner cancelled it has this long to stop, then it is stopped")
+    callback_hosts: tuple[str, ...] = _setting(
+        "ASYNC_REQUEST_CALLBACK_HOSTS", (), as_list,
+        "hosts (`host`, `host:port`, `*.domain`) X-Async-Request-Callback may name; empty: off",
+        shown="[]")
+    webhook_secret: str = _setting(
+        "ASYNC_REQUEST_WEBHOOK_SECRET", "", as_str,
+        "`whsec_<base64>` key that signs completion webhooks (Standard Webhooks)")
+    webhook_retry_sec: int = _setting(
+        "ASYNC_REQUEST_WEBHOOK_RETRY_SEC", 3600, as_int(1),
+        "a failing webhook receiver is retried (backoff to 5 min) this long after the end")
+    event_log_length: int = _setting(
+        "ASYNC_REQUEST_EVENT_LOG_LENGTH", 1000, as_int(10),
+        "events kept per owner for clients that reconnect (about; older ones are trimmed)")
+    event_log_sec: int = _setting(
+        "ASYNC_REQUEST_EVENT_LOG_SEC", 3600, as_int(1),
+        "an owner's event log expires this long after its last event")
+    ticket_ttl_sec: int = _setting(
+        "ASYNC_REQUEST_TICKET_TTL_SEC", 300, as_int(1),
+        "a subscription ticket (POST .../tickets/) is accepted this long after it was issued")
     results_path: str = _setting(
         "ASYNC_REQUEST_RESULTS_PATH", f"/api/v1/{RESULTS_ROUTE}/", path_prefix,
         "results route prefix (never queued); where you mount the results router")

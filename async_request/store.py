@@ -16,8 +16,8 @@ record, and only the worker writes its outcome; Celery's result backend is not u
   message carries a reference), sealed; and `async_request:envelope:<id>` the captured request
   (the wire envelope, its headers, query and body sealed). Both are what a re-run replays:
   deleted when the run completes, kept with the record when it failed or was cancelled. The
-  envelope has its own key, not a field of the op hash, because every status read and list
-  page reads the whole hash.
+  envelope has its own key, not a field of the op hash, because a status read takes the whole
+  hash.
 - `async_request:inflight:<owner hash>` sorted set of the owner's operations not yet finished,
   scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
   (`_store_scripts.ACCEPT`), terminal writes leave it.
@@ -41,10 +41,12 @@ import redis.asyncio as aredis
 
 from async_request import _store_scripts
 from async_request._retry import retry
+from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
 from async_request.exceptions import StoreUnavailableError, TooManyInFlightError
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
+    SUMMARY_FIELDS,
     Claim,
     Operation,
     body_key,
@@ -231,7 +233,7 @@ class OperationStore:
         try:
             state = self._script("CANCEL")(
                 keys=[op_key(task_id), lease_key(task_id), inflight_key(owner)],
-                args=[owner, repr(time.time()), CANCELLED_ERROR, task_id])
+                args=[owner, repr(time.time()), CANCELLED_ERROR, task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
         return state.decode() if isinstance(state, bytes) else str(state)
@@ -266,10 +268,12 @@ class OperationStore:
                     return found, None
                 pipe = self.client.pipeline(transaction=False)
                 for _, member in rows:
-                    pipe.hgetall(op_key(member))
+                    pipe.hmget(op_key(member), SUMMARY_FIELDS)
                 stale = []
-                for (score, member), raw in zip(rows, pipe.execute(), strict=True):
+                for (score, member), values in zip(rows, pipe.execute(), strict=True):
                     scanned, last = scanned + 1, (score, member)
+                    raw = {name.encode(): value for name, value
+                           in zip(SUMMARY_FIELDS, values, strict=True) if value is not None}
                     if not raw:
                         stale.append(member)
                         continue

@@ -64,6 +64,7 @@ class Target:
     base: str
     token: str
     probes: list[Probe]
+    redis_url: str = ""
 
     @property
     def ws_url(self) -> str:
@@ -224,7 +225,7 @@ def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
         token = stack.issue_token("bench")
         web = stack.start_web()
         worker = stack.start_worker(concurrency=args.concurrency)
-        yield Target(web.url, token, probes(stack, web, worker))
+        yield Target(web.url, token, probes(stack, web, worker), stack.redis_url)
 
 
 def git(*argv: str) -> str:

@@ -1,4 +1,5 @@
-"""Django adapter of the results endpoints (status, cancel, re-run, list, channels); `urls.py`."""
+"""Django adapter of the results endpoints (status, cancel, re-run, list, channels,
+tickets); see `urls.py`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from async_request.auth import Owner, new_channel, resolve_owner
 from async_request.exceptions import AsyncRequestError
 from async_request.notifications import apublish
 from async_request.problems import django_response, problem_for
-from async_request.results.operations import cancel, list_operations
+from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.rerun import rerun
 from async_request.results.status import status_answer
 from async_request.settings import get_settings
@@ -85,3 +86,18 @@ def new_channel_view(request: HttpRequest) -> HttpResponse:
 
 # It reads nothing and changes nothing: a random name for whoever asks, no CSRF token needed.
 new_channel_view.csrf_exempt = True  # type: ignore[attr-defined]
+
+
+async def ticket_view(request: HttpRequest) -> HttpResponse:
+    """POST with a Bearer token: a short-lived ticket to subscribe with (`tickets.py`)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        code, body = subscription_ticket(_owner(request))
+    except AsyncRequestError as exc:
+        return django_response(problem_for(exc))
+    return _json(code, body, {"Cache-Control": "no-store"})
+
+
+# A bearer token authenticates it, never a cookie: nothing for CSRF to forge.
+ticket_view.csrf_exempt = True  # type: ignore[attr-defined]

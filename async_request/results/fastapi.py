@@ -3,7 +3,8 @@
 Routes (under the prefix): `GET /async_background_response/` (my operations),
 `GET /async_background_response/{id}/` (status and result), `DELETE .../{id}/` (cancel),
 `POST .../{id}/rerun/` (queue a failed or cancelled one again, `rerun.py`),
-`POST /async_background_response/channels/` (a fresh anonymous channel name).
+`POST /async_background_response/channels/` (a fresh anonymous channel name),
+`POST /async_background_response/tickets/` (a subscription ticket for the WebSocket).
 Each answers the same without its trailing slash (the `{task_id:path}` catch-alls).
 """
 
@@ -21,7 +22,7 @@ from async_request.exceptions import AsyncRequestError
 from async_request.headers import headers_from_scope
 from async_request.notifications import apublish
 from async_request.problems import problem_for, starlette_response
-from async_request.results.operations import cancel, list_operations
+from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.rerun import rerun
 from async_request.results.status import status_answer
 from async_request.settings import RESULTS_ROUTE, get_settings
@@ -47,6 +48,19 @@ async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[O
 async def new_anonymous_channel() -> dict[str, str]:
     """A random channel name (128 bits) for `X-Async-Request: <channel>` and `/ws/?channel=`."""
     return {"channel": new_channel()}
+
+
+@router.post(f"/{RESULTS_ROUTE}/tickets/", name="async_request_ticket",
+             summary="A short-lived ticket to subscribe with (WebSocket ?ticket=)",
+             responses={201: {"description": "{\"ticket\", \"expires_at\", \"expires_in\"}"},
+                        401: _ERRORS[401]})
+async def subscription_ticket_view(request: Request) -> Response:
+    """A ticket good only for subscribing to the caller's events, for a few minutes."""
+    try:
+        _, (code, body) = await _owner_call(request, subscription_ticket)
+    except AsyncRequestError as exc:
+        return starlette_response(problem_for(exc))
+    return JSONResponse(body, code, headers={"Cache-Control": "no-store"})
 
 
 @router.get(f"/{RESULTS_ROUTE}/", name="async_request_operations",

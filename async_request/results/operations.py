@@ -7,6 +7,7 @@
 | cancel | cancelled | 200 | the same body again (cancelling is idempotent) |
 | cancel | completed, failed | 409 | problem+json naming the state |
 | list | | 200 | `{"data": [summary, ...], "meta": {"next_cursor": str or null}}`, newest first |
+| ticket | | 201 | `{"ticket", "expires_at", "expires_in"}`: a subscription ticket (`tickets.py`) |
 
 Another owner's id answers like an unknown one (404); so does a malformed one.
 """
@@ -20,8 +21,10 @@ from typing import Any
 from async_request.auth import Owner
 from async_request.exceptions import BadQueryError, OperationStateError
 from async_request.records import STATES
-from async_request.results.status import lifecycle, owned, status_body
+from async_request.results.status import lifecycle, owned, rfc3339, status_body
+from async_request.settings import get_settings
 from async_request.store import OperationStore, get_store
+from async_request.tickets import issue
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -88,3 +91,11 @@ def list_operations(owner: Owner, query: dict[str, str], *,
                                               states=states)
     return 200, {"data": [lifecycle(operation) for operation in found],
                  "meta": {"next_cursor": None if last is None else encode_cursor(last)}}
+
+
+def subscription_ticket(owner: Owner) -> tuple[int, dict[str, Any]]:
+    """A ticket for the caller's WebSocket or event stream: (201, {ticket, expires_at, ...})."""
+    settings = get_settings()
+    ticket = issue(owner, settings)
+    return 201, {"ticket": ticket.value, "expires_at": rfc3339(ticket.expires_at),
+                 "expires_in": settings.ticket_ttl_sec}

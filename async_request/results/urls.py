@@ -12,12 +12,14 @@ from async_request.results.django import (
     operations_view,
     rerun_view,
     task_result_view,
+    ticket_view,
 )
 from async_request.settings import RESULTS_ROUTE
 
 urlpatterns = [
     path(f"{RESULTS_ROUTE}/", operations_view, name="async_request_operations"),
     path(f"{RESULTS_ROUTE}/channels/", new_channel_view, name="async_request_new_channel"),
+    path(f"{RESULTS_ROUTE}/tickets/", ticket_view, name="async_request_ticket"),
     path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view, name="async_background_response"),
     # With or without the trailing slash, as the FastAPI router: APPEND_SLASH cannot redirect
     # a POST.

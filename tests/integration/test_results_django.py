@@ -104,3 +104,21 @@ def test_django_rerun_view_queues_a_failed_operation_again(
         b"hi", b"a=1", (("authorization", "Bearer old"),)) for queued in captured.published)
     rerun = store.get(new_ids[0])
     assert rerun is not None and rerun.rerun_of == task_id and rerun.state == "pending"
+
+
+def test_django_ticket_view(results_redis: str) -> None:
+    from async_request.results.django import ticket_view
+    from async_request.settings import get_settings
+    from async_request.tickets import ticket_owner
+
+    token = jwt.encode({"sub": "django-7", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+                       algorithm="HS256")
+    factory = RequestFactory()
+    response = asyncio.run(ticket_view(factory.post(
+        "/api/v1/async_background_response/tickets/", HTTP_AUTHORIZATION=f"Bearer {token}")))
+    assert response.status_code == 201 and response["Cache-Control"] == "no-store"
+    assert str(ticket_owner(json.loads(response.content)["ticket"], get_settings())) == \
+        "user:django-7"
+    refused = asyncio.run(ticket_view(factory.post("/api/v1/async_background_response/tickets/")))
+    assert refused.status_code == 401 and refused["Content-Type"] == "application/problem+json"
+    assert asyncio.run(ticket_view(factory.get("/x/"))).status_code == 405

@@ -171,3 +171,32 @@ async def test_no_channel_layer_closes_1011_with_a_message() -> None:
         assert "CHANNEL_LAYERS" in frame["detail"]
         assert await socket.receive_output() == {"type": "websocket.close", "code": 1011}
     channel_layers.backends.clear()
+
+
+async def test_a_ticket_subscribes_in_the_url_or_the_first_message(memory_layer: Any) -> None:
+    from async_request.tickets import issue
+
+    ticket = issue(Owner("user", "42"), get_settings()).value
+    socket = await connected(f"ticket={ticket}")
+    assert await socket.receive_json_from() == {"type": "subscribed"}
+    await memory_layer.group_send(group_for(Owner("user", "42")), layer_message("t", "failed"))
+    assert json.loads((await socket.receive_json_from())["data"])["task_id"] == "t"
+    await socket.disconnect()
+    first = await connected("")
+    await first.send_json_to({"type": "auth", "ticket": ticket})
+    assert await first.receive_json_from() == {"type": "subscribed"}
+    await first.disconnect()
+
+
+@pytest.mark.parametrize("kind", ["expired", "forged", "a token"])
+async def test_an_expired_forged_or_misused_ticket_closes_4401(kind: str) -> None:
+    from async_request.tickets import issue
+
+    settings_now = get_settings()
+    value = {"expired": issue(Owner("user", "42"), settings_now, now=time.time() - 3600).value,
+             "forged": "art1.gAAAAABforged",
+             "a token": token()}[kind]  # a JWT is not a ticket
+    socket = await connected(f"ticket={value}")
+    frame = await socket.receive_json_from()
+    assert frame["type"] == "error" and frame["code"] == 4401 and frame["detail"]
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
