@@ -12,9 +12,14 @@ record says `rerun_of: <old id>`; the old one stays as it was.
 | unknown, malformed id, another owner's | 404 (as the status endpoint) |
 | expired, or its captured request is no longer kept | 410 |
 
-The replay is the same request: the captured headers, query and body, as the same owner. A
-credential it carried (an `Authorization` token) is replayed as captured and may have expired
-since; the app then answers 401 as it would to the client, and that is the new outcome.
+Each call queues one more run. The replay is the same request: the captured headers, query and
+body, as the same owner. A credential it carried (an `Authorization` token) is replayed as
+captured and may have expired since; as for any replay, the app decides whether it is still
+good (`dependencies.is_internal`), and a 401 it answers is the re-run's stored result.
+
+The adapters publish with `default_dispatcher()`, the middleware's default (`Dispatcher()` on
+`celery_config.get_celery_app()`); a middleware given its own `dispatcher=` does not hand it
+to the results routes, so call `rerun(..., dispatcher=...)` from your own route for that.
 """
 
 from __future__ import annotations
