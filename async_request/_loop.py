@@ -35,8 +35,11 @@ def process_loop() -> asyncio.AbstractEventLoop:
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run `coro` on the process loop from any other thread and return its result; past
-    `timeout` raise TimeoutError and cancel it (it stops once the loop gets to it)."""
+    """Run `coro` on the process loop from any other thread and return its result.
+
+    On timeout the coroutine is cancelled, not left running: a call given up on must not
+    finish later (a progress frame arriving after the outcome's).
+    """
     future = asyncio.run_coroutine_threadsafe(coro, process_loop())
     try:
         return future.result(timeout)

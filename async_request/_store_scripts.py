@@ -87,3 +87,13 @@ RENEW = """
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return redis.call('HGET', KEYS[1], 'cancel_requested') or ''
 """
+
+#: Record progress. KEYS op; ARGV worker, progress JSON. Only the run that holds the operation
+#: writes, and only while it runs: a late write never touches an ended operation. Returns 1
+#: when written, else 0.
+PROGRESS = """
+local op = redis.call('HMGET', KEYS[1], 'state', 'worker')
+if op[1] ~= 'running' or op[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[2])
+return 1
+"""

@@ -171,4 +171,5 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def async_request_task(self, event: dict[str, Any]) -> None:
         """Relay a task update from the channel layer to the socket."""
-        await self.send_json(client_payload(event["task_id"], event["status"]))
+        await self.send_json(client_payload(event["task_id"], event["status"],
+                                            event.get("progress")))

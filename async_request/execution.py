@@ -19,7 +19,9 @@ route that blocks the event loop itself is given up on a moment later (the next 
 process then starts when it returns).
 
 Every outcome, failures included, is written to the store first and then told to the owner;
-the owner is the one the store recorded at accept time, never one named by the message.
+the owner is the one the store recorded at accept time, never one named by the message. A
+route's progress (`progress.report_progress`) is written and told by the lease thread while the
+run holds its lease, so it always comes before the outcome.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -47,8 +50,10 @@ from async_request.exceptions import (
 )
 from async_request.lifespan import Lifespan
 from async_request.notifications import publish
+from async_request.progress import Progress, ProgressReporter
 from async_request.records import Claim
 from async_request.replay import Cancel, ReplayResult, replay
+from async_request.results.status import progress_body
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
 from async_request.types import ASGIApp
@@ -139,16 +144,37 @@ def short_error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _lease(store: OperationStore, task_id: str, worker: str, cancel: Cancel) -> Iterator[None]:
-    """Keep renewing our claim while the replay runs (so others know we are alive), and flip
-    the replay's cancel switch when the renewal says its owner cancelled it."""
+def _lease(store: OperationStore, task_id: str, worker: str, cancel: Cancel,
+           progress: ProgressReporter,
+           write: Callable[[Progress, bool], None]) -> Iterator[None]:
+    """Keep renewing our claim while the replay runs (so others know we are alive), flip
+    the replay's cancel switch when the renewal says its owner cancelled it, and `write` the
+    route's progress when it is due; at the end, write what was not written yet (unsent).
+
+    One thread per run however often the route reports: it sleeps until the next renewal or
+    the next progress write, whichever is first, and `progress.wake` rouses it early.
+    """
     stop = threading.Event()
+    period = store.lease_sec / 3
 
     def beat() -> None:
-        while not stop.wait(store.lease_sec / 3):
-            if store.renew(task_id, worker) and not cancel.is_set():
-                logger.info("task %s: its owner cancelled it; telling the replay", task_id)
-                cancel.request()
+        renew_at = time.monotonic() + period
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= renew_at:
+                renew_at = now + period
+                if store.renew(task_id, worker) and not cancel.is_set():
+                    logger.info("task %s: its owner cancelled it; telling the replay", task_id)
+                    cancel.request()
+            due = progress.due(now)
+            if due == 0:
+                taken = progress.take(now)
+                if taken is not None:
+                    write(taken, True)
+                continue
+            progress.wake.wait(renew_at - now if due is None else min(due, renew_at - now))
+            # A report that lands between the wait and this clear is seen by the next due().
+            progress.wake.clear()
 
     thread = threading.Thread(target=beat, name=f"lease-{task_id}", daemon=True)
     thread.start()
@@ -156,7 +182,11 @@ def _lease(store: OperationStore, task_id: str, worker: str, cancel: Cancel) -> 
         yield
     finally:
         stop.set()
+        progress.wake.set()
         thread.join()
+        last = progress.close()
+        if last is not None:  # the outcome follows at once: stored, not sent
+            write(last, False)
 
 
 def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict[str, Any]:
@@ -221,11 +251,22 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
         raise EnvelopeError(f"the stored body of task {task_id} has expired")
     app, state = replay_target(settings.asgi_app)
     cancel = Cancel(process_loop(), settings.cancel_grace_sec)
-    scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt, "cancel": cancel})
+    progress = ProgressReporter(settings.progress_interval_sec, threading.Event())
+    scope = envelope.to_scope({"task_id": task_id, "attempt": claim.attempt, "cancel": cancel,
+                               "progress": progress})
     scope["state"] = dict(state)  # what the lifespan set up, as a server passes it on
+    owner = Owner.parse(claim.owner)
+
+    def write(report: Progress, tell: bool) -> None:
+        # Told only once stored: the store refuses a write after the run ended; one short
+        # try only, so a slow channel layer never holds up the lease renewals.
+        if store.progress(task_id, worker, report) and tell:
+            publish(owner, task_id, "running", progress=progress_body(report), deadline_sec=0,
+                    timeout_sec=store.lease_sec / 3)
+
     timeout, limit = time_limit(envelope, settings)
     with get_watch(settings.redis_url).watching(task_id, cancel), \
-            _lease(store, task_id, worker, cancel):
+            _lease(store, task_id, worker, cancel, progress, write):
         try:
             # The replay keeps its own limit; this one is for a route that blocks the event
             # loop (sync code in an async route), where no asyncio timeout can fire.

@@ -11,9 +11,11 @@ The accept step, in the order it decides, and why:
    ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER operations not finished (429, nothing kept);
 4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
    is withdrawn, so nothing is left half-done);
-5. only then the 202 with the id, a `Location` naming the results URL, `Retry-After`,
-   `Preference-Applied: respond-async` when the client asked with `Prefer`, and
-   `Access-Control-Expose-Headers` so a browser script can read them.
+5. with `Prefer: wait=N`, wait up to N seconds for the outcome and answer the route's own
+   response if it came (`waiting.py`);
+6. else the 202 with the id, a `Location` naming the results URL, `Retry-After`,
+   `Preference-Applied: respond-async` (and `wait=N`) when the client asked with `Prefer`,
+   and `Access-Control-Expose-Headers` so a browser script can read them.
 
 Every refusal is an `AsyncRequestError` answered by `problems.problem_for`, as problem+json.
 Put this middleware inside CORS and other edge middleware, so its answers get their headers.
@@ -41,6 +43,7 @@ from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
 from async_request.types import INTERNAL_SCOPE_KEY, ASGIApp, Receive, Scope, Send
+from async_request.waiting import applied_value, outcome_answer, wait_outcome, wait_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +83,15 @@ def check_method(method: str) -> str:
     return method
 
 
-def accepted(task_id: str, settings: Settings, *, respond_async: bool = False
+def accepted(task_id: str, settings: Settings, *, applied: bytes | None = None
              ) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
-    """The 202's body and headers for a queued task: the middleware's, and a re-run's."""
+    """The 202's body and headers for a queued task: the middleware's, and a re-run's;
+    `applied` is the `Preference-Applied` value, when the client's `Prefer` was honoured."""
     location = f"{settings.results_path}{task_id}/"
     headers = [(b"location", location.encode()), (b"retry-after", b"1"),
                (b"access-control-expose-headers", EXPOSED_HEADERS)]
-    if respond_async:
-        headers.append((b"preference-applied", b"respond-async"))
+    if applied is not None:
+        headers.append((b"preference-applied", applied))
     return {"data": None, "meta": {"async_request_id": task_id}}, headers
 
 
@@ -151,9 +155,25 @@ class AsyncRequestMiddleware:
             return
         if task_id is None:
             return  # the client left before sending its body: nothing was queued
-        body, headers = accepted(task_id, self.settings,
-                                 respond_async="respond-async" in preferences(scope))
-        await send_json(send, 202, body, headers=headers)
+        location = f"{self.settings.results_path}{task_id}/"
+        prefs = preferences(scope)
+        wait = wait_seconds(prefs, self.settings.max_wait_sec)
+        if wait is not None:
+            present, ended = await wait_outcome(self.store, task_id, wait, receive)
+            if not present:
+                return  # the client left: the operation goes on, nobody to answer
+            if ended is not None:
+                status, own, body = outcome_answer(
+                    ended, applied_value(prefs, wait, deferred=False), location)
+                await send({"type": "http.response.start", "status": status, "headers": own})
+                await send({"type": "http.response.body", "body": body})
+                return
+        applied = None
+        if wait is not None or "respond-async" in prefs:
+            applied = b"respond-async" if wait is None else applied_value(prefs, wait,
+                                                                           deferred=True)
+        answer, headers = accepted(task_id, self.settings, applied=applied)
+        await send_json(send, 202, answer, headers=headers)
 
     def _defers(self, scope: Scope) -> bool:
         if scope["type"] != "http" or INTERNAL_SCOPE_KEY in scope:

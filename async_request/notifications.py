@@ -35,19 +35,29 @@ def group_for(owner: Owner) -> str:
     return f"async_request.{owner.kind}.{digest}"
 
 
-def client_payload(task_id: str, status: str) -> dict[str, Any]:
-    """What the WebSocket client receives (the `data` string is JSON, as in the original)."""
-    return {"type": "data",
-            "data": json.dumps({"task_id": task_id, "status": status, "action": ACTION})}
+def client_payload(task_id: str, status: str,
+                   progress: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the WebSocket client receives (the `data` string is JSON, as in the original);
+    a `running` update of a route that reports progress adds `progress`."""
+    data: dict[str, Any] = {"task_id": task_id, "status": status, "action": ACTION}
+    if progress is not None:
+        data["progress"] = progress
+    return {"type": "data", "data": json.dumps(data)}
 
 
-def layer_message(task_id: str, status: str) -> dict[str, Any]:
+def layer_message(task_id: str, status: str,
+                  progress: dict[str, Any] | None = None) -> dict[str, Any]:
     """The channel-layer event sent to the owner's group."""
-    return {"type": MESSAGE_TYPE, "task_id": task_id, "status": status}
+    message: dict[str, Any] = {"type": MESSAGE_TYPE, "task_id": task_id, "status": status}
+    if progress is not None:
+        message["progress"] = progress
+    return message
 
 
-def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120) -> bool:
-    """Send a task update to the owner's group; retried while the layer is unreachable.
+def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
+            progress: dict[str, Any] | None = None, timeout_sec: float = 30) -> bool:
+    """Send a task update to the owner's group; retried while the layer is unreachable, each
+    try given up (and cancelled) after `timeout_sec`.
 
     Returns False when no channel layer is configured (warned once) or the deadline passed.
     """
@@ -60,9 +70,9 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
             logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
             _warned_no_layer = True
         return False
-    message = layer_message(task_id, status)
+    message = layer_message(task_id, status, progress)
     try:
-        retry(lambda: run(layer.group_send(group_for(owner), message), 30),
+        retry(lambda: run(layer.group_send(group_for(owner), message), timeout_sec),
               what=f"notify {owner} about {task_id}", errors=_LAYER_DOWN,
               deadline_sec=deadline_sec)
     except _LAYER_DOWN as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from async_request.exceptions import EnvelopeError
+from async_request.progress import Progress
 from async_request.seal import unseal
 
 PREFIX = "async_request"
@@ -40,6 +41,11 @@ def body_key(task_id: str) -> str:
 
 def gone_key(task_id: str) -> str:
     return f"{PREFIX}:gone:{task_id}"
+
+
+def done_channel(task_id: str) -> str:
+    """The pub/sub channel told once the operation ended (`OperationStore.wait_terminal`)."""
+    return f"{PREFIX}:done:{task_id}"
 
 
 def _owner_hash(owner: str) -> str:
@@ -89,6 +95,7 @@ class Operation:
     expires_at: float | None = None
     cancel_requested: bool = False
     rerun_of: str | None = None
+    progress: Progress | None = None
 
     @property
     def terminal(self) -> bool:
@@ -118,6 +125,7 @@ class Operation:
             result=result, error=error, expires_at=when("expires_at"),
             cancel_requested=bool(data.get("cancel_requested")),
             rerun_of=data.get("rerun_of") or None,
+            progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
         )
 
 

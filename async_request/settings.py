@@ -145,6 +145,9 @@ class Settings:
     max_inflight_per_owner: int = _setting(
         "ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER", 100, as_int(0),
         "operations of one owner not finished yet (re-runs too); more get 429 (0: no cap)")
+    max_wait_sec: int = _setting(
+        "ASYNC_REQUEST_MAX_WAIT_SEC", 30, as_int(0),
+        "cap of `Prefer: wait=N` (seconds the 202 waits for the outcome); 0: never wait")
     cancel_grace_sec: float = _setting(
         "ASYNC_REQUEST_CANCEL_GRACE_SEC", 5.0, as_float,
         "a running replay whose owner cancelled it has this long to stop, then it is stopped")
@@ -167,6 +170,9 @@ class Settings:
     ticket_ttl_sec: int = _setting(
         "ASYNC_REQUEST_TICKET_TTL_SEC", 300, as_int(1),
         "a subscription ticket (POST .../tickets/) is accepted this long after it was issued")
+    progress_interval_sec: float = _setting(
+        "ASYNC_REQUEST_PROGRESS_INTERVAL_SEC", 0.5, as_float,
+        "a route's progress is written and sent at most this often (the latest value wins)")
     results_path: str = _setting(
         "ASYNC_REQUEST_RESULTS_PATH", f"/api/v1/{RESULTS_ROUTE}/", path_prefix,
         "results route prefix (never queued); where you mount the results router")

@@ -6,7 +6,8 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 
 - `async_request:op:<id>` hash, the operation: `owner`, `method`, `endpoint`, `state`
   (pending → running → completed | failed), `created_at`, `started_at`, `finished_at` (epoch
-  seconds), `attempts`, `worker`, and at the end `result` (the ReplayResult as JSON, sealed:
+  seconds), `attempts`, `worker`, `progress` (the route's latest `progress.Progress` as JSON,
+  written only while it runs), and at the end `result` (the ReplayResult as JSON, sealed:
   response bodies carry issued tokens and personal data) or `error` (one line, never a
   traceback). Written before the task is published, so the owner of a task still in the queue
   is known. An anonymous owner is a keyed hash of its channel name, never the name.
@@ -21,6 +22,9 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 - `async_request:inflight:<owner hash>` sorted set of the owner's operations not yet finished,
   scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
   (`_store_scripts.ACCEPT`), terminal writes leave it.
+- pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
+  the same transaction as the outcome), so a waiter (`wait_terminal`, `Prefer: wait=N`) sleeps
+  on a subscription instead of polling the hash.
 
 Why a claim at all (`claim`): a redelivered task (a worker killed mid-run, a rebalance) must not
 run twice at once, and a finished one must hand back its outcome instead of running again.
@@ -43,6 +47,7 @@ from async_request import _store_scripts
 from async_request._retry import retry
 from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
 from async_request.exceptions import StoreUnavailableError, TooManyInFlightError
+from async_request.progress import Progress
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
@@ -50,6 +55,7 @@ from async_request.records import (
     Claim,
     Operation,
     body_key,
+    done_channel,
     envelope_key,
     gone_key,
     inflight_key,
@@ -165,6 +171,44 @@ class OperationStore:
             raise self._unavailable("retry later", exc) from exc
         return Operation.from_hash(task_id, raw, self.secret) if raw else None  # type: ignore[arg-type]
 
+    async def aget(self, task_id: str) -> Operation | None:
+        """`get` from async code."""
+        try:
+            raw = await self.aclient().hgetall(op_key(task_id))
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("retry later", exc) from exc
+        return Operation.from_hash(task_id, raw, self.secret) if raw else None  # type: ignore[arg-type]
+
+    async def wait_terminal(self, task_id: str, timeout: float) -> Operation | None:
+        """The operation once it has ended, waiting up to `timeout` seconds; None if it has not
+        (or is unknown). StoreUnavailableError when Redis cannot be reached.
+
+        Subscribes to its `done` channel first and only then reads the record once: an end
+        published between the two is either in the record or in the subscription. The
+        subscription's connection goes back to the pool when this returns or is cancelled.
+        """
+        deadline = time.monotonic() + timeout
+        pubsub = self.aclient().pubsub()
+        try:
+            await pubsub.subscribe(done_channel(task_id))
+            while True:
+                operation = await self.aget(task_id)
+                if operation is None or operation.terminal:
+                    return operation
+                # Wait for the message in slices below the client's socket timeout; a slice
+                # ends at once when the message comes, so this is no polling of the record.
+                while (left := deadline - time.monotonic()) > 0:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=min(left, 1.0))
+                    if message is not None:
+                        break
+                else:
+                    return None
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("cannot wait for the outcome", exc) from exc
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
     def load_body(self, task_id: str) -> bytes | None:
         """A body stored aside, or None when it has expired."""
         sealed: bytes | None = self._retry(lambda: self.client.get(body_key(task_id)),
@@ -228,6 +272,17 @@ class OperationStore:
             return False
         return bool(asked)
 
+    def progress(self, task_id: str, worker: str, progress: Progress) -> bool:
+        """Record the progress of a run we hold; False when it is not running (or Redis is down)."""
+        try:
+            written = self._script("PROGRESS")(keys=[op_key(task_id)],
+                                               args=[worker, progress.to_json()])
+        except (redis.RedisError, OSError):
+            # Progress is advisory: a missed write is superseded by the next one or the outcome.
+            logger.warning("could not record the progress of task %s (Redis down?)", task_id)
+            return False
+        return bool(written)
+
     def cancel(self, task_id: str, owner: str) -> str:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
@@ -236,7 +291,14 @@ class OperationStore:
                 args=[owner, repr(time.time()), CANCELLED_ERROR, task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
-        return state.decode() if isinstance(state, bytes) else str(state)
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        if state == "cancelled":  # ended here, not by a worker: tell the waiters
+            try:
+                self.client.publish(done_channel(task_id), state)
+            except (redis.RedisError, OSError):  # cancelled all the same; waiters time out
+                logger.warning("could not tell the waiters of task %s it was cancelled",
+                               task_id)
+        return state
 
     def gone(self, task_id: str, owner: str) -> bool:
         """True when `owner` had this operation and it has expired (answer 410, not 404)."""
@@ -322,6 +384,7 @@ class OperationStore:
                     pipe.expire(key, self.expires_sec)
             if isinstance(owner, bytes):
                 pipe.zrem(inflight_key(owner.decode()), task_id)
+            pipe.publish(done_channel(task_id), fields["state"])
             pipe.execute()
 
         self._retry(write, "store the outcome", deadline_sec=600)

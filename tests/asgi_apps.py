@@ -59,6 +59,22 @@ async def sleepy_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await asyncio.sleep(10)
 
 
+async def progress_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reports progress 1..10 of 10, 40 ms apart, each step 100 times; answers 200 "done"."""
+    import asyncio
+
+    from async_request.progress import report_progress
+
+    await _read_body(receive)
+    for step in range(1, 11):
+        for _ in range(100):
+            report_progress(scope, step, 10, f"step {step}")
+        await asyncio.sleep(0.04)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
 class CapturingDispatcher:
     """The dispatch step with the broker publish replaced by a list (the network edge)."""
 

@@ -1,5 +1,9 @@
-"""Django adapter of the results endpoints (status, cancel, re-run, list, channels,
-tickets); see `urls.py`."""
+"""Django adapter of the results endpoints (status, cancel, re-run, list, channels, tickets);
+see `urls.py`.
+
+The same routes as the FastAPI router (`results/fastapi.py`), with the same bodies; the OpenAPI
+document of both is served at `<results path>openapi.json` (it needs the `fastapi` extra).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from async_request.problems import django_response, problem_for
 from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.rerun import rerun
 from async_request.results.status import status_answer
-from async_request.settings import get_settings
+from async_request.settings import RESULTS_ROUTE, get_settings
 
 
 def _json(code: int, body: object, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -86,6 +90,22 @@ def new_channel_view(request: HttpRequest) -> HttpResponse:
 
 # It reads nothing and changes nothing: a random name for whoever asks, no CSRF token needed.
 new_channel_view.csrf_exempt = True  # type: ignore[attr-defined]
+
+
+def openapi_view(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI document of the results endpoints, as the FastAPI router describes them."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    from fastapi import FastAPI
+
+    from async_request.results.fastapi import router
+
+    # Mounted where ASYNC_REQUEST_RESULTS_PATH says, as the middleware and `Location` assume.
+    prefix = get_settings().results_path.removesuffix(f"{RESULTS_ROUTE}/").rstrip("/")
+    app = FastAPI(title="async-request results", openapi_url=None, docs_url=None,
+                  redoc_url=None)
+    app.include_router(router, prefix=prefix)
+    return JsonResponse(app.openapi())
 
 
 async def ticket_view(request: HttpRequest) -> HttpResponse:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -24,16 +24,22 @@ from async_request.notifications import apublish
 from async_request.problems import problem_for, starlette_response
 from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.rerun import rerun
+from async_request.results.schemas import (
+    Accepted,
+    CancelBody,
+    ChannelBody,
+    OperationsPage,
+    StatusBody,
+    TicketBody,
+    problem_responses,
+)
 from async_request.results.status import status_answer
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 router = APIRouter(tags=["async-request"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a malformed query parameter (problem+json names it)"},
-    401: {"description": "no or a bad credential"},
-    404: {"description": "unknown operation, or not yours"},
-    410: {"description": "your operation expired"},
-}
+# The models document the answers; the routes send the dicts of status.py / operations.py as
+# they are (a Response returned as is skips response_model), so the bytes never change.
+_ERRORS = problem_responses(401, 404, 410, 503)
 
 
 async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[Owner, Any]:
@@ -43,8 +49,7 @@ async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[O
 
 
 @router.post(f"/{RESULTS_ROUTE}/channels/", name="async_request_new_channel",
-             summary="A fresh anonymous channel name",
-             responses={200: {"description": "{\"channel\": <name>}"}})
+             summary="A fresh anonymous channel name", response_model=ChannelBody)
 async def new_anonymous_channel() -> dict[str, str]:
     """A random channel name (128 bits) for `X-Async-Request: <channel>` and `/ws/?channel=`."""
     return {"channel": new_channel()}
@@ -52,8 +57,7 @@ async def new_anonymous_channel() -> dict[str, str]:
 
 @router.post(f"/{RESULTS_ROUTE}/tickets/", name="async_request_ticket",
              summary="A short-lived ticket to subscribe with (WebSocket ?ticket=)",
-             responses={201: {"description": "{\"ticket\", \"expires_at\", \"expires_in\"}"},
-                        401: _ERRORS[401]})
+             status_code=201, response_model=TicketBody, responses=problem_responses(401))
 async def subscription_ticket_view(request: Request) -> Response:
     """A ticket good only for subscribing to the caller's events, for a few minutes."""
     try:
@@ -64,8 +68,15 @@ async def subscription_ticket_view(request: Request) -> Response:
 
 
 @router.get(f"/{RESULTS_ROUTE}/", name="async_request_operations",
-            summary="My operations, newest first", responses=_ERRORS)
-async def my_operations(request: Request) -> Response:
+            summary="My operations, newest first", response_model=OperationsPage,
+            responses=problem_responses(400, 401, 503))
+async def my_operations(
+    request: Request,
+    # Declared for the schema; read from the query as text, so a bad one is a 400 problem.
+    state: str | None = Query(None, description="comma separated states to keep"),
+    limit: str | None = Query(None, description="page size, 1 to 200 (default 50)"),
+    cursor: str | None = Query(None, description="`meta.next_cursor` of the previous page"),
+) -> Response:
     """The caller's operations: `?state=pending,running&limit=50&cursor=...`."""
     try:
         query = dict(request.query_params)
@@ -79,7 +90,9 @@ async def my_operations(request: Request) -> Response:
     f"/{RESULTS_ROUTE}/{{task_id}}/",
     name="async_background_response",
     summary="Status and result of a background request",
-    responses={202: {"description": "pending or running (Location, Retry-After)"}, **_ERRORS},
+    response_model=StatusBody,
+    responses={202: {"model": StatusBody,
+                     "description": "pending or running (Location, Retry-After)"}, **_ERRORS},
 )
 # Anything else under the prefix too (no trailing slash, `//`, ...): answered here, it never
 # meets Starlette's slash redirect, which builds an absolute Location from the Host header.
@@ -97,8 +110,10 @@ async def async_background_response(task_id: str, request: Request) -> Response:
 
 @router.delete(f"/{RESULTS_ROUTE}/{{task_id}}/", name="async_request_cancel",
                summary="Cancel a background request",
-               responses={202: {"description": "running: its worker is told to stop"},
-                          409: {"description": "it has already ended"}, **_ERRORS})
+               response_model=CancelBody,
+               responses={202: {"model": CancelBody,
+                                "description": "running: its worker is told to stop"},
+                          **problem_responses(409), **_ERRORS})
 @router.delete(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
 async def cancel_operation(task_id: str, request: Request) -> Response:
     """Cancel a pending (never replayed) or running (told to stop) background request."""
@@ -112,12 +127,15 @@ async def cancel_operation(task_id: str, request: Request) -> Response:
     return JSONResponse(body, code)
 
 
+_RERUN_ERRORS = problem_responses(409, 429)
+_RERUN_ERRORS[409] = {**_RERUN_ERRORS[409], "description": "it is pending, running or completed"}
+
+
 @router.post(f"/{RESULTS_ROUTE}/{{task_id}}/rerun/", name="async_request_rerun",
-             summary="Queue a failed or cancelled background request again",
+             summary="Queue a failed or cancelled background request again", status_code=202,
+             response_model=Accepted,
              responses={202: {"description": "queued under a new id (Location, Retry-After)"},
-                        409: {"description": "it is pending, running or completed"},
-                        429: {"description": "too many of your operations are not finished"},
-                        **_ERRORS})
+                        **_RERUN_ERRORS, **_ERRORS})
 # `{id}/rerun` without its slash, and any other POST under the prefix, lands here too.
 @router.post(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
 async def rerun_operation(task_id: str, request: Request) -> Response:

@@ -3,10 +3,13 @@
 | state | HTTP | body |
 |---|---|---|
 | unknown, malformed id, other owner | 404 | problem+json (the three are indistinguishable: `UnknownOperationError`) |
-| queued / running | 202 | {task_id, state: pending or running, endpoint} |
+| queued / running | 202 | {task_id, state: pending or running, endpoint, progress} |
 | completed (any HTTP status of the route) | 200 | {task_id, state, status, endpoint, headers, response, encoding} |
 | failed in the worker | 200 | {task_id, state: failed, status: null, endpoint, error} (no traceback) |
 | Redis unreachable | 503 | problem+json (`StoreUnavailableError`) |
+
+Every body carries `progress`: the route's latest `report_progress()` as {current, total,
+percent, message, updated_at}, or null when it reported none.
 
 `response` is JSON when the route answered JSON, text when it answered text, else base64 with
 `encoding` saying so; the stored record keeps the body bytes exactly.
@@ -23,6 +26,7 @@ from typing import Any
 
 from async_request.auth import Owner
 from async_request.exceptions import OperationGoneError, UnknownOperationError
+from async_request.progress import Progress
 from async_request.records import Operation
 from async_request.settings import get_settings
 from async_request.store import OperationStore, get_store
@@ -77,6 +81,14 @@ def rfc3339(epoch: float | None) -> str | None:
         "+00:00", "Z")
 
 
+def progress_body(progress: Progress | None) -> dict[str, Any] | None:
+    """What status bodies and WebSocket frames show of a progress report (None: no report)."""
+    if progress is None:
+        return None
+    return {"current": progress.current, "total": progress.total, "percent": progress.percent,
+            "message": progress.message, "updated_at": rfc3339(progress.updated_at)}
+
+
 def lifecycle(operation: Operation) -> dict[str, Any]:
     """The fields every status body and list item carries, whatever the state."""
     return {"task_id": operation.task_id, "state": operation.state,
@@ -85,7 +97,7 @@ def lifecycle(operation: Operation) -> dict[str, Any]:
             "started_at": rfc3339(operation.started_at),
             "finished_at": rfc3339(operation.finished_at),
             "expires_at": rfc3339(operation.expires_at), "attempts": operation.attempts,
-            "rerun_of": operation.rerun_of}
+            "rerun_of": operation.rerun_of, "progress": progress_body(operation.progress)}
 
 
 def retry_after(operation: Operation, now: float) -> int:

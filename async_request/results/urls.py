@@ -9,6 +9,7 @@ from django.urls import path, re_path
 
 from async_request.results.django import (
     new_channel_view,
+    openapi_view,
     operations_view,
     rerun_view,
     task_result_view,
@@ -19,6 +20,7 @@ from async_request.settings import RESULTS_ROUTE
 urlpatterns = [
     path(f"{RESULTS_ROUTE}/", operations_view, name="async_request_operations"),
     path(f"{RESULTS_ROUTE}/channels/", new_channel_view, name="async_request_new_channel"),
+    path(f"{RESULTS_ROUTE}/openapi.json", openapi_view, name="async_request_openapi"),
     path(f"{RESULTS_ROUTE}/tickets/", ticket_view, name="async_request_ticket"),
     path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view, name="async_background_response"),
     # With or without the trailing slash, as the FastAPI router: APPEND_SLASH cannot redirect

@@ -52,7 +52,7 @@ def test_prefer_respond_async_defers_and_says_so(
         middleware: Capturing) -> None:
     app, kept = middleware
     response = call(app, {"authorization": f"Bearer {TOKEN}",
-                          "prefer": "wait=3, Respond-Async; x=1"})
+                          "prefer": "wait=0, Respond-Async; x=1"})
     assert response.status_code == 202 and len(kept.published) == 1
     assert response.headers["preference-applied"] == "respond-async"
     assert response.headers["location"].endswith(f"/{kept.published[0].task_id}/")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import jwt
 import pytest
 from channels.layers import channel_layers
@@ -15,7 +17,7 @@ from django.test import override_settings
 
 from async_request.auth import Owner, channel_owner
 from async_request.consumers import MAX_FRAME_BYTES, TaskStatusConsumer
-from async_request.notifications import group_for, layer_message
+from async_request.notifications import client_payload, group_for, layer_message
 from async_request.settings import get_settings, reset_settings
 from tests.unit._websocket import WebSocket
 
@@ -40,6 +42,61 @@ def memory_layer() -> Any:
         yield channel_layers["default"]
     channel_layers.backends.clear()
     reset_settings()
+
+
+FRAMES = json.loads((Path(__file__).resolve().parents[2] / "docs" /
+                     "websocket-frames.schema.json").read_text())
+
+
+def frame_validator(definition: str) -> Any:
+    """A validator of one `$defs` entry of docs/websocket-frames.schema.json."""
+    return jsonschema_rs.Draft202012Validator({**FRAMES, "oneOf": [
+        {"$ref": f"#/$defs/{definition}"}]})
+
+
+SERVER_FRAME, CLIENT_FRAME, NOTIFICATION = (frame_validator(name) for name in
+                                            ("server", "client", "notification"))
+
+
+def check_server_frame(frame: Any) -> None:
+    """Every frame the consumer sends matches the documented schema (inner JSON included)."""
+    SERVER_FRAME.validate(frame)
+    if frame["type"] == "data":
+        NOTIFICATION.validate(json.loads(frame["data"]))
+
+
+@pytest.fixture(autouse=True)
+def frames_match_the_schema(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Validate each frame any test here receives against docs/websocket-frames.schema.json."""
+    received: list[Any] = []
+    original = WebSocket.receive_json_from
+
+    async def receive_json_from(self: WebSocket, timeout: float = 1) -> Any:
+        frame = await original(self, timeout)
+        check_server_frame(frame)
+        received.append(frame)
+        return frame
+
+    monkeypatch.setattr(WebSocket, "receive_json_from", receive_json_from)
+    return received
+
+
+@pytest.mark.parametrize("state", ["pending", "running", "completed", "failed", "cancelled"])
+def test_notification_frames_match_the_schema(state: str) -> None:
+    check_server_frame(client_payload(str(uuid.uuid4()), state))
+    check_server_frame({"type": "status", "task_id": "x", "state": state})
+    with pytest.raises(jsonschema_rs.ValidationError):
+        check_server_frame(client_payload("t", "exploded"))
+
+
+@pytest.mark.parametrize(("frame", "valid"), [
+    ({"type": "auth", "token": "a.b.c"}, True), ({"type": "auth", "channel": CHANNEL}, True),
+    ({"type": "auth", "ticket": "t"}, True),
+    ({"type": "ping"}, True), ({"action": "status", "task_id": "t"}, True),
+    ({"type": "auth"}, False), ({"action": "status"}, False), ({"type": "hello"}, False),
+])
+def test_client_frames_are_described(frame: Any, valid: bool) -> None:
+    assert CLIENT_FRAME.is_valid(frame) is valid
 
 
 def token(sub: Any = "42", exp_in: int = 600) -> str:

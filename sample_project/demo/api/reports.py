@@ -5,25 +5,35 @@ from __future__ import annotations
 import asyncio
 
 from django.utils import timezone
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from async_request.dependencies import require_async
+from async_request.progress import report_progress
 from demo.api.deps import CurrentUser
 from demo.api.schemas import ReportIn, ReportOut
 from demo.models import Report
 from demo.summaries import build_report, orders_csv
 
 router = APIRouter(prefix="/reports", tags=["reports"])
+#: A report build reports its progress in this many steps.
+REPORT_STEPS = 10
 
 
 @router.post("/", response_model=ReportOut, status_code=201)
-async def create_report(body: ReportIn, user: CurrentUser) -> Report:
-    """Build a report in `seconds` seconds and return it ready: the kind of call to defer."""
+async def create_report(body: ReportIn, user: CurrentUser, request: Request) -> Report:
+    """Build a report in `seconds` seconds and return it ready: the kind of call to defer.
+
+    In the background it reports its progress in ten steps (the status body's `progress`, the
+    WebSocket's `running` frames); called directly, `report_progress` does nothing.
+    """
     report = await Report.objects.acreate(
         owner_id=user.pk, kind=body.kind, params=body.model_dump()
     )
-    await asyncio.sleep(body.seconds)
+    for step in range(REPORT_STEPS):
+        report_progress(request, step, REPORT_STEPS, f"building the {body.kind} report")
+        await asyncio.sleep(body.seconds / REPORT_STEPS)
+    report_progress(request, REPORT_STEPS, REPORT_STEPS, "saving")
     report.content = await build_report(body.kind, user.pk)
     report.status = Report.Status.READY
     report.finished_at = timezone.now()
