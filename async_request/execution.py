@@ -210,13 +210,16 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         return {"task_id": task_id, "state": "completed",
                 "status": (claim.result or {}).get("status")}
     if claim.action == "failed":
-        publish(owner, task_id, "failed")
+        publish(owner, task_id, "failed", error=claim.error)
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
     if claim.action == "cancelled":
         # Cancelled while it waited: the store said so before anything ran (its owner was
         # told when it cancelled); the message is acknowledged and nothing is replayed.
         logger.info("task %s was cancelled before it ran; not replayed", task_id)
         return {"task_id": task_id, "state": "cancelled", "status": None}
+    # Started: its owner hears `running` (logged once per operation, so a resumed run says it
+    # again with the same seq); a short try, the run does not wait for a slow layer.
+    publish(owner, task_id, "running", deadline_sec=0, timeout_sec=5)
     try:
         # Opened after the claim, so an envelope that cannot be opened (the secret changed)
         # ends as a recorded failure its owner hears about.
@@ -224,11 +227,11 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         result = _replay(envelope, claim, store, worker)
     except ReplayCancelledError as exc:
         store.cancelled(task_id, str(exc))
-        publish(owner, task_id, "cancelled")
+        publish(owner, task_id, "cancelled", error=str(exc))
         return {"task_id": task_id, "state": "cancelled", "status": None}
     except Exception as exc:
         store.fail(task_id, short_error(exc))
-        publish(owner, task_id, "failed")
+        publish(owner, task_id, "failed", error=short_error(exc))
         raise
     store.finish(task_id, result.to_dict())
     publish(owner, task_id, "completed")

@@ -23,11 +23,13 @@ Put this middleware inside CORS and other edge middleware, so its answers get th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
-from async_request.auth import resolve_owner
+from async_request.auth import Owner, resolve_owner
 from async_request.checks import installed_error
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
@@ -39,6 +41,7 @@ from async_request.exceptions import (
     MethodNotDeferrableError,
 )
 from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope, preferences
+from async_request.notifications import apublish
 from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
@@ -109,6 +112,20 @@ async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher:
     except EnqueueError:
         await store.forget(envelope.task_id)
         raise
+    # The owner hears `pending` (and the event log numbers it) right after, not before the
+    # 202: a notification is not worth a slower answer. Its seq may come after the worker's
+    # `running` one; clients order states, not arrival (see events.py).
+    _in_background(apublish(Owner.parse(envelope.owner), envelope.task_id, "pending"))
+
+
+#: Notifications sent after the answer; kept referenced until they are done.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def check_declared_length(headers: dict[str, str], limit: int) -> None:

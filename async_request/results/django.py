@@ -47,7 +47,7 @@ async def task_result_view(request: HttpRequest, task_id: str) -> HttpResponse:
         if request.method == "DELETE":
             code, body = await sync_to_async(cancel, thread_sensitive=False)(task_id, owner)
             if body["state"] == "cancelled":
-                await apublish(owner, body["task_id"], "cancelled")
+                await apublish(owner, body["task_id"], "cancelled", error=body.get("error"))
             return _json(code, body)
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD", "DELETE"])

@@ -148,7 +148,7 @@ async def cancel_operation(task_id: str, request: Request) -> Response:
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     if body["state"] == "cancelled":
-        await apublish(owner, body["task_id"], "cancelled")
+        await apublish(owner, body["task_id"], "cancelled", error=body.get("error"))
     return JSONResponse(body, code)
 
 
