@@ -45,6 +45,7 @@ class ChaosReport:
     caught_up: list[int] = field(default_factory=list)
     gaps: int = 0
     restarts: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -58,7 +59,7 @@ class ChaosReport:
         return (f"accepted {len(self.accepted)}, with a terminal event {len(self.terminal)}, "
                 f"missing {len(self.missing)}, twice {len(self.twice)}, reconnects "
                 f"{self.reconnects} ({self.failed_connects} refused), gaps {self.gaps}, "
-                f"web restarts {self.restarts}")
+                f"web restarts {self.restarts}, errors {self.errors}")
 
 
 class Listener:
@@ -119,8 +120,10 @@ class Listener:
                             self._take(json.loads(ws.recv(timeout=left)))
                         except TimeoutError:
                             break
-            except (OSError, TimeoutError, WebSocketException):
+            except (OSError, TimeoutError, WebSocketException) as exc:
                 self.report.failed_connects += 1
+                name = type(exc).__name__
+                self.report.errors[name] = self.report.errors.get(name, 0) + 1
                 time.sleep(0.2)
 
 
@@ -155,7 +158,9 @@ def run_chaos(base_url: str, token: str, *, operations: int, clients: int = 8,
                 if (restart_web is not None and not restarted.is_set()
                         and len(report.accepted) >= restart_after):
                     restarted.set()
-                    await asyncio.to_thread(restart_web)
+                    # In this (the main) thread, not a worker thread: the web server is spawned
+                    # with PR_SET_PDEATHSIG, so it would die with a short-lived thread.
+                    restart_web()
                     report.restarts += 1
 
     async def send_all() -> None:

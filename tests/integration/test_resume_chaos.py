@@ -15,6 +15,7 @@ from tools.chaos import run_chaos
 from tools.services import Service
 
 pytestmark = pytest.mark.integration
+OPERATIONS = 400
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def chaos_stack(kafka: Service, redis_url: str,
     stack = IntegrationStack(
         kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("chaos"),
         database_url=os.environ.get("DATABASE_URL") or None,
-        extra_env={"ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
+        extra_env={"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
     try:
         stack.start()
         yield stack
@@ -36,10 +37,10 @@ def chaos_stack(kafka: Service, redis_url: str,
 def test_every_terminal_event_arrives_once_across_drops_and_a_web_restart(
         chaos_stack: IntegrationStack) -> None:
     token = chaos_stack.create_user("chaos_user")
-    report = run_chaos(chaos_stack.base_url, token, operations=400, clients=8,
-                       restart_web=chaos_stack.restart_web, restart_after=150)
+    report = run_chaos(chaos_stack.base_url, token, operations=OPERATIONS, clients=8,
+                       restart_web=chaos_stack.restart_web, restart_after=OPERATIONS // 3)
     print(report.line())
     assert report.restarts == 1 and report.reconnects >= 5, report.line()
     assert report.missing == [], report.line()
     assert report.twice == [], report.line()
-    assert len(report.accepted) == 400
+    assert len(report.accepted) == OPERATIONS
