@@ -60,18 +60,22 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker',
 return {'run', attempts, owner, ''}
 """
 
-#: Cancel by the owner. KEYS op, lease, inflight; ARGV owner, now, reason, task id, cancels
-#: channel. Returns the state after the call (unknown when the op is not the owner's): a
-#: pending operation is cancelled at once (a worker that claims it later finds it cancelled)
-#: and gives its in-flight slot back; a running one is marked cancel_requested and announced
-#: on the cancels channel (its worker hears it at once, see cancel_watch.py, or at its next
-#: lease renewal; its terminal write frees the slot); a finished one is left as it is.
+#: Cancel by the owner. KEYS op, lease, inflight, webhooks due; ARGV owner, now, reason, task
+#: id, cancels channel. Returns the state after the call (unknown when the op is not the
+#: owner's): a pending operation is cancelled at once (a worker that claims it later finds it
+#: cancelled), gives its in-flight slot back and, with a callback, is due for its webhook; a
+#: running one is marked cancel_requested and announced on the cancels channel (its worker
+#: hears it at once, see cancel_watch.py, or at its next lease renewal; its terminal write
+#: frees the slot); a finished one is left as it is.
 CANCEL = """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if not op[1] or op[2] ~= ARGV[1] then return 'unknown' end
 if op[1] == 'pending' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[4])
+  if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
+    redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+  end
   return 'cancelled'
 end
 if op[1] == 'running' then

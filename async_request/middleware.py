@@ -47,6 +47,7 @@ from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
 from async_request.types import INTERNAL_SCOPE_KEY, ASGIApp, Receive, Scope, Send
 from async_request.waiting import applied_value, outcome_answer, wait_outcome, wait_seconds
+from async_request.webhooks import CALLBACK_HEADER, callback_url
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,12 @@ async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher:
                 rerun_of: str | None = None) -> None:
     """Record `envelope` (within its owner's in-flight cap), then publish it; when the broker
     does not take it the record is withdrawn and EnqueueError raised: nothing half-done."""
+    # Checked here, before anything is stored: a callback to a host not allowed is a 400.
+    callback = callback_url(dict(envelope.headers).get(CALLBACK_HEADER), settings)
     await store.accept(envelope.task_id, envelope.owner, envelope.path,
                        envelope.method.upper(), body_aside,
                        envelope=envelope.to_dict(settings.secret_key), rerun_of=rerun_of,
-                       max_inflight=settings.max_inflight_per_owner)
+                       max_inflight=settings.max_inflight_per_owner, callback=callback)
     try:
         await dispatcher.enqueue(envelope, secret=settings.secret_key)
     except EnqueueError:

@@ -77,6 +77,19 @@ def inflight_key(owner: str) -> str:
     return f"{PREFIX}:inflight:{_owner_hash(owner)}"
 
 
+#: Operations whose completion webhook is due, scored by the next try's time (webhooks.py).
+WEBHOOKS_DUE = f"{PREFIX}:webhooks"
+
+
+def _opened(sealed: str | None, secret: str) -> str | None:
+    if not sealed:
+        return None
+    try:
+        return unseal(sealed, secret).decode()
+    except EnvelopeError:  # sealed with a rotated key: no webhook can be sent
+        return None
+
+
 @dataclass(frozen=True)
 class Operation:
     """One operation as stored."""
@@ -96,6 +109,10 @@ class Operation:
     cancel_requested: bool = False
     rerun_of: str | None = None
     progress: Progress | None = None
+    #: The completion webhook's URL (opened from its seal), its tries so far and last outcome.
+    callback: str | None = None
+    webhook_tries: int = 0
+    webhook_outcome: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -126,6 +143,9 @@ class Operation:
             cancel_requested=bool(data.get("cancel_requested")),
             rerun_of=data.get("rerun_of") or None,
             progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
+            callback=_opened(data.get("callback"), secret),
+            webhook_tries=int(data.get("webhook_tries") or 0),
+            webhook_outcome=data.get("webhook_outcome") or None,
         )
 
 

@@ -2,6 +2,7 @@
 
 - a replay revoked before or while it ran (Flower's revoke, `celery control revoke`) ends
   `cancelled` in the store, and its recorded owner is told;
+- a worker delivers due completion webhooks from its main process (`webhooks.Deliverer`);
 - a worker imports the replay target when it starts, each prefork pool process starts it (runs
   its ASGI lifespan) when it starts, and every process that started it runs its lifespan
   shutdown at exit.
@@ -19,6 +20,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 
@@ -28,6 +30,7 @@ from async_request.execution import preload_asgi_app, start_replay_target, stop_
 from async_request.notifications import publish
 from async_request.records import TERMINAL_STATES
 from async_request.store import get_store
+from async_request.webhooks import start_deliverer, stop_deliverer
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +62,7 @@ def connect() -> None:
     worker_process_shutdown.connect(stop_replay_target, dispatch_uid="async_request.stop_child",
                                     weak=False)
     worker_shutdown.connect(stop_replay_target, dispatch_uid="async_request.stop", weak=False)
+    # Completion webhooks go out from the worker's main process, whatever its pool.
+    worker_ready.connect(start_deliverer, dispatch_uid="async_request.webhooks", weak=False)
+    worker_shutdown.connect(stop_deliverer, dispatch_uid="async_request.webhooks_stop",
+                            weak=False)

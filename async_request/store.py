@@ -52,6 +52,7 @@ from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
     SUMMARY_FIELDS,
+    WEBHOOKS_DUE,
     Claim,
     Operation,
     body_key,
@@ -123,7 +124,8 @@ class OperationStore:
     # -- web side ----------------------------------------------------------------------------
     async def accept(self, task_id: str, owner: str, endpoint: str, method: str,
                      body_aside: bytes | None = None, *, envelope: dict[str, Any] | None = None,
-                     rerun_of: str | None = None, max_inflight: int = 0) -> None:
+                     rerun_of: str | None = None, max_inflight: int = 0,
+                     callback: str | None = None) -> None:
         """Record an operation before it is published, with its captured `envelope` (the wire
         dict) for a re-run; StoreUnavailableError if Redis is down, TooManyInFlightError when
         `owner` already has `max_inflight` operations not finished (0: no cap)."""
@@ -132,6 +134,8 @@ class OperationStore:
                   "created_at": repr(now), "expires_at": repr(now + self.expires_sec)}
         if rerun_of:
             fields["rerun_of"] = rerun_of
+        if callback:  # sealed: a callback URL may carry its receiver's token
+            fields["callback"] = seal(callback.encode(), self.secret)
         keys = [op_key(task_id), gone_key(task_id), owner_key(owner), inflight_key(owner),
                 body_key(task_id), envelope_key(task_id)]
         args: list[Any] = [
@@ -287,7 +291,7 @@ class OperationStore:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
             state = self._script("CANCEL")(
-                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner)],
+                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner), WEBHOOKS_DUE],
                 args=[owner, repr(time.time()), CANCELLED_ERROR, task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
@@ -359,6 +363,18 @@ class OperationStore:
         """Record a failed run (timeout, interrupted, the app could not be loaded, ...)."""
         self._end(task_id, {"state": "failed", "error": error[:300]})
 
+    def webhook_target(self, task_id: str) -> tuple[str, Operation, int] | None:
+        """(callback URL, operation, tries so far) of an ended operation with a callback."""
+        operation = self.get(task_id)
+        if operation is None or not operation.terminal or not operation.callback:
+            return None
+        return operation.callback, operation, operation.webhook_tries
+
+    def webhook_tried(self, task_id: str, tries: int, outcome: str) -> None:
+        """Note a webhook try on the operation (tries, the last outcome)."""
+        self.client.hset(op_key(task_id), mapping={"webhook_tries": tries,
+                                                   "webhook_outcome": outcome[:200]})
+
     def cancelled(self, task_id: str, reason: str) -> None:
         """Record a run that was stopped (its owner cancelled it, or Flower revoked it)."""
         self._end(task_id, {"state": "cancelled", "error": reason[:300]})
@@ -371,8 +387,10 @@ class OperationStore:
         kept = (body_key(task_id), envelope_key(task_id))
 
         def write() -> None:
-            owner = self.client.hget(op_key(task_id), "owner")
+            owner, callback = self.client.hmget(op_key(task_id), "owner", "callback")
             pipe = self.client.pipeline(transaction=True)
+            if callback:  # its completion webhook is due now (webhooks.py delivers it)
+                pipe.zadd(WEBHOOKS_DUE, {task_id: now})
             pipe.hset(op_key(task_id), mapping=record)  # type: ignore[arg-type]
             pipe.expire(op_key(task_id), self.expires_sec)
             pipe.expire(gone_key(task_id), self.expires_sec + GONE_SEC)

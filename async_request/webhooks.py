@@ -32,21 +32,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis
 
 from async_request.exceptions import CallbackRefusedError, ConfigurationError
-from async_request.records import PREFIX
+from async_request.records import WEBHOOKS_DUE
 from async_request.settings import Settings
+
+if TYPE_CHECKING:
+    from async_request.store import OperationStore
 
 logger = logging.getLogger(__name__)
 
 CALLBACK_HEADER = "x-async-request-callback"
 #: The operations whose webhook is due, scored by when to try next (epoch seconds).
-DUE_KEY = f"{PREFIX}:webhooks"
+DUE_KEY = WEBHOOKS_DUE
 #: How long one try may take, and how far a claim pushes the entry's score.
 TRY_TIMEOUT_SEC = 10.0
 CLAIM_SEC = 30.0
@@ -154,26 +156,21 @@ def backoff(attempt: int) -> float:
 
 
 class Deliverer:
-    """One worker process's delivery loop over the due set (see the module docstring).
+    """One worker process's delivery loop over the due set (see the module docstring)."""
 
-    `load(task_id)` gives (callback URL, status body, finished_at, attempts so far) of an
-    operation, or None when it is gone; `record(task_id, attempts, outcome)` stores the try.
-    """
-
-    def __init__(self, client: redis.Redis, settings: Settings,
-                 load: Callable[[str], tuple[str, dict[str, Any], float, int] | None],
-                 record: Callable[[str, int, str], None], *, interval: float = 0.5) -> None:
-        self.client = client
+    def __init__(self, store: OperationStore, settings: Settings, *,
+                 interval: float = 0.5) -> None:
+        self.store = store
         self.settings = settings
-        self.load = load
-        self.record = record
         self.interval = interval
-        self._claim = client.register_script(CLAIM_DUE)
+        self._claim = store.client.register_script(CLAIM_DUE)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Run the loop in a daemon thread (idempotent)."""
         if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
             self._thread.start()
 
@@ -190,37 +187,64 @@ class Deliverer:
     def run_due(self, now: float | None = None) -> int:
         """Try every due webhook once; how many were tried."""
         now = time.time() if now is None else now
-        due = self.client.zrangebyscore(DUE_KEY, "-inf", repr(now), start=0, num=20)
+        client = self.store.client
+        due: list[bytes] = client.zrangebyscore(  # type: ignore[assignment]
+            DUE_KEY, "-inf", repr(now), start=0, num=20)
         tried = 0
         for raw in due:
-            task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            task_id = raw.decode()
             if self._claim(keys=[DUE_KEY], args=[task_id, repr(now), repr(now + CLAIM_SEC)]):
                 tried += 1
-                self._try(task_id, now)
+                self._try(task_id)
         return tried
 
-    def _try(self, task_id: str, now: float) -> None:
-        loaded = self.load(task_id)
-        if loaded is None:  # the operation expired: nothing left to send
-            self.client.zrem(DUE_KEY, task_id)
+    def _try(self, task_id: str) -> None:
+        from async_request.results.status import status_body
+
+        client = self.store.client
+        target = self.store.webhook_target(task_id)
+        if target is None:  # expired, or no longer one to send: nothing left to do
+            client.zrem(DUE_KEY, task_id)
             return
-        url, body, finished_at, attempts = loaded
-        attempts += 1
-        outcome = post(url, message_id(task_id), json.dumps(body).encode(),
+        url, operation, tries = target
+        tries += 1
+        outcome = post(url, message_id(task_id), json.dumps(status_body(operation)).encode(),
                        self.settings.webhook_secret)
         if isinstance(outcome, int) and 200 <= outcome < 300:
-            self.client.zrem(DUE_KEY, task_id)
-            self.record(task_id, attempts, f"delivered {outcome}")
+            client.zrem(DUE_KEY, task_id)
+            self.store.webhook_tried(task_id, tries, f"delivered: HTTP {outcome}")
             return
         reason = f"HTTP {outcome}" if isinstance(outcome, int) else outcome
-        later = time.time() + backoff(attempts)
-        if later > finished_at + self.settings.webhook_retry_sec:
-            self.client.zrem(DUE_KEY, task_id)
-            logger.warning("webhook of task %s given up after %d tries: %s", task_id,
-                           attempts, reason)
-            self.record(task_id, attempts, f"given up: {reason}")
+        later = time.time() + backoff(tries)
+        if later > (operation.finished_at or 0) + self.settings.webhook_retry_sec:
+            client.zrem(DUE_KEY, task_id)
+            logger.warning("webhook of task %s given up after %d tries: %s", task_id, tries,
+                           reason)
+            self.store.webhook_tried(task_id, tries, f"given up: {reason}")
             return
-        logger.info("webhook of task %s: try %d failed (%s); next in %.0fs", task_id, attempts,
-                    reason, backoff(attempts))
-        self.client.zadd(DUE_KEY, {task_id: later})
-        self.record(task_id, attempts, f"failed: {reason}")
+        logger.info("webhook of task %s: try %d failed (%s); next in %.0fs", task_id, tries,
+                    reason, backoff(tries))
+        client.zadd(DUE_KEY, {task_id: later})
+        self.store.webhook_tried(task_id, tries, f"failed: {reason}")
+
+
+_deliverer: Deliverer | None = None
+
+
+def start_deliverer(**_: Any) -> None:
+    """Celery `worker_ready`: deliver due webhooks from this worker (when callbacks are on)."""
+    global _deliverer
+    from async_request.settings import get_settings
+    from async_request.store import get_store
+
+    settings = get_settings()
+    if not settings.callback_hosts or not settings.webhook_secret:
+        return
+    _deliverer = Deliverer(get_store(), settings)
+    _deliverer.start()
+
+
+def stop_deliverer(**_: Any) -> None:
+    """Celery `worker_shutdown`: stop the loop (a try under way finishes on its own)."""
+    if _deliverer is not None:
+        _deliverer.stop()
