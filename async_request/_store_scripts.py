@@ -41,7 +41,8 @@ if ARGV[9] ~= '' then redis.call('SET', KEYS[6], ARGV[9], 'EX', expires) end
 return 0
 """
 
-#: Claim for a run. KEYS op, lease; ARGV worker, lease ms, now.
+#: Claim for a run. KEYS op, lease; ARGV worker, lease ms, now, done channel (a waiting status
+#: read hears `running` on it).
 #: Returns {action, attempts, owner, result-or-error}; action is unknown, done, failed,
 #: cancelled, busy (a live lease elsewhere) or run.
 CLAIM = """
@@ -57,6 +58,7 @@ if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker', ARGV[1])
+if state ~= 'running' then redis.call('PUBLISH', ARGV[4], 'running') end
 return {'run', attempts, owner, ''}
 """
 

@@ -37,6 +37,7 @@ import json
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -185,11 +186,19 @@ class OperationStore:
 
     async def wait_terminal(self, task_id: str, timeout: float) -> Operation | None:
         """The operation once it has ended, waiting up to `timeout` seconds; None if it has not
-        (or is unknown). StoreUnavailableError when Redis cannot be reached.
+        (or is unknown). StoreUnavailableError when Redis cannot be reached."""
+        found = await self.wait_until(task_id, timeout, lambda op: op.terminal)
+        return found if found is not None and found.terminal else None
 
-        Subscribes to its `done` channel first and only then reads the record once: an end
-        published between the two is either in the record or in the subscription. The
-        subscription's connection goes back to the pool when this returns or is cancelled.
+    async def wait_until(self, task_id: str, timeout: float,
+                         done: Callable[[Operation], bool]) -> Operation | None:
+        """The operation as soon as `done(operation)` holds, or as it is after `timeout`
+        seconds; None when unknown. StoreUnavailableError when Redis cannot be reached.
+
+        Subscribes to its `done` channel first (the worker publishes `running` at its claim
+        and the outcome at its end) and only then reads the record: a change published
+        between the two is either in the record or in the subscription. The subscription's
+        connection goes back to the pool when this returns or is cancelled.
         """
         deadline = time.monotonic() + timeout
         pubsub = self.aclient().pubsub()
@@ -197,7 +206,7 @@ class OperationStore:
             await pubsub.subscribe(done_channel(task_id))
             while True:
                 operation = await self.aget(task_id)
-                if operation is None or operation.terminal:
+                if operation is None or done(operation):
                     return operation
                 # Wait for the message in slices below the client's socket timeout; a slice
                 # ends at once when the message comes, so this is no polling of the record.
@@ -207,7 +216,7 @@ class OperationStore:
                     if message is not None:
                         break
                 else:
-                    return None
+                    return operation
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("cannot wait for the outcome", exc) from exc
         finally:
@@ -242,7 +251,8 @@ class OperationStore:
             action, attempts, owner, payload = self._retry(
                 lambda: self._script("CLAIM")(
                     keys=[op_key(task_id), lease_key(task_id)],
-                    args=[worker, int(self.lease_sec * 1000), repr(time.time())]),
+                    args=[worker, int(self.lease_sec * 1000), repr(time.time()),
+                          done_channel(task_id)]),
                 "claim task")
             action = action.decode() if isinstance(action, bytes) else action
             owner = owner.decode() if isinstance(owner, bytes) else owner

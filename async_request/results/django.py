@@ -24,7 +24,7 @@ from async_request.notifications import apublish
 from async_request.problems import django_response, problem_for
 from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.rerun import rerun
-from async_request.results.status import status_answer
+from async_request.results.status import parse_wait, status_answer_after
 from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
 from async_request.settings import RESULTS_ROUTE, get_settings
 
@@ -51,8 +51,8 @@ async def task_result_view(request: HttpRequest, task_id: str) -> HttpResponse:
             return _json(code, body)
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD", "DELETE"])
-        code, body, headers = await sync_to_async(status_answer, thread_sensitive=False)(
-            task_id, owner)
+        wait = parse_wait(request.GET.get("wait"), get_settings().max_wait_sec)
+        code, body, headers = await status_answer_after(task_id, owner, wait)
     except AsyncRequestError as exc:
         return django_response(problem_for(exc))
     return _json(code, body, headers)

@@ -34,7 +34,7 @@ from async_request.results.schemas import (
     TicketBody,
     problem_responses,
 )
-from async_request.results.status import status_answer
+from async_request.results.status import parse_wait, status_answer_after
 from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
 from async_request.settings import RESULTS_ROUTE, get_settings
 
@@ -122,12 +122,17 @@ async def my_operations(
 # Anything else under the prefix too (no trailing slash, `//`, ...): answered here, it never
 # meets Starlette's slash redirect, which builds an absolute Location from the Host header.
 @router.get(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
-async def async_background_response(task_id: str, request: Request) -> Response:
+async def async_background_response(
+    task_id: str, request: Request,
+    wait: str | None = Query(None, description="long-poll: answer when the state changes, "
+                                               "or after this many seconds"),
+) -> Response:
     """Return the state, and once it ended the stored response, of a background request."""
     task_id = task_id.removesuffix("/")  # the catch-all route hands it on with its slash
     try:
-        _, (code, body, headers) = await _owner_call(
-            request, lambda owner: status_answer(task_id, owner))
+        owner = resolve_owner(headers_from_scope(request.scope), get_settings())
+        seconds = parse_wait(request.query_params.get("wait"), get_settings().max_wait_sec)
+        code, body, headers = await status_answer_after(task_id, owner, seconds)
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     return JSONResponse(body, code, headers=headers)

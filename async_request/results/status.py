@@ -17,6 +17,7 @@ percent, message, updated_at}, or null when it reported none.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from async_request.auth import Owner
-from async_request.exceptions import OperationGoneError, UnknownOperationError
+from async_request.exceptions import BadQueryError, OperationGoneError, UnknownOperationError
 from async_request.progress import Progress
 from async_request.records import Operation
 from async_request.settings import get_settings
@@ -144,6 +145,28 @@ def status_answer(task_id: str, owner: Owner, *, store: OperationStore | None = 
     return 202, status_body(operation), {
         "Location": f"{get_settings().results_path}{operation.task_id}/",
         "Retry-After": str(retry_after(operation, time.time()))}
+
+
+def parse_wait(text: str | None, cap: int) -> float | None:
+    """The long-poll `?wait=N`: whole seconds, capped at ASYNC_REQUEST_MAX_WAIT_SEC."""
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise BadQueryError(f"wait: {text[:40]!r} is not a number of seconds")
+    return float(min(int(text), cap))
+
+
+async def status_answer_after(task_id: str, owner: Owner, wait: float | None, *,
+                              store: OperationStore | None = None
+                              ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """`status_answer`, as soon as the state differs from now or after `wait` seconds (the
+    long-poll `?wait=N`); at once when `wait` is None or the operation has ended."""
+    store = store or get_store()
+    if wait:
+        now = await asyncio.to_thread(owned, task_id, owner, store)
+        if not now.terminal:
+            await store.wait_until(now.task_id, wait, lambda op: op.state != now.state)
+    return await asyncio.to_thread(status_answer, task_id, owner, store=store)
 
 
 def task_status(task_id: str, owner: Owner, *, store: OperationStore | None = None

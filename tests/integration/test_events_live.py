@@ -142,3 +142,30 @@ def test_a_websocket_resumes_after_the_last_seq_it_has(
         ws.send(json.dumps({"action": "resume", "after": last}))
         again = frames_until(ws, lambda f: f.get("type") == "resumed")
         assert again == [{"type": "resumed", "last": frames[-1]["last"], "count": 0}]
+
+
+def test_a_long_poll_answers_when_the_state_changes_or_after_n_seconds(
+        http: httpx.Client, fay: str) -> None:
+    task_id = accepted_id(http.get("/api/v1/analytics/slow/?seconds=2",
+                                   headers=auth(fay, **{"x-async-request": "true"})))
+    states = []
+    deadline = time.monotonic() + 60
+    while not states or states[-1] not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        t0 = time.monotonic()
+        answer = http.get(f"{BASE}{task_id}/?wait=20", headers=auth(fay))
+        states.append(answer.json()["state"])
+        assert time.monotonic() - t0 < 15  # answered at the change, not after 20 s
+    assert states[-1] == "completed" and len(states) <= 4, states
+    # Ended: at once. Nothing changes: after N seconds, with the same state.
+    assert http.get(f"{BASE}{task_id}/?wait=20", headers=auth(fay)).status_code == 200
+    slow = accepted_id(http.get("/api/v1/analytics/slow/?seconds=8",
+                                headers=auth(fay, **{"x-async-request": "true"})))
+    while http.get(f"{BASE}{slow}/", headers=auth(fay)).json()["state"] != "running":
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    still = http.get(f"{BASE}{slow}/?wait=1", headers=auth(fay))
+    assert still.status_code == 202 and still.json()["state"] == "running"
+    assert 0.9 <= time.monotonic() - t0 < 5
+    bad = http.get(f"{BASE}{slow}/?wait=soon", headers=auth(fay))
+    assert bad.status_code == 400 and "wait" in bad.json()["detail"]
