@@ -25,7 +25,13 @@ from async_request.problems import django_response, problem_for
 from async_request.results.operations import cancel, list_operations, subscription_ticket
 from async_request.results.rerun import rerun
 from async_request.results.status import parse_wait, status_answer_after
-from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
+from async_request.results.stream import (
+    STREAM_HEADERS,
+    events,
+    stream_after,
+    stream_owner,
+    subscribe,
+)
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 
@@ -138,9 +144,10 @@ async def events_view(request: HttpRequest) -> HttpResponse | StreamingHttpRespo
     query = {k: v for k, v in request.GET.items()}
     try:
         owner = stream_owner(headers, query)
+        subscription = await subscribe(owner)
     except AsyncRequestError as exc:
         return django_response(problem_for(exc))
-    response = StreamingHttpResponse(events(owner, stream_after(headers, query)),
+    response = StreamingHttpResponse(events(owner, stream_after(headers, query), subscription),
                                      content_type="text/event-stream")
     for name, value in STREAM_HEADERS.items():
         response[name] = value

@@ -35,13 +35,19 @@ from async_request.results.schemas import (
     problem_responses,
 )
 from async_request.results.status import parse_wait, status_answer_after
-from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
+from async_request.results.stream import (
+    STREAM_HEADERS,
+    events,
+    stream_after,
+    stream_owner,
+    subscribe,
+)
 from async_request.settings import RESULTS_ROUTE, get_settings
 
 router = APIRouter(tags=["async-request"])
 # The models document the answers; the routes send the dicts of status.py / operations.py as
 # they are (a Response returned as is skips response_model), so the bytes never change.
-_ERRORS = problem_responses(401, 404, 410, 503)
+_ERRORS = problem_responses(400, 401, 404, 410, 503)
 
 
 async def _owner_call(request: Request, call: Callable[[Owner], Any]) -> tuple[Owner, Any]:
@@ -75,7 +81,7 @@ async def subscription_ticket_view(request: Request) -> Response:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "`id: <seq>` + `data: <event JSON>`, heartbeats"},
-                       **problem_responses(401)})
+                       **problem_responses(401, 503)})
 @router.get(f"/{RESULTS_ROUTE}/events", include_in_schema=False)
 async def event_stream(
     request: Request,
@@ -86,9 +92,11 @@ async def event_stream(
     headers = headers_from_scope(request.scope)
     try:
         owner = stream_owner(headers, request.query_params)
+        subscription = await subscribe(owner)
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
-    return StreamingResponse(events(owner, stream_after(headers, request.query_params)),
+    resume = stream_after(headers, request.query_params)
+    return StreamingResponse(events(owner, resume, subscription),
                              media_type="text/event-stream", headers=STREAM_HEADERS)
 
 

@@ -2,7 +2,8 @@
 
 | state | HTTP | body |
 |---|---|---|
-| unknown, malformed id, other owner | 404 | problem+json (the three are indistinguishable: `UnknownOperationError`) |
+| unknown, other owner | 404 | problem+json (the two are indistinguishable: `UnknownOperationError`) |
+| malformed id (not a UUID) | 400 | problem+json naming `task_id` (`BadQueryError`): nobody's operation has it |
 | queued / running | 202 | {task_id, state: pending or running, endpoint, progress} |
 | completed (any HTTP status of the route) | 200 | {task_id, state, status, endpoint, headers, response, encoding} |
 | failed in the worker | 200 | {task_id, state: failed, status: null, endpoint, error} (no traceback) |
@@ -111,7 +112,9 @@ def owned(task_id: str, owner: Owner, store: OperationStore) -> Operation:
     """The caller's operation; UnknownOperationError (404) or OperationGoneError (410)."""
     canonical = parse_task_id(task_id)
     if canonical is None or canonical != task_id.lower():
-        raise UnknownOperationError(NOT_FOUND_DETAIL)
+        # No operation of anyone has such an id: saying so leaks nothing.
+        raise BadQueryError(f"task_id: {task_id[:60]!r} is not an operation id (a UUID "
+                            "as the 202 gave it)")
     operation = store.get(canonical)
     if operation is not None and operation.owner == str(owner):
         return operation
@@ -148,8 +151,9 @@ def status_answer(task_id: str, owner: Owner, *, store: OperationStore | None = 
 
 
 def parse_wait(text: str | None, cap: int) -> float | None:
-    """The long-poll `?wait=N`: whole seconds, capped at ASYNC_REQUEST_MAX_WAIT_SEC."""
-    if text is None:
+    """The long-poll `?wait=N`: whole seconds, capped at ASYNC_REQUEST_MAX_WAIT_SEC; absent or
+    empty: no wait."""
+    if not text:
         return None
     if not text.isdigit():
         raise BadQueryError(f"wait: {text[:40]!r} is not a number of seconds")
@@ -180,5 +184,5 @@ def task_state(task_id: str, owner: Owner, store: OperationStore | None = None) 
     """pending, running, completed, failed, cancelled, or unknown (also for another's task)."""
     try:
         return str(task_status(task_id, owner, store=store)[1]["state"])
-    except (UnknownOperationError, OperationGoneError):
+    except (UnknownOperationError, OperationGoneError, BadQueryError):
         return "unknown"

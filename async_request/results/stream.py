@@ -32,7 +32,7 @@ import redis
 
 from async_request.auth import Owner, channel_owner, resolve_owner
 from async_request.events import MAX_CATCH_UP, Relay, event_log, parse_after
-from async_request.exceptions import AuthenticationError
+from async_request.exceptions import AuthenticationError, StoreUnavailableError
 from async_request.notifications import EXTRAS, MESSAGE_TYPE, event_data, group_for
 from async_request.settings import get_settings
 from async_request.store import get_store
@@ -69,15 +69,29 @@ def _event(seq: int | None, data: dict[str, Any]) -> str:
     return f"{head}data: {json.dumps(data)}\n\n"
 
 
-async def events(owner: Owner, after: int | None, *,
-                 heartbeat: float = HEARTBEAT_SEC) -> AsyncIterator[str]:
-    """The stream's text: catch-up after `after` (if given), then live events, heartbeats."""
+async def subscribe(owner: Owner) -> tuple[Any, str | None]:
+    """The channel layer and a channel in the owner's group (None without a layer), joined
+    before the answer starts, so a layer that is down is a 503 problem, not a broken stream;
+    and before the catch-up, so nothing slips between the two."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    channel = await layer.new_channel() if layer is not None else None
-    if channel is not None:
-        await layer.group_add(group_for(owner), channel)  # before the catch-up: nothing slips
+    if layer is None:
+        return None, None
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(group_for(owner), channel)
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("could not subscribe an event stream: %r", exc)
+        raise StoreUnavailableError("the notification service is unavailable; "
+                                    "retry later") from exc
+    return layer, channel
+
+
+async def events(owner: Owner, after: int | None, subscription: tuple[Any, str | None], *,
+                 heartbeat: float = HEARTBEAT_SEC) -> AsyncIterator[str]:
+    """The stream's text: catch-up after `after` (if given), then live events, heartbeats."""
+    layer, channel = subscription
     relay = Relay(after or 0)
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
@@ -100,7 +114,7 @@ async def events(owner: Owner, after: int | None, *,
                 message["task_id"], message["status"], message.get("progress"), **extra))
     finally:
         if channel is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(redis.RedisError, OSError):
                 await layer.group_discard(group_for(owner), channel)
 
 

@@ -90,8 +90,9 @@ def test_async_header_answers_202_or_problem(case: Any, live: Live) -> None:
         # The results routes answer themselves: their bodies match the router's models.
         case.validate_response(response, checks=[response_schema_conformance])
     if case.operation.label == RESULTS_OPERATION:
-        # Never deferred; a generated id is nobody's task (or not a uuid at all).
-        _assert_problem(response, 404, 405)
+        # Never deferred; a generated id is nobody's task (404), or not a uuid at all, or a
+        # bad ?wait= (400 naming it).
+        _assert_problem(response, 400, 404, 405)
         return
     if case.operation.label == CHANNELS_OPERATION:
         # Never deferred either: it hands out a fresh anonymous channel name.
@@ -106,8 +107,9 @@ def test_async_header_answers_202_or_problem(case: Any, live: Live) -> None:
             assert response.status_code in (200, 201, 202), response.status_code  # 201: tickets
         return
     if response.status_code != 202:
-        # Only methods the middleware cannot defer (TRACE, CONNECT, made-up verbs).
-        _assert_problem(response, 405)
+        # Methods the middleware cannot defer (TRACE, CONNECT, made-up verbs), or the fuzz
+        # user past its in-flight cap (ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER: 429).
+        _assert_problem(response, 405, 429)
         return
     body = response.json()
     task_id = body["meta"]["async_request_id"]

@@ -169,8 +169,10 @@ def test_results_endpoint_refusals(http: httpx.Client, alice: str) -> None:
     unknown = http.get(RESULTS.format(uuid.uuid4()), headers=auth(alice))
     malformed = http.get(RESULTS.format("not-a-uuid"), headers=auth(alice))
     anonymous = http.get(RESULTS.format(uuid.uuid4()))
-    assert unknown.status_code == malformed.status_code == 404
-    assert unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.status_code == 404
+    assert malformed.status_code == 400 and "task_id" in malformed.json()["detail"]
+    assert unknown.headers["content-type"] == malformed.headers["content-type"] == \
+        "application/problem+json"
     assert anonymous.status_code == 401
 
 

@@ -47,7 +47,7 @@ def test_django_view_owner_rules(results_redis: str) -> None:
     code, body, media = call(task_id, authorization=f"Bearer {token}")
     assert code == 202 and body["state"] == "pending" and body["endpoint"] == "/x/"
     assert call(task_id, authorization=f"Bearer {other}")[0] == 404
-    assert call("not-a-uuid", authorization=f"Bearer {token}")[0] == 404
+    assert call("not-a-uuid", authorization=f"Bearer {token}")[0] == 400
     code, body, media = call(task_id)
     assert code == 401 and media == "application/problem+json" and body["status"] == 401
 
