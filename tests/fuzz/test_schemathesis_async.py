@@ -172,11 +172,14 @@ def test_accepted_tasks_complete_and_worker_survives(live: Live) -> None:
 @given(task_id=st.one_of(st.text(max_size=60), st.uuids().map(str),
                          st.uuids().map(lambda u: str(u).upper())),
        authorised=st.booleans())
-def test_results_task_id_is_404_or_401(live: Live, task_id: str, authorised: bool) -> None:
+def test_results_task_id_is_404_400_or_401(live: Live, task_id: str, authorised: bool) -> None:
     headers = live.auth if authorised else {}
     url = f"{live.stack.base_url}{RESULTS}{quote(task_id, safe='')}/"
     response = live.session.get(url, headers=headers, timeout=10, allow_redirects=False)
     assert response.status_code < 500, (response.status_code, response.text[:500])
-    problem = _assert_problem(response, 404 if authorised else 401, 404)
+    # Nobody's uuid: 404; not a uuid at all: 400 naming task_id; no credential: 401 first.
+    problem = _assert_problem(response, *((404, 400) if authorised else (401, 404)))
     if response.status_code == 404:
         assert "belongs to you" in problem["detail"] or "Not Found" in problem["detail"]
+    if response.status_code == 400:
+        assert "task_id" in problem["detail"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlparse
 
-from tools.services import Service
+from tools.services import Service, redis_url_with_db
 from tools.stack import Stack, log_tails
 
 if TYPE_CHECKING:
@@ -73,6 +73,23 @@ def create_postgres_database(url: str) -> tuple[str, Callable[[], None]]:
             )
 
     return urlparse(url)._replace(path=f"/{name}").geturl(), drop
+
+
+def own_redis_db(redis_url: str, db: int) -> str:
+    """`redis_url` on database `db`, emptied: a stack of a test module of its own.
+
+    The sample's owners are `user:<pk>`, so two stacks with their own databases of users share
+    owner names; on one Redis database they would share in-flight counts and event logs.
+    """
+    import redis
+
+    url = redis_url_with_db(redis_url, db)
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
 
 
 def auth(token: str, **extra: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ import redis
 from async_request.exceptions import TooManyInFlightError
 from async_request.records import inflight_key, op_key, owner_key
 from async_request.store import OperationStore
-from tests.integration.stack import IntegrationStack, auth
+from tests.integration.stack import IntegrationStack, auth, own_redis_db
 from tools.services import Service
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,8 @@ LIMITS = ["GET ^/test/sleep-sync/$ 1", "GET ^/test/sleep/$ 1", "GET ^/test/block
 def limited(kafka: Service, redis_url: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
     live = IntegrationStack(
-        kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("limits"),
+        kafka=kafka.url, redis_url=own_redis_db(redis_url, 11),
+        workdir=tmp_path_factory.mktemp("limits"),
         database_url=os.environ.get("DATABASE_URL") or None,
         extra_env={"BS_ASYNC_REQUEST_ASGI_APP": "tests.integration.limits_app:application",
                    "BS_ASYNC_REQUEST_ROUTE_TIMEOUTS": json.dumps(LIMITS),
@@ -63,8 +64,8 @@ def http(limited: IntegrationStack) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def db(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+def db(limited: IntegrationStack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(limited.redis_url)
     yield client
     client.close()
 

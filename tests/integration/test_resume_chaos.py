@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import IntegrationStack
+from tests.integration.stack import IntegrationStack, own_redis_db
 from tools.chaos import run_chaos
 from tools.services import Service
 
@@ -23,7 +23,8 @@ def chaos_stack(kafka: Service, redis_url: str,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
     """Its own web server (restarted by the test), worker and consumer group."""
     stack = IntegrationStack(
-        kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("chaos"),
+        kafka=kafka.url, redis_url=own_redis_db(redis_url, 12),
+        workdir=tmp_path_factory.mktemp("chaos"),
         database_url=os.environ.get("DATABASE_URL") or None,
         extra_env={"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
     try:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import IntegrationStack
+from tests.integration.stack import IntegrationStack, own_redis_db
 from tools.services import Service
 from tools.soak import order_counter, run_soak
 
@@ -28,7 +28,8 @@ def soak_stack(kafka: Service, redis_url: str,
     worker is killed and its replacement joins the group: what a rebalance must survive.
     """
     stack = IntegrationStack(
-        kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("soak"),
+        kafka=kafka.url, redis_url=own_redis_db(redis_url, 10),
+        workdir=tmp_path_factory.mktemp("soak"),
         database_url=os.environ.get("DATABASE_URL") or None,
         extra_env={"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.stack import IntegrationStack, auth
+from tests.integration.stack import IntegrationStack, auth, own_redis_db
 from tools.services import Service, free_port
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,8 @@ def receiver() -> Iterator[Receiver]:
 def hook_stack(kafka: Service, redis_url: str, receiver: Receiver,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
     stack = IntegrationStack(
-        kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("hooks"),
+        kafka=kafka.url, redis_url=own_redis_db(redis_url, 13),
+        workdir=tmp_path_factory.mktemp("hooks"),
         database_url=os.environ.get("DATABASE_URL") or None,
         extra_env={"BS_ASYNC_REQUEST_CALLBACK_HOSTS": f"127.0.0.1:{receiver.port}",
                    "BS_ASYNC_REQUEST_WEBHOOK_SECRET": SECRET})
