@@ -297,10 +297,10 @@ def test_the_slot_of_a_run_whose_worker_crashed_is_freed_by_its_redelivery(
     assert in_flight(db, owner) == set()
 
 
-def test_a_slot_never_outlives_its_record(redis_url: str, db: redis.Redis) -> None:
+def test_a_slot_never_outlives_its_record(limited: IntegrationStack, db: redis.Redis) -> None:
     """Expired, deleted, ended: each frees its slot at the next accept, with no terminal write."""
     def accepter(expires_sec: int) -> Any:
-        store = OperationStore(redis_url, expires_sec=expires_sec, secret="s" * 32)
+        store = OperationStore(limited.redis_url, expires_sec=expires_sec, secret="s" * 32)
         owner = f"user:slots-{uuid.uuid4()}"
 
         def accept(cap: int) -> str:
