@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from demo.page import client_script, demo_page
 from django.contrib import admin
 from django.urls import include, path
-
-from demo.page import client_script, demo_page
 
 urlpatterns = [
     path("admin/", admin.site.urls),
