@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -19,8 +19,10 @@ def demo_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def client_script(request: HttpRequest) -> FileResponse:
+def client_script(request: HttpRequest) -> HttpResponse:
     """The JavaScript client, served from `clients/js/` so there is a single copy."""
-    response = FileResponse(CLIENT_JS.open("rb"), content_type="text/javascript; charset=utf-8")
+    # Read whole (a few kB): a FileResponse streams a sync iterator, which Django's ASGI
+    # handler warns about.
+    response = HttpResponse(CLIENT_JS.read_bytes(), content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     return response
