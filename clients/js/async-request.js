@@ -245,6 +245,7 @@ export class AsyncRequestClient extends Emitter {
     this._timer = null;
     this._ready = null;
     this._markReady = null;
+    this._newChannel = null;
   }
 
   // -- HTTP --------------------------------------------------------------------------------
@@ -252,18 +253,24 @@ export class AsyncRequestClient extends Emitter {
   async _credentialHeaders() {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     if (token) return { authorization: `Bearer ${token}` };
-    return {};
+    // Anonymous: the channel name is the credential of the results endpoints too.
+    return { "x-async-request": await this._channelName() };
   }
 
-  async _channelName() {
-    if (typeof this.channel === "string") return this.channel;
-    const response = await this._fetchImpl(this.url(`${this.resultsPath}channels/`), { method: "POST" });
-    const body = await readBody(response);
-    if (!response.ok || !body?.channel) {
-      throw new AsyncRequestError(`new channel: HTTP ${response.status}`, response.status, body);
-    }
-    this.channel = body.channel;
-    return this.channel;
+  _channelName() {
+    if (typeof this.channel === "string") return Promise.resolve(this.channel);
+    // One request however many callers ask at once: two names would be two owners.
+    this._newChannel ??= this._fetchImpl(this.url(`${this.resultsPath}channels/`), { method: "POST" })
+      .then(async (response) => {
+        const body = await readBody(response);
+        if (!response.ok || !body?.channel) {
+          throw new AsyncRequestError(`new channel: HTTP ${response.status}`, response.status, body);
+        }
+        this.channel = body.channel;
+        return this.channel;
+      })
+      .finally(() => { this._newChannel = null; });
+    return this._newChannel;
   }
 
   get anonymous() { return !this.token; }

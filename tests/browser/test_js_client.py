@@ -147,6 +147,25 @@ def test_list_and_poll(stack: IntegrationStack, demo_page: Page) -> None:
     assert seen["id"] in seen["listed"]
 
 
+def test_anonymous_channel(stack: IntegrationStack, demo_page: Page) -> None:
+    seen = demo_page.evaluate("""
+    (async () => {
+      const { AsyncRequestClient } = await import("/demo/async-request.js");
+      const client = new AsyncRequestClient({ transport: "websocket" });
+      try {
+        const op = await client.submit("/django/echo/", {
+          method: "POST", headers: { "content-type": "text/plain" }, body: "hello, background",
+        });
+        const body = await op.done;
+        return { body, channel: client.channel, connected: client.connected };
+      } finally { client.close(); }
+    })()
+    """, timeout=60)
+    assert seen["body"]["state"] == "completed"
+    assert seen["body"]["response"]["length"] == len("hello, background")
+    assert len(seen["channel"]) >= 22
+
+
 def test_rerun(stack: IntegrationStack, demo_page: Page, http: httpx.Client) -> None:
     if "/rerun/" not in http.get("/api/openapi.json").text:
         pytest.skip("no rerun route on this server yet")

@@ -167,6 +167,24 @@ test("anonymous clients get a channel and send it as X-Async-Request", async () 
   const submit = calls.find((call) => call.key === "GET /api/v1/x");
   assert.equal(submit.headers.get("x-async-request"), "anon-abc");
   assert.equal(submit.headers.get("authorization"), null);
+  const status = calls.find((call) => call.key === `GET ${R}${ID}/`);
+  assert.equal(status.headers.get("x-async-request"), "anon-abc");
+  assert.equal(calls.filter((call) => call.key === `POST ${R}channels/`).length, 1);
+  c.close();
+});
+
+test("an anonymous client on a socket asks for one channel only", async () => {
+  const { client: c, calls } = client({
+    [`POST ${R}channels/`]: async () => { await tick(); return [201, { channel: "anon-one" }]; },
+    "GET /api/v1/x": () => [202, { meta: { async_request_id: ID } }],
+    [`GET ${R}${ID}/`]: completed,
+  }, { token: undefined });
+  const pending = c.submit("/api/v1/x");
+  await until(() => FakeSocket.all.length === 1, "a socket");
+  assert.match(FakeSocket.all[0].url, /\?channel=anon-one$/);
+  FakeSocket.all[0].frame({ type: "subscribed" });
+  await pending;
+  assert.equal(calls.filter((call) => call.key === `POST ${R}channels/`).length, 1);
   c.close();
 });
 
