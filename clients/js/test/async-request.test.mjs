@@ -188,6 +188,63 @@ test("an anonymous client on a socket asks for one channel only", async () => {
   c.close();
 });
 
+class FakeEventSource {
+  static all = [];
+  constructor(url) { this.url = url; FakeEventSource.all.push(this); this.listeners = {}; }
+  addEventListener(name, handler) { this.listeners[name] = handler; }
+  close() { this.closed = true; }
+}
+
+test("auto: WebSocket refused 3 times in a row, then Server-Sent Events", async () => {
+  FakeEventSource.all = [];
+  let tickets = 0;
+  const { client: c } = client({
+    [`POST ${R}tickets/`]: () => { tickets += 1; return ticket(); },
+    "GET /api/v1/x": () => [202, { meta: { async_request_id: ID } }],
+    [`GET ${R}${ID}/`]: completed,
+  }, { EventSource: FakeEventSource });
+  c._ensureConnection();
+  for (let n = 1; n <= 3; n++) {
+    await until(() => FakeSocket.all.length === n, `socket ${n}`);
+    FakeSocket.all[n - 1].close(1006);
+  }
+  await until(() => FakeEventSource.all.length === 1, "an EventSource");
+  assert.equal(c.active, "sse");
+  assert.equal(tickets, 4); // a new ticket for every attempt
+  const source = FakeEventSource.all[0];
+  assert.equal(source.url, `http://host${R}events/?ticket=art1.x`);
+  source.onopen();
+  assert.equal(c.connected, true);
+  const op = await c.submit("/api/v1/x");
+  const states = [];
+  op.on("state", (s) => states.push(s));
+  const message = { task_id: ID, status: "completed", action: "async_request" };
+  source.onmessage({ data: JSON.stringify(message), lastEventId: "7" });
+  source.onmessage({ data: JSON.stringify(message), lastEventId: "7" });
+  assert.equal((await op.done).state, "completed");
+  assert.deepEqual(states, ["completed"]);
+  assert.equal(c.seq.last, 7);
+  source.onerror(); // dropped: we reconnect ourselves, with after=
+  await until(() => FakeEventSource.all.length === 2, "a second EventSource");
+  assert.match(FakeEventSource.all[1].url, /ticket=art1\.x&after=7$/);
+  c.close();
+});
+
+test("a 4401 close (expired ticket) reconnects with a new ticket", async () => {
+  let tickets = 0;
+  const { client: c } = client({
+    [`POST ${R}tickets/`]: () => { tickets += 1; return ticket(); },
+  });
+  c._ensureConnection();
+  await until(() => FakeSocket.all.length === 1, "a socket");
+  FakeSocket.all[0].frame({ type: "error", code: 4401, detail: "ticket expired" });
+  FakeSocket.all[0].close(4401);
+  await until(() => FakeSocket.all.length === 2, "a second socket");
+  assert.equal(tickets, 2);
+  assert.equal(c.active, "websocket");
+  c.close();
+});
+
 test("a non-202 answer rejects with the server's status and body", async () => {
   const { client: c } = client({
     "GET /api/v1/x": () => [409, { detail: "nope" }],
