@@ -13,9 +13,14 @@ import httpx
 import pytest
 
 from tests.integration.stack import IntegrationStack
-from tools.browser import Page
+from tools.browser import Page, chromium_binary
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.browser, pytest.mark.slow,
+    # Decided before any fixture: without a browser the live stack is not even started.
+    pytest.mark.skipif(chromium_binary() is None,
+                       reason="no chromium on PATH (apt-get install chromium, or set AR_CHROMIUM)"),
+]
 
 # Wraps a test's body: `client` is a fresh AsyncRequestClient; WebSocket URLs are recorded.
 PRELUDE = """
