@@ -108,17 +108,36 @@ def dotted(value: Any) -> str:
     return text
 
 
+def _route(item: str, form: str, head: str | None = None) -> tuple[str, re.Pattern[str]]:
+    """`head` (default: all of `item`) as METHOD and regex; errors quote the whole `item`."""
+    method, _, pattern = (item if head is None else head).strip().partition(" ")
+    if not method.isalpha() or not pattern.strip():
+        raise ValueError(f"{item!r} is not {form!r}")
+    try:
+        return method.upper(), re.compile(pattern.strip())
+    except re.error as exc:
+        raise ValueError(f"{item!r}: {pattern.strip()!r} is not a regular expression: {exc}"
+                         ) from exc
+
+
 def routes(value: Any) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    routes = []
+    return tuple(_route(item, "METHOD /path-regex") for item in as_list(value))
+
+
+def route_timeouts(value: Any) -> tuple[tuple[str, re.Pattern[str], float], ...]:
+    """`"METHOD path-regex seconds"` entries: the seconds are the last word, above 0."""
+    form = "METHOD /path-regex seconds"
+    limits = []
     for item in as_list(value):
-        method, _, pattern = item.strip().partition(" ")
-        if not method.isalpha() or not pattern.strip():
-            raise ValueError(f"{item!r} is not 'METHOD /path-regex'")
+        head, _, seconds = item.strip().rpartition(" ")
         try:
-            routes.append((method.upper(), re.compile(pattern.strip())))
-        except re.error as exc:
-            raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
-    return tuple(routes)
+            limit = float(seconds)
+        except ValueError:
+            raise ValueError(f"{item!r} is not {form!r}: {seconds!r} is not seconds") from None
+        if not limit > 0 or limit == float("inf"):
+            raise ValueError(f"{item!r}: the seconds must be a number above 0")
+        limits.append((*_route(item, form, head), limit))
+    return tuple(limits)
 
 
 def as_redis_url(value: Any) -> str:

@@ -6,6 +6,41 @@ from which state to which.
 
 from __future__ import annotations
 
+#: Record a new operation, unless its owner is at the in-flight cap. KEYS op, gone, owner
+#: index, inflight, body, envelope; ARGV task id, owner, now, expires sec, gone sec, cap
+#: (0: none), op key prefix, sealed body ('' when inline), envelope JSON, then the op's
+#: field/value pairs. Returns 0 when recorded, else how many the owner has in flight.
+#: The count cannot leak: a member leaves at its operation's expiry deadline (its score) even
+#: if no terminal write ever came (a message lost with its worker); and at the cap, members
+#: whose record is gone or ended are dropped before counting again (a terminal write whose
+#: ZREM was lost). That scan reads op keys by name, outside KEYS: a single Redis, not Cluster.
+ACCEPT = """
+local cap, now, expires = tonumber(ARGV[6]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) >= cap then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+      local state = redis.call('HGET', ARGV[7] .. id, 'state')
+      if not state or state == 'completed' or state == 'failed' or state == 'cancelled' then
+        redis.call('ZREM', KEYS[4], id)
+      end
+    end
+    local held = redis.call('ZCARD', KEYS[4])
+    if held >= cap then return held end
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('EXPIRE', KEYS[1], expires)
+redis.call('SET', KEYS[2], ARGV[2], 'EX', expires + tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], expires + tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[4], string.format('%.3f', now + expires), ARGV[1])
+redis.call('EXPIRE', KEYS[4], expires + 1)
+if ARGV[8] ~= '' then redis.call('SET', KEYS[5], ARGV[8], 'EX', expires) end
+if ARGV[9] ~= '' then redis.call('SET', KEYS[6], ARGV[9], 'EX', expires) end
+return 0
+"""
+
 #: Claim for a run. KEYS op, lease; ARGV worker, lease ms, now.
 #: Returns {action, attempts, owner, result-or-error}; action is unknown, done, failed,
 #: cancelled, busy (a live lease elsewhere) or run.
@@ -25,16 +60,18 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker',
 return {'run', attempts, owner, ''}
 """
 
-#: Cancel by the owner. KEYS op, lease; ARGV owner, now, reason, task id, cancels channel.
-#: Returns the state after the call (unknown when the op is not the owner's): a pending
-#: operation is cancelled at once (a worker that claims it later finds it cancelled); a running
-#: one is marked cancel_requested and announced on the cancels channel (its worker hears it at
-#: once, see cancel_watch.py, or at its next lease renewal); a finished one is left as it is.
+#: Cancel by the owner. KEYS op, lease, inflight; ARGV owner, now, reason, task id, cancels
+#: channel. Returns the state after the call (unknown when the op is not the owner's): a
+#: pending operation is cancelled at once (a worker that claims it later finds it cancelled)
+#: and gives its in-flight slot back; a running one is marked cancel_requested and announced
+#: on the cancels channel (its worker hears it at once, see cancel_watch.py, or at its next
+#: lease renewal; its terminal write frees the slot); a finished one is left as it is.
 CANCEL = """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if not op[1] or op[2] ~= ARGV[1] then return 'unknown' end
 if op[1] == 'pending' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[4])
   return 'cancelled'
 end
 if op[1] == 'running' then

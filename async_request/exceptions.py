@@ -46,6 +46,10 @@ class BodyTooLargeError(RequestRefusedError):
     """The request body is above ASYNC_REQUEST_MAX_BODY_BYTES."""
 
 
+class TooManyInFlightError(RequestRefusedError):
+    """The owner has ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER operations not finished; none queued."""
+
+
 class UnknownOperationError(AsyncRequestError):
     """No operation with this id belongs to the caller (unknown, malformed, or another's)."""
 
@@ -75,7 +79,8 @@ class EnvelopeError(AsyncRequestError):
 
 
 class ReplayTimeoutError(AsyncRequestError):
-    """The replayed request ran longer than ASYNC_REQUEST_REPLAY_TIMEOUT_SEC."""
+    """The replayed request ran longer than its limit (ASYNC_REQUEST_ROUTE_TIMEOUTS or
+    ASYNC_REQUEST_REPLAY_TIMEOUT_SEC); the message names which."""
 
 
 class ReplayCancelledError(AsyncRequestError):

@@ -11,6 +11,13 @@ lease expired) leaves the outcome unknown; the rule for it (`may_run_again`):
 - anything else (a plain POST or PATCH) is not run a second time: the operation ends `failed`
   with an "interrupted" error, and the client decides.
 
+A replay has a time limit (`time_limit`): the first ASYNC_REQUEST_ROUTE_TIMEOUTS entry that
+matches its method and path, else ASYNC_REQUEST_REPLAY_TIMEOUT_SEC. Over it, the operation
+ends `failed` with a reason naming the limit, and the worker takes its next task: an async
+route is cancelled; a thread running a sync route is left to finish in the background; a
+route that blocks the event loop itself is given up on a moment later (the next replay of that
+process then starts when it returns).
+
 Every outcome, failures included, is written to the store first and then told to the owner;
 the owner is the one the store recorded at accept time, never one named by the message. A
 route's progress (`progress.report_progress`) is written and told by the lease thread while the
@@ -39,6 +46,7 @@ from async_request.exceptions import (
     EnvelopeError,
     ReplayCancelledError,
     ReplayInterruptedError,
+    ReplayTimeoutError,
 )
 from async_request.lifespan import Lifespan
 from async_request.notifications import publish
@@ -53,6 +61,9 @@ from async_request.types import ASGIApp
 logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Past its limit (and a cancel's grace) a replay gets this long before the worker stops
+#: waiting for an event loop that a route blocks.
+LOOP_MARGIN_SEC = 1.0
 
 
 def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
@@ -64,6 +75,17 @@ def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
         return True
     return any(method == route_method and pattern.fullmatch(envelope.path)
                for route_method, pattern in settings.idempotent_routes)
+
+
+def time_limit(envelope: RequestEnvelope, settings: Settings) -> tuple[float, str]:
+    """The replay's time limit in seconds and where it comes from: the first entry of
+    ASYNC_REQUEST_ROUTE_TIMEOUTS matching method and path, else ASYNC_REQUEST_REPLAY_TIMEOUT_SEC."""
+    method = envelope.method.upper()
+    for route_method, pattern, seconds in settings.route_timeouts:
+        if method == route_method and pattern.fullmatch(envelope.path):
+            return seconds, (f"ASYNC_REQUEST_ROUTE_TIMEOUTS: {route_method} "
+                             f"{pattern.pattern} {seconds:g}")
+    return settings.replay_timeout_sec, "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC"
 
 
 @lru_cache(maxsize=4)
@@ -188,13 +210,16 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         return {"task_id": task_id, "state": "completed",
                 "status": (claim.result or {}).get("status")}
     if claim.action == "failed":
-        publish(owner, task_id, "failed")
+        publish(owner, task_id, "failed", error=claim.error)
         raise ReplayInterruptedError(claim.error or "an earlier run of this task failed")
     if claim.action == "cancelled":
         # Cancelled while it waited: the store said so before anything ran (its owner was
         # told when it cancelled); the message is acknowledged and nothing is replayed.
         logger.info("task %s was cancelled before it ran; not replayed", task_id)
         return {"task_id": task_id, "state": "cancelled", "status": None}
+    # Started: its owner hears `running` (logged once per operation, so a resumed run says it
+    # again with the same seq); a short try, the run does not wait for a slow layer.
+    publish(owner, task_id, "running", deadline_sec=0, timeout_sec=5)
     try:
         # Opened after the claim, so an envelope that cannot be opened (the secret changed)
         # ends as a recorded failure its owner hears about.
@@ -202,11 +227,11 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         result = _replay(envelope, claim, store, worker)
     except ReplayCancelledError as exc:
         store.cancelled(task_id, str(exc))
-        publish(owner, task_id, "cancelled")
+        publish(owner, task_id, "cancelled", error=str(exc))
         return {"task_id": task_id, "state": "cancelled", "status": None}
     except Exception as exc:
         store.fail(task_id, short_error(exc))
-        publish(owner, task_id, "failed")
+        publish(owner, task_id, "failed", error=short_error(exc))
         raise
     store.finish(task_id, result.to_dict())
     publish(owner, task_id, "completed")
@@ -242,7 +267,19 @@ def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
             publish(owner, task_id, "running", progress=progress_body(report), deadline_sec=0,
                     timeout_sec=store.lease_sec / 3)
 
+    timeout, limit = time_limit(envelope, settings)
     with get_watch(settings.redis_url).watching(task_id, cancel), \
             _lease(store, task_id, worker, cancel, progress, write):
-        return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
-                          timeout=settings.replay_timeout_sec, cancel=cancel))
+        try:
+            # The replay keeps its own limit; this one is for a route that blocks the event
+            # loop (sync code in an async route), where no asyncio timeout can fire.
+            return run(replay(app, scope, body, task_id=task_id, endpoint=envelope.path,
+                              timeout=timeout, cancel=cancel, limit=limit),
+                       timeout=timeout + settings.cancel_grace_sec + LOOP_MARGIN_SEC)
+        except TimeoutError as exc:
+            logger.error("task %s: %s %s blocks the event loop of this worker process; the "
+                         "next replay starts when it returns", task_id, envelope.method,
+                         envelope.path)
+            raise ReplayTimeoutError(
+                f"the request did not finish within {timeout:g}s ({limit}); it blocked the "
+                "worker's event loop") from exc

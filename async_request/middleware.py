@@ -7,7 +7,8 @@ The accept step, in the order it decides, and why:
    bad owner (401/400/403), a declared or actual body over the limit (413): nothing is read
    or stored for a stranger, nothing is queued for a request that cannot run;
 3. capture the request (`envelope.py`) and record the operation in the store, so its owner is
-   known before the task exists (Redis down → 503);
+   known before the task exists (Redis down → 503), unless the owner already has
+   ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER operations not finished (429, nothing kept);
 4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
    is withdrawn, so nothing is left half-done);
 5. with `Prefer: wait=N`, wait up to N seconds for the outcome and answer the route's own
@@ -22,10 +23,13 @@ Put this middleware inside CORS and other edge middleware, so its answers get th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
-from async_request.auth import resolve_owner
+from async_request.auth import Owner, resolve_owner
 from async_request.checks import installed_error
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
@@ -37,6 +41,7 @@ from async_request.exceptions import (
     MethodNotDeferrableError,
 )
 from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope, preferences
+from async_request.notifications import apublish
 from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
@@ -79,6 +84,48 @@ def check_method(method: str) -> str:
     if method not in DEFERRABLE_METHODS:
         raise MethodNotDeferrableError(f"method {method} cannot be run in the background")
     return method
+
+
+def accepted(task_id: str, settings: Settings, *, applied: bytes | None = None
+             ) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
+    """The 202's body and headers for a queued task: the middleware's, and a re-run's;
+    `applied` is the `Preference-Applied` value, when the client's `Prefer` was honoured."""
+    location = f"{settings.results_path}{task_id}/"
+    headers = [(b"location", location.encode()), (b"retry-after", b"1"),
+               (b"access-control-expose-headers", EXPOSED_HEADERS)]
+    if applied is not None:
+        headers.append((b"preference-applied", applied))
+    return {"data": None, "meta": {"async_request_id": task_id}}, headers
+
+
+async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher: Dispatcher,
+                settings: Settings, body_aside: bytes | None,
+                rerun_of: str | None = None) -> None:
+    """Record `envelope` (within its owner's in-flight cap), then publish it; when the broker
+    does not take it the record is withdrawn and EnqueueError raised: nothing half-done."""
+    await store.accept(envelope.task_id, envelope.owner, envelope.path,
+                       envelope.method.upper(), body_aside,
+                       envelope=envelope.to_dict(settings.secret_key), rerun_of=rerun_of,
+                       max_inflight=settings.max_inflight_per_owner)
+    try:
+        await dispatcher.enqueue(envelope, secret=settings.secret_key)
+    except EnqueueError:
+        await store.forget(envelope.task_id)
+        raise
+    # The owner hears `pending` (and the event log numbers it) right after, not before the
+    # 202: a notification is not worth a slower answer. Its seq may come after the worker's
+    # `running` one; clients order states, not arrival (see events.py).
+    _in_background(apublish(Owner.parse(envelope.owner), envelope.task_id, "pending"))
+
+
+#: Notifications sent after the answer; kept referenced until they are done.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def check_declared_length(headers: dict[str, str], limit: int) -> None:
@@ -138,14 +185,12 @@ class AsyncRequestMiddleware:
                 await send({"type": "http.response.start", "status": status, "headers": own})
                 await send({"type": "http.response.body", "body": body})
                 return
-        headers = [(b"location", location.encode()), (b"retry-after", b"1"),
-                   (b"access-control-expose-headers", EXPOSED_HEADERS)]
+        applied = None
         if wait is not None or "respond-async" in prefs:
             applied = b"respond-async" if wait is None else applied_value(prefs, wait,
                                                                            deferred=True)
-            headers.append((b"preference-applied", applied))
-        await send_json(send, 202, {"data": None, "meta": {"async_request_id": task_id}},
-                        headers=headers)
+        answer, headers = accepted(task_id, self.settings, applied=applied)
+        await send_json(send, 202, answer, headers=headers)
 
     def _defers(self, scope: Scope) -> bool:
         if scope["type"] != "http" or INTERNAL_SCOPE_KEY in scope:
@@ -158,7 +203,7 @@ class AsyncRequestMiddleware:
         """Capture, record and dispatch the request; its task id, or None if the client left."""
         settings = self.settings
         headers = headers_from_scope(scope)
-        method = check_method(scope["method"])
+        check_method(scope["method"])
         owner = resolve_owner(headers, settings)
         check_declared_length(headers, settings.max_body_bytes)
         body = await read_body(receive, settings.max_body_bytes)
@@ -169,11 +214,6 @@ class AsyncRequestMiddleware:
         envelope = RequestEnvelope.from_scope(
             scope, body, task_id=task_id, owner=str(owner), body_ref=task_id if aside else None,
         )
-        store = self.store
-        await store.accept(task_id, str(owner), scope["path"], method, body if aside else None)
-        try:
-            await self.dispatcher.enqueue(envelope, secret=settings.secret_key)
-        except EnqueueError:
-            await store.forget(task_id)
-            raise
+        await queue(envelope, store=self.store, dispatcher=self.dispatcher, settings=settings,
+                    body_aside=body if aside else None)
         return task_id

@@ -84,14 +84,16 @@ def record(owner: Owner, task_id: str, status: str, progress: dict[str, Any] | N
         return None
 
 
-async def arecord(owner: Owner, task_id: str, status: str) -> int | None:
+async def arecord(owner: Owner, task_id: str, status: str,
+                  error: str | None = None) -> int | None:
     """`record` from async code (the web app)."""
     from async_request.events import event_log
     from async_request.store import get_store
 
     try:
         return await event_log().aappend(get_store().aclient(), owner, task_id,
-                                         event_data(task_id, status), once=status)
+                                         event_data(task_id, status, error=error),
+                                         once=status)
     except _LAYER_DOWN as exc:
         logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
         return None
@@ -126,16 +128,18 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
     return True
 
 
-async def apublish(owner: Owner, task_id: str, status: str) -> bool:
+async def apublish(owner: Owner, task_id: str, status: str, *,
+                   error: str | None = None) -> bool:
     """`publish` from async code (the web app): one try, False when the layer is unreachable."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    seq = await arecord(owner, task_id, status)
+    seq = await arecord(owner, task_id, status, error)
     if layer is None:
         return False
     try:
-        await layer.group_send(group_for(owner), layer_message(task_id, status, seq=seq))
+        await layer.group_send(group_for(owner), layer_message(task_id, status, seq=seq,
+                                                               error=error))
     except _LAYER_DOWN as exc:
         logger.warning("could not notify %s about task %s: %r", owner, task_id, exc)
         return False

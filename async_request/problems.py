@@ -1,7 +1,8 @@
 """RFC 9457 `application/problem+json` errors: the one format of every error this layer answers.
 
 The replayed route's own responses are never touched; only the layer's errors (400, 401, 404,
-409, 413, 503, ...) use this shape, so a client can tell "the queue refused" from "the route said".
+409, 413, 429, 503, ...) use this shape, so a client can tell "the queue refused" from "the
+route said".
 
 One table (`_ANSWERS`) decides which HTTP status and headers each refusal gets; `problem_for`
 reads it, and every surface renders its result: `send_problem` on a raw ASGI `send` (the
@@ -31,6 +32,7 @@ from async_request.exceptions import (
     OperationGoneError,
     OperationStateError,
     StoreUnavailableError,
+    TooManyInFlightError,
     UnknownOperationError,
 )
 from async_request.types import Send
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-#: How long a client should wait before retrying after a 503 of this layer.
+#: How long a client should wait before retrying after a 503 (or a 429) of this layer.
 RETRY_AFTER_SEC = 5
 
 _BEARER = (("www-authenticate", "Bearer"),)
@@ -55,6 +57,7 @@ _ANSWERS: dict[type[AsyncRequestError], tuple[int, tuple[tuple[str, str], ...]]]
     CallbackRefusedError: (400, ()),
     MethodNotDeferrableError: (405, ()),
     BodyTooLargeError: (413, ()),
+    TooManyInFlightError: (429, _RETRY),
     UnknownOperationError: (404, ()),
     OperationGoneError: (410, ()),
     OperationStateError: (409, ()),

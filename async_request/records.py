@@ -52,6 +52,11 @@ def _owner_hash(owner: str) -> str:
     return hashlib.sha256(owner.encode()).hexdigest()
 
 
+def envelope_key(task_id: str) -> str:
+    """The captured request (the sealed wire envelope), kept so the owner can re-run it."""
+    return f"{PREFIX}:envelope:{task_id}"
+
+
 def owner_key(owner: str) -> str:
     """The owner's index of operations (a sorted set by creation time)."""
     return f"{PREFIX}:owner:{_owner_hash(owner)}"
@@ -65,6 +70,11 @@ def events_key(owner: str) -> str:
 def seq_key(owner: str) -> str:
     """The owner's event counter."""
     return f"{PREFIX}:seq:{_owner_hash(owner)}"
+
+
+def inflight_key(owner: str) -> str:
+    """The owner's operations not yet finished (a sorted set by expiry deadline): the cap."""
+    return f"{PREFIX}:inflight:{_owner_hash(owner)}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Operation:
     error: str | None = None
     expires_at: float | None = None
     cancel_requested: bool = False
+    rerun_of: str | None = None
     progress: Progress | None = None
 
     @property
@@ -113,6 +124,7 @@ class Operation:
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
             result=result, error=error, expires_at=when("expires_at"),
             cancel_requested=bool(data.get("cancel_requested")),
+            rerun_of=data.get("rerun_of") or None,
             progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
         )
 

@@ -67,9 +67,15 @@ class ReplayResult:
 
 
 async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: str,
-                 endpoint: str, timeout: float, cancel: Cancel | None = None) -> ReplayResult:
-    """Call `app` with `scope` and `body`; a route that never answers gets ReplayTimeoutError,
-    one whose `cancel` is flipped ends with ReplayCancelledError.
+                 endpoint: str, timeout: float, cancel: Cancel | None = None,
+                 limit: str = "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC") -> ReplayResult:
+    """Call `app` with `scope` and `body`; a route that never answers within `timeout` gets
+    ReplayTimeoutError naming `limit` (the setting it came from), one whose `cancel` is flipped
+    ends with ReplayCancelledError.
+
+    On timeout the app's task is cancelled and we return at once, without waiting for it: a
+    sync route running in a thread cannot be interrupted, and its thread must not hold the
+    worker (it finishes in the background; what it sends then goes nowhere).
 
     An exception raised by the app after the response started is ignored (the response stands,
     as a server would send it); one raised before it becomes a 500 answer, as a server would.
@@ -119,7 +125,8 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
             await _until_done_or_cancelled(task, cancel, timeout)
     except TimeoutError as exc:
         task.cancel()
-        raise ReplayTimeoutError(f"the request did not finish within {timeout:g}s") from exc
+        raise ReplayTimeoutError(
+            f"the request did not finish within {timeout:g}s ({limit})") from exc
     except ReplayCancelledError:
         raise
     except Exception:

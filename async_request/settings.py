@@ -41,6 +41,7 @@ from async_request._casts import (
     non_empty_list,
     one_of,
     path_prefix,
+    route_timeouts,
     routes,
 )
 from async_request.exceptions import ConfigurationError
@@ -137,6 +138,13 @@ class Settings:
     replay_timeout_sec: float = _setting(
         "ASYNC_REQUEST_REPLAY_TIMEOUT_SEC", 300.0, as_float,
         "a replay running longer fails with a timeout")
+    route_timeouts: tuple[tuple[str, re.Pattern[str], float], ...] = _setting(
+        "ASYNC_REQUEST_ROUTE_TIMEOUTS", (), route_timeouts,
+        '"METHOD path-regex seconds" time limits of routes, first match wins; other routes '
+        "have ASYNC_REQUEST_REPLAY_TIMEOUT_SEC", shown="[]")
+    max_inflight_per_owner: int = _setting(
+        "ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER", 100, as_int(0),
+        "operations of one owner not finished yet (re-runs too); more get 429 (0: no cap)")
     max_wait_sec: int = _setting(
         "ASYNC_REQUEST_MAX_WAIT_SEC", 30, as_int(0),
         "cap of `Prefer: wait=N` (seconds the 202 waits for the outcome); 0: never wait")

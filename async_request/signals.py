@@ -44,7 +44,7 @@ def on_task_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     if operation is None or operation.state in TERMINAL_STATES:
         return  # not ours (forged or expired), or it had ended already
     store.cancelled(task_id, REVOKED_ERROR)
-    publish(Owner.parse(operation.owner), task_id, "cancelled")
+    publish(Owner.parse(operation.owner), task_id, "cancelled", error=REVOKED_ERROR)
 
 
 def connect() -> None:

@@ -14,7 +14,14 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 - `async_request:lease:<id>` the worker that runs it, with a lease of `lease_sec` that the run
   renews; a run whose worker died loses its lease, so a redelivery can tell "died" from "busy".
 - `async_request:body:<id>` request bodies above ASYNC_REQUEST_INLINE_BODY_BYTES (the Kafka
-  message carries a reference), sealed, deleted when the run ends.
+  message carries a reference), sealed; and `async_request:envelope:<id>` the captured request
+  (the wire envelope, its headers, query and body sealed). Both are what a re-run replays:
+  deleted when the run completes, kept with the record when it failed or was cancelled. The
+  envelope has its own key, not a field of the op hash, because a status read takes the whole
+  hash.
+- `async_request:inflight:<owner hash>` sorted set of the owner's operations not yet finished,
+  scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
+  (`_store_scripts.ACCEPT`), terminal writes leave it.
 - pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
   the same transaction as the outcome), so a waiter (`wait_terminal`, `Prefer: wait=N`) sleeps
   on a subscription instead of polling the hash.
@@ -39,7 +46,7 @@ import redis.asyncio as aredis
 from async_request import _store_scripts
 from async_request._retry import retry
 from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
-from async_request.exceptions import StoreUnavailableError
+from async_request.exceptions import StoreUnavailableError, TooManyInFlightError
 from async_request.progress import Progress
 from async_request.records import (
     CANCELLED_ERROR,
@@ -49,7 +56,9 @@ from async_request.records import (
     Operation,
     body_key,
     done_channel,
+    envelope_key,
     gone_key,
+    inflight_key,
     lease_key,
     op_key,
     owner_key,
@@ -113,31 +122,42 @@ class OperationStore:
 
     # -- web side ----------------------------------------------------------------------------
     async def accept(self, task_id: str, owner: str, endpoint: str, method: str,
-                     body_aside: bytes | None = None) -> None:
-        """Record an operation before it is published; StoreUnavailableError if Redis is down."""
+                     body_aside: bytes | None = None, *, envelope: dict[str, Any] | None = None,
+                     rerun_of: str | None = None, max_inflight: int = 0) -> None:
+        """Record an operation before it is published, with its captured `envelope` (the wire
+        dict) for a re-run; StoreUnavailableError if Redis is down, TooManyInFlightError when
+        `owner` already has `max_inflight` operations not finished (0: no cap)."""
         now = time.time()
+        fields = {"owner": owner, "endpoint": endpoint, "method": method, "state": "pending",
+                  "created_at": repr(now), "expires_at": repr(now + self.expires_sec)}
+        if rerun_of:
+            fields["rerun_of"] = rerun_of
+        keys = [op_key(task_id), gone_key(task_id), owner_key(owner), inflight_key(owner),
+                body_key(task_id), envelope_key(task_id)]
+        args: list[Any] = [
+            task_id, owner, repr(now), self.expires_sec, GONE_SEC, max_inflight,
+            op_key(""), "" if body_aside is None else seal(body_aside, self.secret),
+            "" if envelope is None else json.dumps(envelope),
+            *(item for pair in fields.items() for item in pair)]
         try:
-            async with self.aclient().pipeline(transaction=True) as pipe:
-                pipe.hset(op_key(task_id), mapping={
-                    "owner": owner, "endpoint": endpoint, "method": method,
-                    "state": "pending", "created_at": repr(now),
-                    "expires_at": repr(now + self.expires_sec),
-                })
-                pipe.expire(op_key(task_id), self.expires_sec)
-                pipe.set(gone_key(task_id), owner, ex=self.expires_sec + GONE_SEC)
-                pipe.zadd(owner_key(owner), {task_id: now})
-                pipe.expire(owner_key(owner), self.expires_sec + GONE_SEC)
-                if body_aside is not None:
-                    pipe.set(body_key(task_id), seal(body_aside, self.secret),
-                             ex=self.expires_sec)
-                await pipe.execute()
+            held = await self.aclient().eval(_store_scripts.ACCEPT, len(keys), *keys, *args)
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("nothing was queued, retry later", exc) from exc
+        if int(held):
+            raise TooManyInFlightError(
+                f"you have {int(held)} operations not finished yet, the most "
+                f"ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER allows ({max_inflight}); nothing was "
+                "queued, retry when some have ended")
 
     async def forget(self, task_id: str) -> None:
         """Undo `accept` after a failed publish, so nothing is left half-done."""
         try:
-            await self.aclient().delete(op_key(task_id), body_key(task_id), gone_key(task_id))
+            client = self.aclient()
+            owner = await client.hget(op_key(task_id), "owner")
+            if isinstance(owner, bytes):
+                await client.zrem(inflight_key(owner.decode()), task_id)
+            await client.delete(op_key(task_id), body_key(task_id), gone_key(task_id),
+                                envelope_key(task_id))
         except (redis.RedisError, OSError):
             logger.warning("could not remove the record of unqueued task %s", task_id)
 
@@ -194,6 +214,14 @@ class OperationStore:
         sealed: bytes | None = self._retry(lambda: self.client.get(body_key(task_id)),
                                            "load body")
         return None if sealed is None else unseal(sealed.decode("ascii"), self.secret)
+
+    def load_envelope(self, task_id: str) -> dict[str, Any] | None:
+        """The captured request (wire envelope dict) of an operation, or None when not kept."""
+        try:
+            raw = self.client.get(envelope_key(task_id))
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable("retry later", exc) from exc
+        return None if raw is None else dict(json.loads(raw))
 
     # -- worker side -------------------------------------------------------------------------
     def claim(self, task_id: str, worker: str) -> Claim:
@@ -258,9 +286,9 @@ class OperationStore:
     def cancel(self, task_id: str, owner: str) -> str:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
-            state = self._script("CANCEL")(keys=[op_key(task_id), lease_key(task_id)],
-                                           args=[owner, repr(time.time()), CANCELLED_ERROR,
-                                                 task_id, CANCELS_CHANNEL])
+            state = self._script("CANCEL")(
+                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner)],
+                args=[owner, repr(time.time()), CANCELLED_ERROR, task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
         state = state.decode() if isinstance(state, bytes) else str(state)
@@ -338,13 +366,24 @@ class OperationStore:
     def _end(self, task_id: str, fields: dict[str, str]) -> None:
         now = time.time()
         record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}
+        # The captured request stays as long as the record of a failed or cancelled run: its
+        # owner may re-run it; a completed one is never re-run.
+        kept = (body_key(task_id), envelope_key(task_id))
 
         def write() -> None:
+            owner = self.client.hget(op_key(task_id), "owner")
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(op_key(task_id), mapping=record)  # type: ignore[arg-type]
             pipe.expire(op_key(task_id), self.expires_sec)
             pipe.expire(gone_key(task_id), self.expires_sec + GONE_SEC)
-            pipe.delete(lease_key(task_id), body_key(task_id))
+            pipe.delete(lease_key(task_id))
+            if fields["state"] == "completed":
+                pipe.delete(*kept)
+            else:
+                for key in kept:
+                    pipe.expire(key, self.expires_sec)
+            if isinstance(owner, bytes):
+                pipe.zrem(inflight_key(owner.decode()), task_id)
             pipe.publish(done_channel(task_id), fields["state"])
             pipe.execute()
 

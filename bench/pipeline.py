@@ -56,6 +56,8 @@ from tools.soak import RESULTS  # noqa: E402
 from tools.stack import Stack, private_stack  # noqa: E402
 
 PATH = "/api/v1/orders/"
+#: The frames that end an operation (a tree with the event log also sends pending, running).
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 @dataclass
 class Target:
@@ -105,9 +107,9 @@ def end_to_end(target: Target, n: int) -> list[float]:
         for i in range(n + 5):
             t0 = time.perf_counter()
             task_id = http.get(PATH, headers=auth).json()["meta"]["async_request_id"]
-            while True:
+            while True:  # its terminal frame (pending and running ones come first)
                 data = json.loads(json.loads(ws.recv(timeout=60))["data"])
-                if data["task_id"] == task_id:
+                if data["task_id"] == task_id and data["status"] in TERMINAL:
                     break
             if i >= 5:
                 out.append((time.perf_counter() - t0) * 1000)
@@ -134,8 +136,12 @@ def burst(target: Target, total: int, clients: int, timeout: float = 60) -> dict
                     frame = ws.recv(timeout=1)
                 except TimeoutError:
                     continue
-                data = json.loads(json.loads(frame)["data"])
-                done[data["task_id"]] = time.perf_counter()
+                parsed = json.loads(frame)
+                if parsed.get("type") != "data":
+                    continue
+                data = json.loads(parsed["data"])
+                if data.get("status", "completed") in TERMINAL:  # older trees: terminal only
+                    done[data["task_id"]] = time.perf_counter()
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()

@@ -74,7 +74,9 @@ def private_stack(name: str, redis_db: int, root: Path = ROOT,
     stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
                   database_url=database_url,
                   sqlite_path=None if database_url else workdir / "db.sqlite3",
-                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name},
+                  # One bench user sends every request: no per-owner in-flight cap (429s).
+                  extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name,
+                             "BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"},
                   root=root, backing=[broker, redis_service])
     try:
         stack.migrate()

@@ -1,5 +1,5 @@
-"""Django adapter of the results endpoints (status, cancel, list, channels, tickets); see
-`urls.py`.
+"""Django adapter of the results endpoints (status, cancel, re-run, list, channels, tickets);
+see `urls.py`.
 
 The same routes as the FastAPI router (`results/fastapi.py`), with the same bodies; the OpenAPI
 document of both is served at `<results path>openapi.json` (it needs the `fastapi` extra).
@@ -23,6 +23,7 @@ from async_request.exceptions import AsyncRequestError
 from async_request.notifications import apublish
 from async_request.problems import django_response, problem_for
 from async_request.results.operations import cancel, list_operations, subscription_ticket
+from async_request.results.rerun import rerun
 from async_request.results.status import status_answer
 from async_request.results.stream import STREAM_HEADERS, events, stream_after, stream_owner
 from async_request.settings import RESULTS_ROUTE, get_settings
@@ -46,7 +47,7 @@ async def task_result_view(request: HttpRequest, task_id: str) -> HttpResponse:
         if request.method == "DELETE":
             code, body = await sync_to_async(cancel, thread_sensitive=False)(task_id, owner)
             if body["state"] == "cancelled":
-                await apublish(owner, body["task_id"], "cancelled")
+                await apublish(owner, body["task_id"], "cancelled", error=body.get("error"))
             return _json(code, body)
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD", "DELETE"])
@@ -55,6 +56,17 @@ async def task_result_view(request: HttpRequest, task_id: str) -> HttpResponse:
     except AsyncRequestError as exc:
         return django_response(problem_for(exc))
     return _json(code, body, headers)
+
+
+async def rerun_view(request: HttpRequest, task_id: str) -> HttpResponse:
+    """POST: queue a failed or cancelled background request again (owner only); 202."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        code, body, headers = await rerun(task_id, _owner(request))
+    except AsyncRequestError as exc:
+        return django_response(problem_for(exc))
+    return _json(code, body, {n.decode(): v.decode() for n, v in headers})
 
 
 async def operations_view(request: HttpRequest) -> HttpResponse:
@@ -70,8 +82,10 @@ async def operations_view(request: HttpRequest) -> HttpResponse:
     return _json(code, body)
 
 
-# DELETE from API clients: bearer tokens or channel names, never a session cookie to protect.
+# DELETE and POST from API clients: bearer tokens or channel names, never a session cookie to
+# protect.
 task_result_view.csrf_exempt = True  # type: ignore[attr-defined]
+rerun_view.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 def new_channel_view(request: HttpRequest) -> HttpResponse:

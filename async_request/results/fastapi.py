@@ -2,9 +2,11 @@
 
 Routes (under the prefix): `GET /async_background_response/` (my operations),
 `GET /async_background_response/{id}/` (status and result), `DELETE .../{id}/` (cancel),
+`POST .../{id}/rerun/` (queue a failed or cancelled one again, `rerun.py`),
 `POST /async_background_response/channels/` (a fresh anonymous channel name),
 `POST /async_background_response/tickets/` (a subscription ticket for the WebSocket),
 `GET /async_background_response/events/` (the owner's events as Server-Sent Events).
+Each answers the same without its trailing slash (the `{task_id:path}` catch-alls).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +24,9 @@ from async_request.headers import headers_from_scope
 from async_request.notifications import apublish
 from async_request.problems import problem_for, starlette_response
 from async_request.results.operations import cancel, list_operations, subscription_ticket
+from async_request.results.rerun import rerun
 from async_request.results.schemas import (
+    Accepted,
     CancelBody,
     ChannelBody,
     OperationsPage,
@@ -144,5 +148,32 @@ async def cancel_operation(task_id: str, request: Request) -> Response:
     except AsyncRequestError as exc:
         return starlette_response(problem_for(exc))
     if body["state"] == "cancelled":
-        await apublish(owner, body["task_id"], "cancelled")
+        await apublish(owner, body["task_id"], "cancelled", error=body.get("error"))
     return JSONResponse(body, code)
+
+
+_RERUN_ERRORS = problem_responses(409, 429)
+_RERUN_ERRORS[409] = {**_RERUN_ERRORS[409], "description": "it is pending, running or completed"}
+
+
+@router.post(f"/{RESULTS_ROUTE}/{{task_id}}/rerun/", name="async_request_rerun",
+             summary="Queue a failed or cancelled background request again", status_code=202,
+             response_model=Accepted,
+             responses={202: {"description": "queued under a new id (Location, Retry-After)"},
+                        **_RERUN_ERRORS, **_ERRORS})
+# `{id}/rerun` without its slash, and any other POST under the prefix, lands here too.
+@router.post(f"/{RESULTS_ROUTE}/{{task_id:path}}", include_in_schema=False)
+async def rerun_operation(task_id: str, request: Request) -> Response:
+    """Queue the captured request of a failed or cancelled operation again, under a new id."""
+    if not request.url.path.rstrip("/").endswith("/rerun"):
+        # What POST met here before the catch-all existed: 405, through the app's handlers.
+        listing = request.url.path.rstrip("/").endswith(f"/{RESULTS_ROUTE}")
+        raise HTTPException(405, headers={"Allow": "GET, HEAD" if listing
+                                          else "GET, HEAD, DELETE"})
+    task_id = task_id.removesuffix("/").removesuffix("/rerun")
+    try:
+        owner = resolve_owner(headers_from_scope(request.scope), get_settings())
+        code, body, headers = await rerun(task_id, owner)
+    except AsyncRequestError as exc:
+        return starlette_response(problem_for(exc))
+    return JSONResponse(body, code, headers={n.decode(): v.decode() for n, v in headers})

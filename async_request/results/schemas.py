@@ -91,7 +91,7 @@ class AcceptedMeta(_Open):
 
 
 class Accepted(_Open):
-    """The 202 body of a deferred request (sent by the middleware, not by these routes)."""
+    """The 202 body of a deferred request (sent by the middleware, and by a re-run)."""
 
     data: None = None
     meta: AcceptedMeta
@@ -113,6 +113,8 @@ ERRORS = {
     404: "unknown operation, or not yours",
     409: "it has already ended",
     410: "your operation expired",
+    429: "too many of your operations are not finished (ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER); "
+         "nothing was queued, retry after Retry-After",
     503: "the operation store (Redis) is unavailable; retry after Retry-After",
 }
 

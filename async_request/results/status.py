@@ -97,7 +97,7 @@ def lifecycle(operation: Operation) -> dict[str, Any]:
             "started_at": rfc3339(operation.started_at),
             "finished_at": rfc3339(operation.finished_at),
             "expires_at": rfc3339(operation.expires_at), "attempts": operation.attempts,
-            "progress": progress_body(operation.progress)}
+            "rerun_of": operation.rerun_of, "progress": progress_body(operation.progress)}
 
 
 def retry_after(operation: Operation, now: float) -> int:

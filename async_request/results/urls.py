@@ -5,13 +5,14 @@ Mount with `path("api/v1/", include("async_request.results.urls"))`.
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from async_request.results.django import (
     events_view,
     new_channel_view,
     openapi_view,
     operations_view,
+    rerun_view,
     task_result_view,
     ticket_view,
 )
@@ -24,4 +25,8 @@ urlpatterns = [
     path(f"{RESULTS_ROUTE}/tickets/", ticket_view, name="async_request_ticket"),
     path(f"{RESULTS_ROUTE}/events/", events_view, name="async_request_events"),
     path(f"{RESULTS_ROUTE}/<str:task_id>/", task_result_view, name="async_background_response"),
+    # With or without the trailing slash, as the FastAPI router: APPEND_SLASH cannot redirect
+    # a POST.
+    re_path(rf"^{RESULTS_ROUTE}/(?P<task_id>[^/]+)/rerun/?$", rerun_view,
+            name="async_request_rerun"),
 ]

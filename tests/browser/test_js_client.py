@@ -172,17 +172,22 @@ def test_anonymous_channel(stack: IntegrationStack, demo_page: Page) -> None:
 
 
 def test_rerun(stack: IntegrationStack, demo_page: Page, http: httpx.Client) -> None:
-    if "/rerun/" not in http.get("/api/openapi.json").text:
+    if "/rerun/" not in http.get("/api/v1/openapi.json").text:
         pytest.skip("no rerun route on this server yet")
     token = stack.create_user("js_rerun")
     seen = run(demo_page, token, """
-    const op = await report(0.5);
-    await op.done;
-    const again = await op.rerun();
+    const op = await client.submit("/api/v1/analytics/slow/?seconds=2");
+    await sleep(500);
+    await op.cancel();
+    const first = await op.done;
+    const again = await op.rerun();   // a failed or cancelled one may be queued again
     const body = await again.done;
-    return { first: op.id, second: again.id, state: body.state };
+    return { first: op.id, firstState: first.state, second: again.id, state: body.state,
+             rerunOf: body.rerun_of };
     """)
+    assert seen["firstState"] == "cancelled"
     assert seen["first"] != seen["second"] and seen["state"] == "completed"
+    assert seen["rerunOf"] in (None, seen["first"])
 
 
 def test_demo_ui(stack: IntegrationStack, demo_page: Page) -> None:

@@ -123,6 +123,13 @@ class IntegrationStack:
         self.base_url = self.web.url
         self.worker = self.start_worker()
 
+    def restart_web(self) -> None:
+        """Stop the web server and start it again on the same port (clients see it go away)."""
+        assert self.web is not None
+        port = int(self.base_url.rsplit(":", 1)[1])
+        self._stack.stop_service(self.web)
+        self.web = self._stack.start_web(port=port)
+
     def stop(self) -> None:
         """Stop every process and drop the session's PostgreSQL database."""
         try:

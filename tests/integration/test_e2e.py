@@ -43,12 +43,14 @@ def open_socket(stack: IntegrationStack, **query: str) -> ClientConnection:
 
 
 def wait_notification(ws: ClientConnection, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The task's terminal frame (its pending and running frames come first)."""
     deadline = time.monotonic() + timeout
     while True:
         frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
         assert frame["type"] == "data", frame
         data = json.loads(frame["data"])
-        if data["task_id"] == task_id:
+        assert isinstance(data.get("seq"), int), data
+        if data["task_id"] == task_id and data["status"] not in ("pending", "running"):
             return data
 
 
@@ -81,7 +83,9 @@ def test_fastapi_route_async_equals_sync(stack: IntegrationStack, http: httpx.Cl
         task_id = accepted_id(http.get("/api/v1/analytics/slow/?seconds=0.1",
                                        headers=auth(alice, **{"X-Async-Request": "true"})))
         note = wait_notification(ws, task_id)
-    assert note == {"task_id": task_id, "status": "completed", "action": "async_request"}
+    # The original's frame, plus the event's seq (events.py).
+    assert note == {"task_id": task_id, "status": "completed", "action": "async_request",
+                    "seq": note["seq"]}
     result = result_of(http, task_id, auth(alice))
     assert result["task_id"] == task_id
     assert result["status"] == sync.status_code

@@ -19,7 +19,7 @@ from async_request.auth import Owner
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import ConfigurationError, EnvelopeError
 from async_request.execution import execute
-from async_request.notifications import group_for, layer_message
+from async_request.notifications import group_for
 from async_request.settings import get_settings, reset_settings
 from async_request.signals import REVOKED_ERROR, on_task_revoked
 from async_request.store import OperationStore, get_store
@@ -56,6 +56,12 @@ def heard(owner: Owner, action: Any) -> list[dict[str, Any]]:
     return asyncio.run(drain(layer, channel))
 
 
+def told(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(task id, status) of each message, in order; every one carries its event's seq."""
+    assert all(isinstance(m.get("seq"), int) for m in messages), messages
+    return [(m["task_id"], m["status"]) for m in messages]
+
+
 def accepted(store: OperationStore, body: bytes = b"hello") -> dict[str, Any]:
     task_id = str(uuid.uuid4())
     scope = {"type": "http", "method": "POST", "path": "/api/x/", "headers": [],
@@ -73,13 +79,14 @@ def test_completed_outcome_is_stored_once_and_told_to_the_recorded_owner(
     messages = heard(OWNER, lambda: summary.update(execute(envelope, task_id=task_id,
                                                            worker="w1")))
     assert summary == {"task_id": task_id, "state": "completed", "status": 200}
-    assert messages == [layer_message(task_id, "completed")]
+    assert told(messages) == [(task_id, "running"), (task_id, "completed")]
     operation = worker_settings.get(task_id)
     assert operation is not None and operation.state == "completed"
     assert operation.result is not None and operation.result["status"] == 200
     # A redelivery hands back the stored outcome (and tells the owner again), no second run.
     again = heard(OWNER, lambda: execute(envelope, task_id=task_id, worker="w2"))
-    assert again == [layer_message(task_id, "completed")]
+    # The outcome is told again with the seq it was logged under the first time.
+    assert again == [messages[-1]]
     assert worker_settings.get(task_id).attempts == 1  # type: ignore[union-attr]
 
 
@@ -112,7 +119,9 @@ def test_an_envelope_that_cannot_be_opened_ends_failed_and_told(
         with pytest.raises(EnvelopeError, match="cannot be opened"):
             execute(tampered, task_id=task_id, worker="w1")
 
-    assert heard(OWNER, run) == [layer_message(task_id, "failed")]
+    messages = heard(OWNER, run)
+    assert told(messages) == [(task_id, "running"), (task_id, "failed")]
+    assert "cannot be opened" in messages[-1]["error"]
     operation = worker_settings.get(task_id)
     assert operation is not None and operation.state == "failed"
 
@@ -127,10 +136,12 @@ def test_a_failure_is_stored_and_told(worker_settings: OperationStore) -> None:
             with pytest.raises(ConfigurationError):
                 execute(envelope, task_id=task_id, worker="w1")
 
-    assert heard(OWNER, run) == [layer_message(task_id, "failed")]
+    messages = heard(OWNER, run)
+    assert told(messages) == [(task_id, "running"), (task_id, "failed")]
     operation = worker_settings.get(task_id)
     assert operation is not None and operation.state == "failed"
     assert "ASYNC_REQUEST_ASGI_APP" in str(operation.error)
+    assert messages[-1]["error"] == operation.error
 
 
 class _Request:
@@ -143,8 +154,9 @@ class _Request:
 def test_a_revoked_task_ends_cancelled_and_only_a_known_one_is_told(
         worker_settings: OperationStore) -> None:
     task_id = accepted(worker_settings)["task_id"]
-    assert heard(OWNER, lambda: on_task_revoked(request=_Request(task_id))) == [
-        layer_message(task_id, "cancelled")]
+    messages = heard(OWNER, lambda: on_task_revoked(request=_Request(task_id)))
+    assert told(messages) == [(task_id, "cancelled")]
+    assert messages[0]["error"] == REVOKED_ERROR
     operation = worker_settings.get(task_id)
     assert operation is not None and (operation.state, operation.error) == (
         "cancelled", REVOKED_ERROR)

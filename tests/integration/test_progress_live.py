@@ -69,8 +69,10 @@ def test_progress_shows_while_running_and_every_frame_comes_before_the_outcome(
     assert shown[-1]["message"] == f"step {shown[-1]['current']}"
     assert shown[-1]["updated_at"].endswith("Z")
 
-    assert messages[-1] == layer_message(task_id, "completed")  # the outcome comes last
-    running = messages[:-1]
+    # The outcome comes last; the first frame says it started (no progress yet).
+    assert messages[-1] == {**layer_message(task_id, "completed"), "seq": messages[-1]["seq"]}
+    assert messages[0]["status"] == "running" and "progress" not in messages[0]
+    running = messages[1:-1]
     # 1,000 reports in ~0.4 s at most one write per 50 ms: a handful of frames, not 1,000.
     assert 2 <= len(running) <= 12, running
     assert all(m["status"] == "running" and set(m["progress"]) == PROGRESS_KEYS
@@ -132,12 +134,12 @@ def test_on_the_stack_a_report_build_shows_progress_then_its_outcome(
         assert body["progress"]["message"] == "building the sales report"
 
         frames: list[dict[str, Any]] = []
-        while not frames or frames[-1]["status"] == "running":
+        while not frames or frames[-1]["status"] in ("pending", "running"):
             data = json.loads(json.loads(ws.recv(timeout=60))["data"])
             if data["task_id"] == task_id:
                 frames.append(data)
     assert frames[-1]["status"] == "completed" and "progress" not in frames[-1]
-    running = frames[:-1]
+    running = [f for f in frames[:-1] if "progress" in f]
     assert running and all(set(f["progress"]) == PROGRESS_KEYS for f in running)
     final = http.get(status_url, headers=auth(token)).json()
     assert final["state"] == "completed" and final["status"] == 201

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import jwt
 import pytest
@@ -49,6 +50,60 @@ def test_django_view_owner_rules(results_redis: str) -> None:
     assert call("not-a-uuid", authorization=f"Bearer {token}")[0] == 404
     code, body, media = call(task_id)
     assert code == 401 and media == "application/problem+json" and body["status"] == 401
+
+
+def test_django_rerun_view_queues_a_failed_operation_again(
+        results_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.urls import resolve
+
+    from async_request.envelope import RequestEnvelope
+    from async_request.results import rerun as rerun_module
+    from async_request.settings import get_settings
+    from tests.asgi_apps import CapturingDispatcher
+
+    captured = CapturingDispatcher()
+    monkeypatch.setattr(rerun_module, "default_dispatcher", lambda: captured)
+    secret = get_settings().secret_key
+    store = OperationStore(results_redis, 60, secret=secret)
+    task_id = str(uuid.uuid4())
+    envelope = RequestEnvelope(task_id=task_id, owner="user:django-7", method="POST",
+                               path="/x/", raw_path=b"/x/", query_string=b"a=1",
+                               headers=(("authorization", "Bearer old"),), body=b"hi")
+    asyncio.run(store.accept(task_id, "user:django-7", "/x/", "POST",
+                             envelope=envelope.to_dict(secret)))
+    token = jwt.encode({"sub": "django-7", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+                       algorithm="HS256")
+    other = jwt.encode({"sub": "django-8", "exp": int(time.time()) + 600}, settings.SECRET_KEY,
+                       algorithm="HS256")
+
+    def post(suffix: str, bearer: str, method: str = "post") -> tuple[int, dict[str, object],
+                                                                      Any]:
+        path = f"/async_background_response/{task_id}/{suffix}"
+        match = resolve(path, urlconf="async_request.results.urls")
+        request = getattr(RequestFactory(), method)(path, HTTP_AUTHORIZATION=f"Bearer {bearer}")
+        response = asyncio.run(match.func(request, **match.kwargs))
+        body = json.loads(response.content) if response.content else {}
+        return response.status_code, body, response.headers  # case-insensitive
+
+    code, body, _ = post("rerun/", token)
+    assert code == 409 and "pending" in str(body["detail"])
+    store.fail(task_id, "boom")
+    assert post("rerun/", other)[0] == 404
+    assert post("rerun/", token, "get")[0] == 405
+    new_ids = []
+    for suffix in ("rerun/", "rerun"):
+        code, body, headers = post(suffix, token)
+        assert code == 202, body
+        new_id = body["meta"]["async_request_id"]  # type: ignore[index]
+        assert body == {"data": None, "meta": {"async_request_id": new_id}}
+        assert headers["Location"] == f"{get_settings().results_path}{new_id}/"
+        assert headers["Retry-After"] == "1"
+        new_ids.append(new_id)
+    assert [queued.task_id for queued in captured.published] == new_ids
+    assert all((queued.body, queued.query_string, queued.headers) == (
+        b"hi", b"a=1", (("authorization", "Bearer old"),)) for queued in captured.published)
+    rerun = store.get(new_ids[0])
+    assert rerun is not None and rerun.rerun_of == task_id and rerun.state == "pending"
 
 
 def test_django_ticket_view(results_redis: str) -> None:

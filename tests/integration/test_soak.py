@@ -21,14 +21,16 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def soak_stack(kafka: Service, redis_url: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
-    """Its own web app, worker and consumer group, with the default settings.
+    """Its own web app, worker and consumer group, with the default settings but one: no
+    per-owner in-flight cap, as one user sends all 1,000 requests faster than they run.
 
     Sixteen clients, uvicorn, the worker, tansu and Redis saturate 2 cores, right when a
     worker is killed and its replacement joins the group: what a rebalance must survive.
     """
     stack = IntegrationStack(
         kafka=kafka.url, redis_url=redis_url, workdir=tmp_path_factory.mktemp("soak"),
-        database_url=os.environ.get("DATABASE_URL") or None)
+        database_url=os.environ.get("DATABASE_URL") or None,
+        extra_env={"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
     try:
         stack.start()
         yield stack
