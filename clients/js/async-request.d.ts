@@ -102,5 +102,7 @@ export declare function retryAfterMs(value: string | null | undefined, fallback?
 export declare function parseFrame(text: string): { kind: string; [member: string]: unknown };
 export declare class SeqTracker {
   last: number;
+  resumeAfter: number;
   accept(seq: number | null | undefined): boolean;
+  complete(seq: number | null | undefined): void;
 }

@@ -73,17 +73,43 @@ export function parseFrame(text) {
   return { kind: "ignore" };
 }
 
-/** Seen-seq bookkeeping: `accept(seq)` is false for a seq already handled; `last` is the max. */
+/**
+ * Seen-seq bookkeeping: `accept(seq)` is false for a seq already handled. `resumeAfter` is the
+ * highest seq up to which every one was seen (from the first one seen): what a reconnect asks
+ * for, so an event that arrived late (seq 5 after 6) is not skipped by resuming after 6.
+ */
 export class SeqTracker {
-  constructor(limit = 2000) { this.last = 0; this._seen = new Set(); this._limit = limit; }
+  constructor(limit = 2000) {
+    this.last = 0;
+    this.resumeAfter = 0;
+    this._seen = new Set();
+    this._limit = limit;
+  }
   /** @param {number|undefined|null} seq */
   accept(seq) {
     if (typeof seq !== "number") return true; // events without a seq cannot be de-duplicated
-    if (this._seen.has(seq)) return false;
+    if (this._seen.has(seq) || seq <= this._floor()) return false;
+    if (this.resumeAfter === 0 && this._seen.size === 0) this.resumeAfter = seq - 1;
     this._seen.add(seq);
-    if (this._seen.size > this._limit) this._seen.delete(this._seen.values().next().value);
     if (seq > this.last) this.last = seq;
+    while (this._seen.has(this.resumeAfter + 1)) this.resumeAfter += 1;
+    if (this._seen.size > this._limit) this._prune();
     return true;
+  }
+  /** The server sent all it has up to `seq` (a `resumed` or `gap` frame): none below will come. */
+  complete(seq) {
+    if (typeof seq !== "number" || seq <= this.resumeAfter) return;
+    this.resumeAfter = seq;
+    while (this._seen.has(this.resumeAfter + 1)) this.resumeAfter += 1;
+    if (this.resumeAfter > this.last) this.last = this.resumeAfter;
+    this._prune();
+  }
+  _floor() { return this._pruned ?? 0; }
+  _prune() {
+    // Seqs at or below the watermark need no entry: `accept` refuses them by comparison.
+    for (const seq of this._seen) if (seq <= this.resumeAfter) this._seen.delete(seq);
+    this._pruned = this.resumeAfter;
+    while (this._seen.size > this._limit) this._seen.delete(this._seen.values().next().value);
   }
 }
 
@@ -453,7 +479,7 @@ export class AsyncRequestClient extends Emitter {
       return;
     }
     if (this._closed) return;
-    const after = this.seq.last > 0 ? this.seq.last : null;
+    const after = this.seq.last > 0 ? this.seq.resumeAfter : null;
     if (after !== null) credential.set("after", String(after));
     if (this.active === "websocket") this._openSocket(credential, after !== null);
     else this._openEventSource(credential, after !== null);
@@ -492,8 +518,8 @@ export class AsyncRequestClient extends Emitter {
             waitingPong = setTimeout(() => socket.close(), PONG_TIMEOUT_MS);
           }, PING_MS);
           break;
-        case "resumed": this._connected(true); break;
-        case "gap": this._refreshAll(); break;
+        case "resumed": this.seq.complete(frame.last); this._connected(true); break;
+        case "gap": this.seq.complete(frame.last); this._refreshAll(); break;
         case "pong": clearTimeout(waitingPong); break;
         case "error":
           // 4401: the ticket expired or was refused; the next attempt gets a new one.
@@ -527,7 +553,10 @@ export class AsyncRequestClient extends Emitter {
       const seq = message.lastEventId ? Number(message.lastEventId) : event.seq;
       this._event(event, Number.isFinite(seq) ? seq : undefined);
     };
-    source.addEventListener("gap", () => this._refreshAll());
+    source.addEventListener("gap", (message) => {
+      try { this.seq.complete(JSON.parse(message.data).last); } catch { /* a gap without data */ }
+      this._refreshAll();
+    });
     source.onerror = () => {
       // EventSource would retry with the old (soon expired) ticket: we reconnect ourselves.
       source.close();

@@ -83,6 +83,23 @@ test("SeqTracker drops repeats and keeps the highest", () => {
   assert.ok(seq.accept(undefined));
 });
 
+test("SeqTracker resumes after the highest contiguous seq, advanced by resumed/gap", () => {
+  const seq = new SeqTracker(4);
+  seq.accept(6);
+  seq.accept(8);                    // 7 is late (another worker published it first)
+  assert.equal(seq.resumeAfter, 6);
+  assert.equal(seq.last, 8);
+  seq.accept(7);
+  assert.equal(seq.resumeAfter, 8);
+  seq.accept(11);
+  seq.complete(10);                 // `resumed` with last 10: 9 and 10 are gone for good
+  assert.equal(seq.resumeAfter, 11);
+  assert.ok(!seq.accept(9) && !seq.accept(11));
+  for (let n = 12; n < 30; n++) seq.accept(n);
+  assert.equal(seq.resumeAfter, 29);
+  assert.ok(!seq.accept(20));       // pruned, still refused
+});
+
 test("a frame that arrives before submit() resolved is not lost", async () => {
   let answer;
   const { client: c, calls } = client({
