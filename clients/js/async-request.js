@@ -150,11 +150,16 @@ export class Operation extends Emitter {
   /** Apply a pushed event (or a status body) to this operation. @param {TaskEvent} event */
   _apply(event) {
     if (this.finished) return;
-    if (event.progress && event.progress !== this.progress) {
-      this.progress = event.progress;
-      this._emit("progress", event.progress);
+    const progress = event.progress;
+    const last = this.progress;
+    if (progress && (!last || progress.updated_at !== last.updated_at
+        || progress.current !== last.current || progress.percent !== last.percent)) {
+      this.progress = progress;
+      this._emit("progress", progress);
     }
-    if (event.status && event.status !== this.state && !TERMINAL.includes(this.state)) {
+    // Never backwards: the web process tells "pending" after its 202, and a quick worker's
+    // "running" can be told first.
+    if (event.status && rank(event.status) > rank(this.state)) {
       this.state = event.status;
       this._emit("state", event.status);
     }
@@ -225,6 +230,8 @@ export class Operation extends Emitter {
     return this.client._accepted(response, `rerun ${this.id}`);
   }
 }
+
+function rank(state) { return TERMINAL.includes(state) ? 2 : state === "running" ? 1 : 0; }
 
 function joinUrl(base, tail) { return base.endsWith("/") ? base + tail : `${base}/${tail}`; }
 

@@ -144,6 +144,8 @@ test("reconnects with after=<last seq>, de-duplicates, and re-reads after a gap"
   second.frame({ type: "subscribed" });
   second.data({ task_id: ID, status: "running", seq: 5, progress: { percent: 10 } });
   second.data({ task_id: ID, status: "running", seq: 6, progress: { percent: 20 } });
+  second.data({ task_id: ID, status: "pending", seq: 4 });   // told late: not a step back
+  assert.equal(op.state, "running");
   const before = statusReads;
   second.frame({ type: "gap", after: 5, last: 9 });
   second.frame({ type: "resumed", last: 9, count: 1 });
