@@ -16,7 +16,7 @@ KAFKA_TESTS ?= tests/integration/transport tests/integration/test_e2e.py
 
 .DEFAULT_GOAL := help
 .PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
-	bench
+	bench test-js test-browser
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,12 @@ kafka-fetch: install ## fetch Apache Kafka 4.x with Maven into ~/.cache/async-re
 
 test-kafka: kafka-fetch ## transport + end-to-end tests on Apache Kafka (AR_TEST_KAFKA=apache)
 	AR_TEST_KAFKA=apache $(PY) -m pytest $(KAFKA_TESTS) $(PYTEST_ARGS)
+
+test-js: ## the JS client's unit tests under Node (also part of `make test`)
+	node --test clients/js/test/
+
+test-browser: install ## the JS client and /demo/ in the system's headless Chromium (also in `make test`)
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 lint: install ## ruff
 	$(PY) -m ruff check .
