@@ -153,7 +153,7 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         "",
         "async-request dev stack is up (Ctrl-C or `make stop` stops everything; a worker that "
         "exits is replaced)",
-        f"  app        {web}/",
+        f"  app        {web}/demo/  (the demo page, built on clients/js: sign in as the demo user)",
         f"  API docs   {docs_line}",
         f"  health     {web}{HEALTH_PATH}",
         f"  WebSocket  {ws_host}/ws/?{urlencode({'token': token})}",
