@@ -6,12 +6,13 @@ per test session. Kafka and Redis come from the `kafka` and `redis_url` fixtures
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import socket
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlparse
@@ -90,6 +91,22 @@ def own_redis_db(redis_url: str, db: int) -> str:
     finally:
         client.close()
     return url
+
+
+@contextlib.contextmanager
+def module_stack(kafka: str, redis_url: str, workdir: Path, db: int,
+                 env: dict[str, str]) -> Iterator[IntegrationStack]:
+    """A started stack of a test module's own: the session's broker, its own Redis database
+    (`own_redis_db`), work directory, consumer group and settings (`env`); stopped after."""
+    stack = IntegrationStack(kafka=kafka, redis_url=own_redis_db(redis_url, db),
+                             workdir=workdir,
+                             database_url=os.environ.get("DATABASE_URL") or None,
+                             extra_env=env)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def auth(token: str, **extra: str) -> dict[str, str]:

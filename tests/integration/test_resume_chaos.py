@@ -5,12 +5,11 @@ after de-duplication by seq (tools/chaos.py; bench/resume.py runs 2,000 and time
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import IntegrationStack, own_redis_db
+from tests.integration.stack import IntegrationStack, module_stack
 from tools.chaos import run_chaos
 from tools.services import Service
 
@@ -22,16 +21,9 @@ OPERATIONS = 400
 def chaos_stack(kafka: Service, redis_url: str,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
     """Its own web server (restarted by the test), worker and consumer group."""
-    stack = IntegrationStack(
-        kafka=kafka.url, redis_url=own_redis_db(redis_url, 12),
-        workdir=tmp_path_factory.mktemp("chaos"),
-        database_url=os.environ.get("DATABASE_URL") or None,
-        extra_env={"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
-    try:
-        stack.start()
+    with module_stack(kafka.url, redis_url, tmp_path_factory.mktemp("chaos"), 12,
+                      {"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.timeout(600)

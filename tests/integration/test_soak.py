@@ -6,12 +6,11 @@ long version: 10,000 requests, a kill every few seconds).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import IntegrationStack, own_redis_db
+from tests.integration.stack import IntegrationStack, module_stack
 from tools.services import Service
 from tools.soak import order_counter, run_soak
 
@@ -27,16 +26,9 @@ def soak_stack(kafka: Service, redis_url: str,
     Sixteen clients, uvicorn, the worker, tansu and Redis saturate 2 cores, right when a
     worker is killed and its replacement joins the group: what a rebalance must survive.
     """
-    stack = IntegrationStack(
-        kafka=kafka.url, redis_url=own_redis_db(redis_url, 10),
-        workdir=tmp_path_factory.mktemp("soak"),
-        database_url=os.environ.get("DATABASE_URL") or None,
-        extra_env={"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"})
-    try:
-        stack.start()
+    with module_stack(kafka.url, redis_url, tmp_path_factory.mktemp("soak"), 10,
+                      {"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.timeout(600)

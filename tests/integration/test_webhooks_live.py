@@ -10,7 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.stack import IntegrationStack, auth, own_redis_db
+from tests.integration.stack import IntegrationStack, auth, module_stack
 from tools.services import Service, free_port
 
 pytestmark = pytest.mark.integration
@@ -70,17 +69,10 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def hook_stack(kafka: Service, redis_url: str, receiver: Receiver,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntegrationStack]:
-    stack = IntegrationStack(
-        kafka=kafka.url, redis_url=own_redis_db(redis_url, 13),
-        workdir=tmp_path_factory.mktemp("hooks"),
-        database_url=os.environ.get("DATABASE_URL") or None,
-        extra_env={"BS_ASYNC_REQUEST_CALLBACK_HOSTS": f"127.0.0.1:{receiver.port}",
-                   "BS_ASYNC_REQUEST_WEBHOOK_SECRET": SECRET})
-    try:
-        stack.start()
+    with module_stack(kafka.url, redis_url, tmp_path_factory.mktemp("hooks"), 13,
+                      {"BS_ASYNC_REQUEST_CALLBACK_HOSTS": f"127.0.0.1:{receiver.port}",
+                       "BS_ASYNC_REQUEST_WEBHOOK_SECRET": SECRET}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def signature_ok(call: dict[str, Any]) -> bool:
