@@ -26,7 +26,7 @@ def soak_stack(kafka: Service, redis_url: str,
     Sixteen clients, uvicorn, the worker, tansu and Redis saturate 2 cores, right when a
     worker is killed and its replacement joins the group: what a rebalance must survive.
     """
-    with module_stack(kafka.url, redis_url, tmp_path_factory.mktemp("soak"), 10,
+    with module_stack(kafka.url, redis_url, tmp_path_factory.mktemp("soak"), 14,
                       {"BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"}) as stack:
         yield stack
 

@@ -22,8 +22,9 @@ import pytest
 import redis
 from celery import Celery
 
+from tests.integration.stack import own_redis_db
 from tests.integration.transport.app import make_app
-from tools.services import Service, redis_url_with_db
+from tools.services import Service
 from tools.stack import ROOT, CeleryProcess
 
 APP = "tests.integration.transport.app"
@@ -41,13 +42,7 @@ def kt_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def kt_redis_url(redis_url: str) -> str:
     """DB 10 of the session's Redis, flushed at session start."""
-    url = redis_url_with_db(redis_url, REDIS_DB)
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return url
+    return own_redis_db(redis_url, REDIS_DB)
 
 
 @dataclass
