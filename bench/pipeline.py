@@ -22,7 +22,7 @@ tree's code (`celery_app.py`, `sample_project/`, `async_request/`); the measurin
 always this one. A comparison table with the ratios current/baseline follows the details.
 
     .venv/bin/python bench/pipeline.py [--repeat 3] [--seq 200] [--e2e 100] [--burst 1000]
-                                       [--baseline REV]
+                                       [--pool prefork] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
         web = stack.start_web()
-        worker = stack.start_worker(concurrency=args.concurrency)
+        worker = stack.start_worker(pool=args.pool, concurrency=args.concurrency)
         yield Target(web.url, token, probes(stack, web, worker), stack.redis_url)
 
 
@@ -279,6 +279,7 @@ def main() -> int:
     parser.add_argument("--e2e", type=int, default=100)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--pool", default="prefork", help="worker pool (celery -P)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure this git revision, interleaved (see above)")
