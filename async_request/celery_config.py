@@ -14,7 +14,10 @@ Choices, and why:
   result (no result-backend write per replay, no result subscription per publish); the result
   backend stays configured for a project's own tasks (KAFKA_TASKS), and
   `result_backend_always_retry` makes a Redis outage delay their results, never drop them.
-- Task events stay on: Flower's received/started/succeeded/failed come from them.
+- Task events stay on: Flower's received/started/succeeded/failed come from them (the worker
+  sends them, batched per loop turn). `task-sent` is off: it is one more Kafka record per
+  request, published by the web app on the path to the 202, and Flower needs it only to list a
+  task before a worker received it (the operation store already answers "pending").
 - JSON only: messages are readable by any Kafka tool, and no pickle.
 """
 
@@ -64,7 +67,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
         "task_default_queue": settings.kafka_topic_async_bg,
