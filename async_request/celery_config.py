@@ -85,13 +85,16 @@ def configure_celery(app: Celery, settings: Settings | None = None) -> Celery:
     """Apply the async-request configuration to an existing Celery app and return it.
 
     Also connects the start-up checks of a worker (`checks.worker_start_checks`), which run
-    whether or not `async_request` is an installed app.
+    whether or not `async_request` is an installed app, and adds the bootstep that batches
+    task events (`task_events.BatchedTaskEvents`).
     """
     from celery.signals import worker_init
 
     from async_request.checks import worker_start_checks
+    from async_request.task_events import BatchedTaskEvents
 
     app.conf.update(celery_config(settings or get_settings()))
+    app.steps["consumer"].add(BatchedTaskEvents)
     worker_init.connect(worker_start_checks, dispatch_uid="async_request.checks", weak=False)
     return app
 
