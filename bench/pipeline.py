@@ -245,7 +245,8 @@ def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
         web = stack.start_web()
-        worker = stack.start_worker(pool=args.pool, concurrency=args.concurrency)
+        worker = stack.start_worker(pool=getattr(args, "pool", "prefork"),
+                                     concurrency=args.concurrency)
         yield Target(web.url, token, probes(stack, web, worker), stack.redis_url)
 
 
