@@ -102,6 +102,8 @@ def load_asgi_app(path: str) -> ASGIApp:
 
 #: The started replay target of this process: (pid, path) -> its lifespan.
 _started: dict[tuple[int, str], Lifespan] = {}
+#: A threads pool's first tasks arrive together: one of them starts the lifespan.
+_starting = threading.Lock()
 
 
 def replay_target(path: str) -> tuple[ASGIApp, dict[str, Any]]:
@@ -110,9 +112,12 @@ def replay_target(path: str) -> tuple[ASGIApp, dict[str, Any]]:
     key = (os.getpid(), path)
     lifespan = _started.get(key)
     if lifespan is None:
-        lifespan = Lifespan(app)
-        run(lifespan.startup())
-        _started[key] = lifespan
+        with _starting:
+            lifespan = _started.get(key)
+            if lifespan is None:
+                lifespan = Lifespan(app)
+                run(lifespan.startup())
+                _started[key] = lifespan
     return app, lifespan.state
 
 
