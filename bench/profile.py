@@ -10,6 +10,7 @@ what it calls) and by self time, plus the /proc CPU per request of each process.
     .venv/bin/pip install py-spy
     .venv/bin/python bench/profile.py [--burst 600] [--pool prefork] [--concurrency 2]
                                       [--raw prof.txt] [--top 40]
+    .venv/bin/python bench/profile.py --report prof.txt     # the tables of a kept profile
 """
 
 from __future__ import annotations
@@ -45,6 +46,45 @@ def short(frame: str) -> str:
                 else "async_request/" + where.split(marker, 1)[1]
             break
     return f"{name} ({where})"
+
+
+#: Where a sample goes: the first category any of whose patterns is in one of its frames, in
+#: this order (so a Redis call inside group_send counts as group_send, not as the store).
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("notification group_send (channel layer)", ("group_send",)),
+    ("Django ORM + auth (sync_to_async thread)", ("SyncToAsync", "thread_handler")),
+    ("the replay through the ASGI app", ("replay.<locals>.run",)),
+    ("our store + event log (Redis scripts)", ("claim (async_request", "_end (async_request",
+                                               "record (async_request", "renew (async_request")),
+    ("execute: the rest (unseal, seal, publish)", ("execute (async_request",)),
+    ("Celery task events", ("EventDispatcher",)),
+    ("Celery task machinery in the child (trace)", ("fast_trace_task", "trace_task")),
+    ("prefork hand-off (pipes, pickle)", ("ResultHandler", "send_job", "schedule_writes",
+                                          "Worker.workloop", "_recv_message")),
+    ("Celery main: receive, strategy, request, ack", ("task_message_handler", "Request.",
+                                                      "on_task_received")),
+    ("our Kafka transport + kombu", ("transport/", "kombu/")),
+    ("logging", ("Logger.",)),
+    ("asyncio loop (other)", ("_run_once",)),
+]
+
+
+def categories(raw: Path) -> list[str]:
+    """The samples of a raw py-spy profile by CATEGORIES: share and samples."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, count = frames(line)
+        total += count
+        names = [short(f) for f in stack]
+        counts[next((title for title, patterns in CATEGORIES
+                     if any(p in n for p in patterns for n in names)), "other")] += count
+    out = [f"samples: {total}", "", "| where | share | samples |", "|---|---|---|"]
+    out += [f"| {title} | {counts[title] / total:.1%} | {counts[title]} |"
+            for title in [*(t for t, _ in CATEGORIES), "other"]]
+    return out
 
 
 def report(raw: Path, top: int) -> list[str]:
@@ -84,7 +124,12 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--report", type=Path, metavar="RAW",
+                        help="only print the tables of an earlier --raw profile")
     args = parser.parse_args()
+    if args.report:
+        print("\n".join([*categories(args.report), "", *report(args.report, args.top)]))
+        return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     raw = args.raw or Path(tempfile.mkdtemp(prefix="profile-")) / "worker.txt"
     with running_stack(ROOT, args) as target:
@@ -102,7 +147,7 @@ def main() -> int:
           f"{result['completed_per_s']:.0f}/s (slowed by the sampler), lost {result['lost']}")
     print("CPU ms/request: " + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms"].items()
                                          if v is not None))
-    print("\n".join(report(raw, args.top)))
+    print("\n".join([*categories(raw), "", *report(raw, args.top)]))
     print(f"raw profile: {raw}")
     return 0
 
