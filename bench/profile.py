@@ -64,7 +64,6 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("Celery main: receive, strategy, request, ack", ("task_message_handler", "Request.",
                                                       "on_task_received")),
     ("our Kafka transport + kombu", ("transport/", "kombu/")),
-    ("logging", ("Logger.",)),
     ("asyncio loop (other)", ("_run_once",)),
 ]
 
