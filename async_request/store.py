@@ -23,8 +23,8 @@ record, and only the worker writes its outcome; Celery's result backend is not u
   scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
   (`_store_scripts.ACCEPT`), terminal writes leave it.
 - pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
-  the same transaction as the outcome), so a waiter (`wait_terminal`, `Prefer: wait=N`) sleeps
-  on a subscription instead of polling the hash.
+  the outcome's own script, `_store_scripts.TERMINAL`), so a waiter (`wait_terminal`,
+  `Prefer: wait=N`) sleeps on a subscription instead of polling the hash.
 
 Why a claim at all (`claim`): a redelivered task (a worker killed mid-run, a rebalance) must not
 run twice at once, and a finished one must hand back its outcome instead of running again.
