@@ -16,7 +16,7 @@ KAFKA_TESTS ?= tests/integration/transport tests/integration/test_e2e.py
 
 .DEFAULT_GOAL := help
 .PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
-	bench test-js test-browser
+	bench test-js test-browser screenshot
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,8 +70,12 @@ test-kafka: kafka-fetch ## transport + end-to-end tests on Apache Kafka (AR_TEST
 test-js: ## the JS client's unit tests under Node (also part of `make test`)
 	node --test clients/js/test/
 
-test-browser: install ## the JS client and /demo/ in the system's headless Chromium (also in `make test`)
+test-browser: install ## the JS client and /demo/ in the system's Chromium via Playwright (also in `make test`)
+	@$(PY) -c 'from tools.browser import unavailable; r = unavailable(); r and print("make test-browser: every test skipped:", r)'
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+screenshot: install ## docs/demo.png: the /demo/ page mid-run, on a throw-away stack (needs Chromium)
+	$(PY) tools/screenshot.py
 
 lint: install ## ruff
 	$(PY) -m ruff check .
