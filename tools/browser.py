@@ -88,10 +88,9 @@ class PageLog:
         self.lines.append(f"uncaught: {error.stack or error.message}")
 
     @property
-    def errors(self) -> list[str]:
-        """The console errors and uncaught exceptions only."""
-        return [line for line in self.lines
-                if line.startswith(("console.error:", "uncaught:"))]
+    def uncaught(self) -> list[str]:
+        """The exceptions the page's scripts did not catch."""
+        return [line for line in self.lines if line.startswith("uncaught:")]
 
     def text(self, last: int = 60) -> str:
         """The last `last` lines, one a line (for a failure report)."""

@@ -91,11 +91,13 @@ def page_log(request: pytest.FixtureRequest) -> PageLog:
 
 
 @pytest.fixture
-def page(context: BrowserContext, page_log: PageLog) -> Page:
-    """A blank page of the test's context, its console collected in `page_log`."""
+def page(context: BrowserContext, page_log: PageLog) -> Iterator[Page]:
+    """A blank page of the test's context, its console collected in `page_log`; an exception
+    its scripts did not catch fails the test at teardown."""
     blank = context.new_page()
     page_log.watch(blank)
-    return blank
+    yield blank
+    assert not page_log.uncaught, "the page threw:\n" + "\n".join(page_log.uncaught)
 
 
 @pytest.fixture
