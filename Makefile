@@ -19,7 +19,7 @@ JS_STAMP := $(JS)/node_modules/.install-stamp
 
 .DEFAULT_GOAL := help
 .PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
-	bench test-js test-browser js-build
+	bench test-js test-browser js-build screenshot
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,8 +87,12 @@ js-build: ## clients/js/dist/async-request.min.js; fails over 5 kB min+gzip (npm
 	echo "cd $(JS) && npm run build"; \
 	cd $(JS) && npm run --silent build
 
-test-browser: install ## the JS client and /demo/ in the system's headless Chromium (also in `make test`)
+test-browser: install ## the JS client and /demo/ in the system's Chromium via Playwright (also in `make test`)
+	@$(PY) -c 'from tools.browser import unavailable; r = unavailable(); r and print("make test-browser: every test skipped:", r)'
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+screenshot: install ## docs/demo.png: the /demo/ page mid-run, on a throw-away stack (needs Chromium)
+	$(PY) tools/screenshot.py
 
 lint: install ## ruff
 	$(PY) -m ruff check .
