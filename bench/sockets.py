@@ -1,7 +1,9 @@
 """1,000 WebSockets at once, each waiting for its own operation: all subscribed, all notified?
 
-Plain script: `python bench/sockets.py [--sockets 1000] [--repeat 1]`. It starts a private stack
-(its own tansu, Redis DB 13, uvicorn, one prefork worker with 2 processes), then per round:
+Plain script: `python bench/sockets.py [--sockets 1000] [--repeat 1] [--baseline REV]`. Each
+round starts a fresh private stack (its own tansu, Redis DB 13, uvicorn, one prefork worker with
+2 processes); with `--baseline`, the tree at REV (a temporary git worktree) gets a round of its
+own beside each round of this tree, the order alternating. Per round:
 
 1. opens N sockets at once, each authenticating with its own random anonymous channel in its
    first message (`{"type": "auth", "channel": ...}`), and counts `subscribed` answers and
@@ -9,14 +11,17 @@ Plain script: `python bench/sockets.py [--sockets 1000] [--repeat 1]`. It starts
 2. sends one async request per socket (`GET /api/v1/health/` with `X-Async-Request: <its
    channel>`, 32 at a time) and waits until every socket heard `completed` for its own id;
 3. reports connect time, notified count, notifications per second (first send to last
-   notification), frames that reached a socket they were not for (must be 0), and the web
-   process's RSS before and after.
+   notification), frames that reached a socket they were not for (must be 0), the web
+   process's RSS before and after, and what the event log (events.py, always on) holds
+   afterwards: how many owners' logs and events (each socket is an owner of its own, so
+   every operation is three logged events: pending, running, completed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import secrets
@@ -27,12 +32,14 @@ from typing import Any
 
 import httpx
 import psutil
+import redis
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._stats import median_range, percentile  # noqa: E402
+from bench.pipeline import checkout, current_label, git, step  # noqa: E402
 from tools.stack import private_stack  # noqa: E402
 
 
@@ -104,30 +111,64 @@ async def round_trip(base: str, sockets: int) -> dict[str, float]:
             "notifications_per_s": notified / max(last - sent_at, 1e-9)}
 
 
+def event_logs(redis_url: str) -> tuple[int, int]:
+    """(owners with an event log, events in them) in the stack's Redis database."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter("async_request:events:*", count=1000))
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.xlen(key)
+        return len(keys), sum(pipe.execute())
+    finally:
+        client.close()
+
+
+def one_round(root: Path, sockets: int) -> dict[str, float]:
+    """A fresh private stack of the tree at `root`, one round on it."""
+    with private_stack("bench-sockets", redis_db=13, root=root) as stack:
+        web = stack.start_web()
+        stack.start_worker()
+        process = psutil.Process(web.process.pid)  # type: ignore[union-attr]
+        before = process.memory_info().rss / 2**20
+        row = asyncio.run(round_trip(web.url, sockets))
+        row["web_rss_before_mib"] = before
+        row["web_rss_after_mib"] = process.memory_info().rss / 2**20
+        row["event_logs"], row["events_logged"] = event_logs(stack.redis_url)
+        return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the tree at REV (a git worktree), rounds alternating")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
-    rows: list[dict[str, float]] = []
-    with private_stack("bench-sockets", redis_db=13) as stack:
-        web = stack.start_web()
-        stack.start_worker()
-        process = psutil.Process(web.process.pid)  # type: ignore[union-attr]
-        for _ in range(args.repeat):
-            before = process.memory_info().rss / 2**20
-            row = asyncio.run(round_trip(web.url, args.sockets))
-            row["web_rss_before_mib"] = before
-            row["web_rss_after_mib"] = process.memory_info().rss / 2**20
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    print(f"\n| measure ({args.sockets} sockets, {len(rows)} round(s)) | median (min-max) |")
-    print("|---|---|")
-    for key in rows[0]:
-        median, low, high = median_range([row[key] for row in rows])
-        print(f"| {key} | {median:.1f} ({low:.1f}-{high:.1f}) |")
+    with contextlib.ExitStack() as trees:
+        roots = {current_label(): ROOT}
+        if args.baseline:
+            rev = git("rev-parse", "--short", args.baseline)
+            roots[f"baseline ({rev})"] = trees.enter_context(checkout(args.baseline))
+        rows: dict[str, list[dict[str, float]]] = {label: [] for label in roots}
+        for run in range(args.repeat):
+            order = list(roots) if run % 2 == 0 else list(roots)[::-1]
+            for label in order:
+                step(f"round {run + 1}/{args.repeat}, {label}: {args.sockets} sockets")
+                rows[label].append(one_round(roots[label], args.sockets))
+                print(json.dumps({"tree": label, **rows[label][-1]}), flush=True)
+    labels = list(rows)
+    print(f"\n| measure ({args.sockets} sockets, {args.repeat} round(s), a fresh stack each) | "
+          + " | ".join(f"{label}: median (min-max)" for label in labels) + " |")
+    print("|---|" + "---|" * len(labels))
+    for key in rows[labels[0]][0]:
+        cells = []
+        for label in labels:
+            median, low, high = median_range([row.get(key, 0.0) for row in rows[label]])
+            cells.append(f"{median:.1f} ({low:.1f}-{high:.1f})")
+        print(f"| {key} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
