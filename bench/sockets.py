@@ -9,12 +9,17 @@ own beside each round of this tree, the order alternating. Per round:
    first message (`{"type": "auth", "channel": ...}`), and counts `subscribed` answers and
    failures (the channel layer's connection pool used to refuse past ~100);
 2. sends one async request per socket (`GET /api/v1/health/` with `X-Async-Request: <its
-   channel>`, 32 at a time) and waits until every socket heard `completed` for its own id;
-3. reports connect time, notified count, notifications per second (first send to last
-   notification), frames that reached a socket they were not for (must be 0), the web
-   process's RSS before and after, and what the event log (events.py, always on) holds
-   afterwards: how many owners' logs and events (each socket is an owner of its own, so
-   every operation is three logged events: pending, running, completed).
+   channel>`, 32 at a time) and waits until every socket heard `completed` for its own id,
+   or no frame came for QUIET_SEC; the sockets still waiting then resume from their event
+   log (`{"action": "resume", "after": 0}`), as a client that lost a frame does: a live frame
+   is at most once (channels_redis drops what exceeds its `capacity`, and the capacity is
+   per web process, shared by all its sockets);
+3. reports connect time, notified count (live), recovered by the resume, never notified,
+   notifications per second (first send to last live notification), frames that reached a
+   socket they were not for (must be 0), the web process's RSS before and after, and what
+   the event log (events.py, always on) holds afterwards: how many owners' logs and events
+   (each socket is an owner of its own; every operation is three events: pending, running,
+   completed).
 """
 
 from __future__ import annotations
@@ -69,9 +74,12 @@ async def round_trip(base: str, sockets: int) -> dict[str, float]:
     received: dict[str, list[str]] = {channel: [] for channel, _ in live}
     heard: dict[str, float] = {}
 
+    last_frame = [time.monotonic()]
+
     async def listen(channel: str, ws: Any) -> None:
         while True:
             frame = json.loads(await ws.recv())
+            last_frame[0] = time.monotonic()
             if frame.get("type") != "data":
                 continue
             data = json.loads(frame["data"])
@@ -92,23 +100,37 @@ async def round_trip(base: str, sockets: int) -> dict[str, float]:
                 ids[channel] = response.json()["meta"]["async_request_id"]
 
         await asyncio.gather(*(send(c) for c, _ in live))
-    # A notification may arrive before its 202 is read: wait until every socket has its own id.
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not all(
-            ids.get(channel) in got for channel, got in received.items()):
+    def missing() -> list[str]:
+        return [channel for channel, got in received.items() if ids.get(channel) not in got]
+
+    # A notification may arrive before its 202 is read: wait until every socket has its own
+    # id, or until no frame came for QUIET_SEC (the channel layer dropped some: see below).
+    while missing() and time.monotonic() - last_frame[0] < QUIET_SEC:
+        await asyncio.sleep(0.05)
+    last = max(heard.values(), default=sent_at)
+    notified = sockets - failed - len(missing())
+    # The sockets still waiting ask the event log, as a client does after a lost frame.
+    lost, sockets_of = missing(), dict(live)
+    for channel in lost:
+        await sockets_of[channel].send(json.dumps({"action": "resume", "after": 0}))
+    deadline = time.monotonic() + 60
+    while missing() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     for task in listeners:
         task.cancel()
-    last = max(heard.values(), default=sent_at)
-    notified = sum(1 for channel, got in received.items() if ids.get(channel) in got)
     wrong = sum(1 for channel, got in received.items() for t in got if t != ids.get(channel))
     for _, ws in live:
         await ws.close()
     return {"sockets": sockets, "subscribed": len(live), "failed": failed,
             "connect_s": connect_sec, "connect_p50_ms": 1000 * percentile(connect_times, 50)
             if connect_times else 0.0,
-            "notified": notified, "wrong": wrong,
+            "notified": notified, "recovered_by_resume": len(lost) - len(missing()),
+            "never_notified": len(missing()), "wrong": wrong,
             "notifications_per_s": notified / max(last - sent_at, 1e-9)}
+
+
+#: No frame on any socket for this long: the ones still waiting will not hear it live.
+QUIET_SEC = 15.0
 
 
 def event_logs(redis_url: str) -> tuple[int, int]:
