@@ -90,8 +90,10 @@ class CatchUp:
                 yield Gap(self.after, backlog.last, gone)
                 mentioned = [event.data.get("task_id") for event in backlog.events]
                 # Read after `last` was: a change in between shows in the snapshot, and its
-                # live event (seq above `last`) is still delivered.
-                self.relay.floor = max(self.relay.floor, backlog.last)
+                # live event (seq above `last`) is still delivered. An `after` from an older
+                # counter must not stay the floor: today's numbers are all below it.
+                self.relay.floor = (backlog.last if self.after > backlog.last
+                                    else max(self.relay.floor, backlog.last))
                 for snapshot in await self._snapshots(client, mentioned, backlog.last):
                     self.count += 1
                     yield snapshot

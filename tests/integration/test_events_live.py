@@ -262,3 +262,19 @@ def test_an_event_stream_past_the_log_gets_a_gap_and_the_current_states(
                    zip(snapshots, data, strict=True))
         live = until_terminal(events, lost_log["live"])
         assert int(live[-1]["id"]) > body["last"]
+
+
+@pytest.mark.parametrize("lost_log", ["trimmed"], indirect=True)
+def test_a_seq_from_an_older_counter_gets_every_operation_the_log_or_index_knows(
+        stack: IntegrationStack, http: httpx.Client, lost_log: dict[str, Any]) -> None:
+    # A number above the counter: the client's counter expired and restarted since.
+    url = stack.ws_url() + f"?ticket={quote(ticket(http, lost_log['token']))}&after=1000000"
+    with connect(url, open_timeout=10) as ws:
+        frames = frames_until(ws, lambda f: f.get("type") == "resumed")
+        gap = frames[1]
+        assert gap == {"type": "gap", "after": 1000000, "last": gap["last"]}  # dropped unknown
+        snapshots = {json.loads(f["data"])["task_id"] for f in frames[2:-1]}
+        assert snapshots == {lost_log["seen"], lost_log["ended"], lost_log["live"]}
+        # Live frames go on with today's numbers, far below the client's old one.
+        end = json.loads(frames_until(ws, is_completed(lost_log["live"]))[-1]["data"])
+        assert gap["last"] < end["seq"] < 1000000
