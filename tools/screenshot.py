@@ -21,7 +21,7 @@ from tools.devstack import DEMO_USER  # noqa: E402
 from tools.stack import ROOT, private_stack  # noqa: E402
 
 OUT = ROOT / "docs" / "demo.png"
-REDIS_DB = 15
+REDIS_DB = 8
 WAIT_MS = 60_000
 # The newest row is on top: the two running reports, then the cancelled and the ended one.
 ROW_STATE = "id => document.querySelector(`#operations tr[data-id='${id}'] .state`).textContent"
