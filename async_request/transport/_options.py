@@ -178,6 +178,7 @@ class KafkaOptions:
     kafka_admin_config: dict[str, Any] = field(default_factory=dict, metadata=_read(_dict))
     bootstrap_servers: str = field(default="", metadata=_read(_str))
     publish_timeout: float = field(default=10.0, metadata=_read(_float, minimum=0.0))
+    max_message_bytes: int = field(default=1_000_000, metadata=_read(_int, minimum=1000))
     confirm_publish: bool = field(default=True, metadata=_read(_bool))
     connect_timeout: float = field(default=5.0, metadata=_read(_float, minimum=0.0))
     poll_timeout: float = field(default=0.05, metadata=_read(_float, minimum=0.0))
@@ -243,6 +244,7 @@ class KafkaOptions:
             # librdkafka gives up on a message by itself when we stop waiting for it, so a
             # publish that raised PublishTimeout is not delivered behind the caller's back.
             "message.timeout.ms": max(1, int(self.publish_timeout * 1000)),
+            "message.max.bytes": self.max_message_bytes,
             **self._common(bootstrap),
             **self.kafka_producer_config,
         }

@@ -22,9 +22,9 @@ from concurrent.futures import wait as futures_wait
 from time import monotonic
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from .errors import DeliveryFailed, KafkaConnectionError
+from .errors import DeliveryFailed, KafkaConnectionError, MessageTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class DeliveryProducer:
     """Thread-safe producer: `send()` → Future[(partition, offset)]."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        self._max_bytes = int(config.get("message.max.bytes", 1_000_000))
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._closed = threading.Event()
         self._poll_lock = threading.Lock()
@@ -84,15 +85,27 @@ class DeliveryProducer:
             else:
                 if log_errors_only:
                     logger.warning("kafka: message to %s not delivered: %s", topic, error)
-                future.set_exception(DeliveryFailed(f"{topic}: {error.str()}"))
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    future.set_exception(self._too_large(topic, value, error))
+                else:
+                    future.set_exception(DeliveryFailed(f"{topic}: {error.str()}"))
 
         try:
             self._producer.produce(topic, value, headers=headers, on_delivery=delivered)
         except BufferError as exc:  # local queue full: the broker has been away for a while
             raise KafkaConnectionError(f"kafka producer queue is full: {exc}") from exc
-        except Exception as exc:  # KafkaException from librdkafka (e.g. unknown topic)
+        except KafkaException as exc:  # from librdkafka (e.g. unknown topic, too large)
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise self._too_large(topic, value, error) from exc
             raise KafkaConnectionError(f"kafka produce to {topic} failed: {exc}") from exc
         return future
+
+    def _too_large(self, topic: str, value: bytes, error: KafkaError) -> MessageTooLarge:
+        # A retry can never succeed: a channel error, not a connection error (no 503).
+        return MessageTooLarge(
+            f"kafka refused a message of {len(value)} bytes to {topic} (message.max.bytes "
+            f"{self._max_bytes}): {error.str()}", size=len(value), limit=self._max_bytes)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to `timeout`), then stop the report thread."""

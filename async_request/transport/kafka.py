@@ -44,6 +44,9 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
   per-client overrides, applied last. ``bootstrap_servers`` overrides the URL's host list.
 * ``publish_timeout`` (10.0 s): how long a publish waits for the broker's acknowledgement;
   also librdkafka's ``message.timeout.ms``, so a message we gave up on is not sent later.
+* ``max_message_bytes`` (1000000): the producer's ``message.max.bytes``: a larger message
+  raises `MessageTooLarge` (a channel error: never retried) at once; keep it at or below the
+  broker's ``message.max.bytes`` (Apache Kafka: 1048588), whose refusal raises it too.
 * ``confirm_publish`` (True): wait for the acknowledgement of persistent messages (tasks).
   Transient messages (events, remote control) never wait; failures are logged.
 * ``connect_timeout`` (5.0 s): metadata, topic creation and watermark requests.
