@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ._health import Health
 from .errors import DeliveryFailed, KafkaConnectionError, MessageTooLarge
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,18 @@ _WAIT_POLL_SECONDS = 0.005
 
 
 class DeliveryProducer:
-    """Thread-safe producer: `send()` → Future[(partition, offset)]."""
+    """Thread-safe producer: `send()` → Future[(partition, offset)].
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    `health` hears librdkafka's report that no broker is up and every successful delivery;
+    while it says down, `wait()` gives up after `unreachable_timeout` and purges what is
+    still queued, so a message given up on is never delivered behind the caller's back.
+    """
+
+    def __init__(self, config: dict[str, Any], health: Health | None = None,
+                 unreachable_timeout: float = 1.0) -> None:
         self._max_bytes = int(config.get("message.max.bytes", 1_000_000))
+        self.health = health or Health()
+        self._unreachable_timeout = unreachable_timeout
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._closed = threading.Event()
         self._poll_lock = threading.Lock()
@@ -46,6 +55,8 @@ class DeliveryProducer:
         self._thread.start()
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.health.mark_down()
         logger.warning("kafka producer: %s", error)
 
     def _serve(self) -> None:
@@ -58,9 +69,16 @@ class DeliveryProducer:
 
         Raises TimeoutError after `timeout` seconds, or the delivery error.
         """
-        deadline = monotonic() + timeout
+        started = monotonic()
+        deadline = started + timeout
         while not future.done():
-            remaining = deadline - monotonic()
+            now = monotonic()
+            remaining = deadline - now
+            down_since = self.health.down_since
+            if down_since is not None and now - max(started, down_since) >= \
+                    self._unreachable_timeout:
+                self._give_up()
+                raise TimeoutError()
             if remaining <= 0:
                 raise TimeoutError()
             if self._poll_lock.acquire(blocking=False):
@@ -73,6 +91,12 @@ class DeliveryProducer:
                 futures_wait([future], timeout=min(remaining, 0.001))
         return future.result()
 
+    def _give_up(self) -> None:
+        # No broker is up: drop what is still queued locally (its waiters get _PURGE_QUEUE,
+        # a DeliveryFailed), so none of it reaches the broker after its caller heard 503.
+        # Messages already on the wire cannot be recalled; their reports come as usual.
+        self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+
     def send(self, topic: str, value: bytes,
              headers: list[tuple[str, str | bytes | None]] | None = None,
              log_errors_only: bool = False) -> Future[tuple[int, int]]:
@@ -81,6 +105,7 @@ class DeliveryProducer:
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is None:
+                self.health.mark_up()
                 future.set_result((message.partition() or 0, message.offset() or 0))
             else:
                 if log_errors_only:
