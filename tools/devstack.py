@@ -228,13 +228,16 @@ def run() -> int:
             broker_note = "tansu, started here"
         started.append(kafka)
         wanted_redis = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-        redis = ensure_redis(wanted_redis, log_dir / "redis.log")
+        # An append-only file in the state directory: a Redis restart (or the next `make
+        # run`) keeps every accepted operation and result.
+        redis = ensure_redis(wanted_redis, log_dir / "redis.log", data_dir=RUN_DIR / "redis")
         started.append(redis)
         if redis.process is None:
             redis_note = "external"
         else:
             redis_note = "started here"
-            say(f"no Redis answers at {wanted_redis}: started redis-server at {redis.url}")
+            say(f"no Redis answers at {wanted_redis}: started redis-server at {redis.url} "
+                f"(append-only file in {RUN_DIR / 'redis'})")
         secret = os.environ.get("DJANGO_SECRET_KEY") or checkout_secret(RUN_DIR / "secret")
         stack = Stack(kafka=kafka.url, redis_url=redis.url, log_dir=log_dir,
                       extra_env={"DJANGO_SECRET_KEY": secret},

