@@ -13,10 +13,13 @@ PG_TESTS ?= tests/sample tests/integration/test_e2e.py tests/integration/test_st
 BENCH ?= $(wildcard bench/*.py)
 # `make test-kafka`: the tests that run against one Apache Kafka node (tools/apache_kafka.py).
 KAFKA_TESTS ?= tests/integration/transport tests/integration/test_e2e.py
+JS := clients/js
+# The checksum of package-lock.json that node_modules was installed from (as $(STAMP) does).
+JS_STAMP := $(JS)/node_modules/.install-stamp
 
 .DEFAULT_GOAL := help
 .PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
-	bench test-js test-browser
+	bench test-js test-browser js-build screenshot
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,7 +51,7 @@ stop: ## stop the stack started by `make run` (from another terminal)
 worker: install ## one more Celery worker in the foreground, against the running `make run` stack
 	$(PY) tools/devstack.py worker
 
-test: install ## run the test suite (live broker, Redis, worker, web app started by fixtures)
+test: install js-build ## run the test suite (live broker, Redis, worker, web app started by fixtures)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-postgres: install ## sample + end-to-end tests on PostgreSQL (DATABASE_URL, default postgresql://root@127.0.0.1:5432/test)
@@ -67,11 +70,29 @@ kafka-fetch: install ## fetch Apache Kafka 4.x with Maven into ~/.cache/async-re
 test-kafka: kafka-fetch ## transport + end-to-end tests on Apache Kafka (AR_TEST_KAFKA=apache)
 	AR_TEST_KAFKA=apache $(PY) -m pytest $(KAFKA_TESTS) $(PYTEST_ARGS)
 
-test-js: ## the JS client's unit tests under Node (also part of `make test`)
-	node --test clients/js/test/
+test-js: js-build ## the JS client's build, size check and unit tests under Node (also in `make test`)
+	node --test $(JS)/test/
 
-test-browser: install ## the JS client and /demo/ in the system's headless Chromium (also in `make test`)
+js-build: ## clients/js/dist/async-request.min.js; fails over 5 kB min+gzip (npm ci, esbuild; in `make test`)
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "make js-build: no npm on PATH, so the JS client's build and size check are" \
+			"SKIPPED (install Node.js >= 18 with npm, e.g. apt-get install nodejs npm)"; \
+		exit 0; \
+	fi; \
+	if [ "$$(cat $(JS_STAMP) 2>/dev/null)" != "$$(cksum < $(JS)/package-lock.json)" ]; then \
+		echo "cd $(JS) && npm ci --no-audit --no-fund --ignore-scripts"; \
+		(cd $(JS) && npm ci --no-audit --no-fund --ignore-scripts) || exit 1; \
+		cksum < $(JS)/package-lock.json > $(JS_STAMP); \
+	fi; \
+	echo "cd $(JS) && npm run build"; \
+	cd $(JS) && npm run --silent build
+
+test-browser: install ## the JS client and /demo/ in the system's Chromium via Playwright (also in `make test`)
+	@$(PY) -c 'from tools.browser import unavailable; r = unavailable(); r and print("make test-browser: every test skipped:", r)'
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+screenshot: install ## docs/demo.png: the /demo/ page mid-run, on a throw-away stack (needs Chromium)
+	$(PY) tools/screenshot.py
 
 lint: install ## ruff
 	$(PY) -m ruff check .

@@ -48,6 +48,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "leave_group_on_shutdown": settings.kafka_leave_group_on_shutdown,
         "kafka_config": dict(settings.kafka_config),
         "publish_timeout": settings.kafka_publish_timeout_sec,
+        "max_message_bytes": settings.kafka_max_message_bytes,
     }
 
 

@@ -13,15 +13,18 @@ A socket without a valid credential is accepted only to be sent an error frame a
 a code that says why (4401 invalid or expired token, 4400 bad channel name, 4403 anonymous not
 allowed: `problems.close_code`), because browsers cannot read the HTTP status of a refused
 handshake. Clients may send `{"action": "status", "task_id": ...}` to ask for a task's current
-state, so a notification missed while offline is never lost. Binary frames get an error frame,
-frames over MAX_FRAME_BYTES a close with 1009; neither ever raises in the server.
+state, so a notification missed while offline is never lost. An unknown action (or type), a
+binary frame, a resume without `after` get an error frame and the socket stays open; frames over
+MAX_FRAME_BYTES a close with 1009; none of them ever raises in the server.
 
 Resume: every data frame carries the owner's `seq` (events.py). A client that reconnects says
 the last one it has, `?after=<seq>`, `"after"` in its auth message, or `{"action": "resume",
 "after": <seq>}` once subscribed, and gets what followed from the event log, in order, then
 `{"type": "resumed", "last": <seq>, "count": n}`, then the live frames, none of them twice
 (`events.Relay`). When part of what followed is gone from the log (trimmed, expired) it gets
-`{"type": "gap", "after": <seq>, "last": <seq>}` first: re-read the list endpoint.
+`{"type": "gap", "after": <seq>, "last": <seq>, "dropped": n}` instead, then one data frame
+with `"snapshot": true` and `"seq": last` per operation still live or ended since (its current
+state), then `resumed`: `resume.CatchUp`, shared with the event stream.
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from async_request.auth import Owner, channel_owner, user_owner
-from async_request.events import MAX_CATCH_UP, Relay, event_log, parse_after
+from async_request.events import Relay, parse_after
 from async_request.exceptions import AsyncRequestError, AuthenticationError
 from async_request.notifications import EXTRAS, client_payload, group_for
 from async_request.problems import close_code, problem_for
 from async_request.results.status import task_state
+from async_request.resume import CatchUp, Gap
 from async_request.settings import Settings, get_settings
-from async_request.store import get_store
 from async_request.tickets import ticket_owner
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 #: The server cannot serve sockets at all (no channel layer configured): RFC 6455 1011.
 CLOSE_SERVER_ERROR = 1011
+#: What a subscribed socket may ask for with `{"action": ...}`.
+ACTIONS = ("resume", "status")
 _NO_CREDENTIAL = "send {\"type\": \"auth\", \"ticket\": <ticket>} (or \"token\", \"channel\") " \
                  "first, or connect with ?ticket=, ?token= or ?channel="
 
@@ -135,30 +140,22 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self._resume(after)
 
     async def _resume(self, after: int) -> None:
-        """Send what the owner's log holds after `after`, then `resumed` (see the module)."""
+        """Send what the owner missed after `after` (`resume.CatchUp`), then `resumed`."""
         assert self.owner is not None
-        log, client = event_log(), get_store().aclient()
-        self.relay.floor = max(self.relay.floor, after)
-        count, first = 0, True
+        catch_up = CatchUp(self.owner, after, self.relay)
         try:
-            while True:
-                backlog = await log.since(client, self.owner, after)
-                if backlog.gap and first:
-                    await self.send_json({"type": "gap", "after": after, "last": backlog.last})
-                first = False
-                for event in backlog.events:
-                    if self.relay.fresh(event.seq):
-                        await self.send_json({"type": "data", "data": event.as_json()})
-                        count += 1
-                if len(backlog.events) < MAX_CATCH_UP:
-                    break
-                after = backlog.events[-1].seq
+            async for item in catch_up.frames():
+                if isinstance(item, Gap):
+                    await self.send_json({"type": "gap", **item.as_dict()})
+                else:
+                    await self.send_json({"type": "data", "data": item.as_json()})
         except (redis.RedisError, OSError) as exc:
             logger.warning("could not read an event log for a resume: %r", exc)
             await self.send_json({"type": "error", "code": 503,
                                   "detail": "the event log is unavailable; resume again later"})
             return
-        await self.send_json({"type": "resumed", "last": backlog.last, "count": count})
+        await self.send_json({"type": "resumed", "last": catch_up.last,
+                              "count": catch_up.count})
 
     async def _refuse(self, code: int, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
@@ -183,7 +180,8 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.receive_json(await self.decode_json(text_data), **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Answer auth, `{"action": "status", "task_id": ...}` and `{"type": "ping"}`."""
+        """Answer auth, `{"type": "ping"}`, and the actions `resume` and `status`; an unknown
+        action or type gets an error frame naming it (the socket stays open)."""
         if not isinstance(content, dict):
             return
         if self.owner is None:
@@ -193,25 +191,44 @@ class TaskStatusConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 await self._refuse(close_code(AuthenticationError(_NO_CREDENTIAL)),
                                    _NO_CREDENTIAL)
             return
-        if content.get("type") == "ping":
+        action, kind = content.get("action"), content.get("type")
+        if action is None and kind == "ping":
             await self.send_json({"type": "pong"})
-        elif content.get("action") == "resume":
+        elif action == "resume":
             after = parse_after(content.get("after"))
             if after is None:
-                await self.send_json({"type": "error", "code": 400, "detail":
-                                      "resume needs \"after\": the last seq you have (0: all)"})
+                await self._bad_frame("resume needs \"after\": the last seq you have (0: all)",
+                                      action=action)
                 return
             await self._resume(after)
-        elif content.get("action") == "status" and isinstance(content.get("task_id"), str):
-            try:
-                state = await sync_to_async(task_state, thread_sensitive=False)(
-                    content["task_id"], self.owner)
-            except AsyncRequestError as exc:  # the store is down: say so, keep the socket
-                await self.send_json({"type": "error", "code": problem_for(exc).status,
-                                      "detail": str(exc)})
+        elif action == "status":
+            if not isinstance(content.get("task_id"), str):
+                await self._bad_frame("status needs \"task_id\": an operation id",
+                                      action=action)
                 return
-            await self.send_json({"type": "status", "task_id": content["task_id"],
-                                  "state": state})
+            await self._status(content["task_id"])
+        elif action is not None:
+            await self._bad_frame(f"unknown action {str(action)[:40]!r}: send one of "
+                                  f"{', '.join(ACTIONS)}", action=str(action)[:40])
+        elif kind is not None:
+            detail = ("this socket is already subscribed" if kind == "auth" else
+                      f"unknown type {str(kind)[:40]!r}: send \"ping\" or an action")
+            await self._bad_frame(detail)
+
+    async def _bad_frame(self, detail: str, *, action: str | None = None) -> None:
+        """A 400 error frame (naming the client's `action`, if any); the socket stays open."""
+        named = {} if action is None else {"action": action}
+        await self.send_json({"type": "error", "code": 400, "detail": detail, **named})
+
+    async def _status(self, task_id: str) -> None:
+        assert self.owner is not None
+        try:
+            state = await sync_to_async(task_state, thread_sensitive=False)(task_id, self.owner)
+        except AsyncRequestError as exc:  # the store is down: say so, keep the socket
+            await self.send_json({"type": "error", "code": problem_for(exc).status,
+                                  "detail": str(exc)})
+            return
+        await self.send_json({"type": "status", "task_id": task_id, "state": state})
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:

@@ -5,7 +5,9 @@ message (our Kafka transport confirms every publish) and raises `EnqueueError` o
 nothing queued. The set of broker errors is built once, from the Celery app's connection, the
 first time it is needed (that needs the broker transport loaded, not a connection). One retry
 right away covers a connection the broker dropped while idle; anything longer is the client's
-`Retry-After`.
+`Retry-After`. A message the broker can never take (above its size limit) is not a 503: it
+raises `TooLargeError` (413 when the body travels in the message, else 431), as the
+middleware's own size check (`check_message_size`) does before anything is stored.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from celery import Celery
 
 from async_request.celery_config import TASK_NAME, get_celery_app
 from async_request.envelope import RequestEnvelope
-from async_request.exceptions import EnqueueError
+from async_request.exceptions import (
+    BodyTooLargeError,
+    EnqueueError,
+    HeadersTooLargeError,
+    TooLargeError,
+)
+from async_request.transport.errors import MessageTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +81,39 @@ class Dispatcher:
         try:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: self.celery_app.send_task(TASK_NAME, **kwargs))
+        except MessageTooLarge as exc:
+            raise too_large(envelope, exc.size, exc.limit,
+                            "the broker's message.max.bytes") from exc
         except errors as exc:
             logger.error("could not queue task %s: broker %s (KAFKA_BOOTSTRAP_SERVERS / "
                          "ASYNC_REQUEST_BROKER_URL): %r", envelope.task_id,
                          self.celery_app.connection_for_write().as_uri(), exc)
             raise EnqueueError(
                 "the message broker is unavailable; nothing was queued, retry later") from exc
+
+
+#: What Celery and kombu add around the sealed envelope: the task message's headers (with
+#: `argsrepr`, which holds the path) and properties, and the body's JSON frame; measured
+#: 830-930 bytes beside an envelope path of a few characters.
+_MESSAGE_OVERHEAD = 2048
+
+
+def message_size(envelope: RequestEnvelope) -> int:
+    """About how many bytes the task message of `envelope` takes in the broker (at least).
+
+    kombu base64-encodes the message body, which holds the envelope's JSON."""
+    return 4 * (envelope.encoded_size() + 2) // 3 + _MESSAGE_OVERHEAD + 2 * len(envelope.path)
+
+
+def too_large(envelope: RequestEnvelope, size: int, limit: int, setting: str) -> TooLargeError:
+    """The refusal of a request whose task message (`size` bytes) is above `limit`: 413 when
+    the body travels in it, else 431 (the headers and query string are what is too large)."""
+    if envelope.body:
+        return BodyTooLargeError(
+            f"the request body of {envelope.body_size} bytes makes a sealed message of about "
+            f"{size} bytes, above the {limit} the broker takes ({setting})",
+            size=size, limit=limit, setting=setting)
+    return HeadersTooLargeError(
+        f"the request's headers and query string make a sealed message of about {size} "
+        f"bytes, above the {limit} the broker takes ({setting})",
+        size=size, limit=limit, setting=setting)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from async_request.exceptions import EnvelopeError
-from async_request.seal import seal, unseal
+from async_request.seal import seal, sealed_length, unseal
 from async_request.types import INTERNAL_SCOPE_KEY, Scope
 
 ENVELOPE_VERSION = 2
@@ -115,7 +115,27 @@ class RequestEnvelope:
 
     def to_dict(self, secret: str) -> dict[str, Any]:
         """The JSON-safe message: routing fields in clear, the rest sealed with `secret`."""
-        private = {
+        return {**self._clear(),
+                "sealed": seal(json.dumps(self._private()).encode(), secret)}
+
+    def encoded_size(self) -> int:
+        """Length of `json.dumps(self.to_dict(secret))`, without sealing (size checks)."""
+        placeholder = "s" * sealed_length(len(json.dumps(self._private()).encode()))
+        return len(json.dumps({**self._clear(), "sealed": placeholder}))
+
+    def _clear(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "task_id": self.task_id,
+            "owner": self.owner,
+            "method": self.method,
+            "path": self.path,
+            "body_ref": self.body_ref,
+            "accepted_at": self.accepted_at,
+        }
+
+    def _private(self) -> dict[str, Any]:
+        return {
             "raw_path": _b64(self.raw_path),
             "query_string": _b64(self.query_string),
             "headers": [list(pair) for pair in self.headers],
@@ -126,16 +146,6 @@ class RequestEnvelope:
             "root_path": self.root_path,
             "client": list(self.client) if self.client else None,
             "server": list(self.server) if self.server else None,
-        }
-        return {
-            "version": self.version,
-            "task_id": self.task_id,
-            "owner": self.owner,
-            "method": self.method,
-            "path": self.path,
-            "body_ref": self.body_ref,
-            "accepted_at": self.accepted_at,
-            "sealed": seal(json.dumps(private).encode(), secret),
         }
 
     @classmethod

@@ -12,7 +12,8 @@ a seq the client already has is dropped.
 
 The counter outlives the log (SEQ_KEEP_SEC), so numbers never restart under a client that
 holds an old one; a client whose `after` is older than the log's first entry is told so
-(`Backlog.gap`) and reads the list endpoint to catch up instead.
+(`Backlog.gap`) and gets the current state of its operations instead (`resume.py`, which both
+transports use for their catch-up).
 """
 
 from __future__ import annotations

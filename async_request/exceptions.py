@@ -42,8 +42,30 @@ class CallbackRefusedError(RequestRefusedError):
     """X-Async-Request-Callback names a URL this server will not call (host, scheme, form)."""
 
 
-class BodyTooLargeError(RequestRefusedError):
-    """The request body is above ASYNC_REQUEST_MAX_BODY_BYTES."""
+class TooLargeError(RequestRefusedError):
+    """A part of the request is above a limit; `size`, `limit` and `setting` say which."""
+
+    def __init__(self, detail: str, *, size: int | None = None, limit: int | None = None,
+                 setting: str | None = None) -> None:
+        super().__init__(detail)
+        self.size = size
+        self.limit = limit
+        self.setting = setting
+
+    def members(self) -> dict[str, int | str]:
+        """What the problem document adds: the size, the limit and the setting, when known."""
+        found = {"size": self.size, "limit": self.limit, "setting": self.setting}
+        return {name: value for name, value in found.items() if value is not None}
+
+
+class BodyTooLargeError(TooLargeError):
+    """The request body is above ASYNC_REQUEST_MAX_BODY_BYTES (or, sealed, the broker's
+    message limit)."""
+
+
+class HeadersTooLargeError(TooLargeError):
+    """The request's headers (and query string) are above ASYNC_REQUEST_MAX_HEADER_BYTES, or
+    sealed they make a message above KAFKA_MAX_MESSAGE_BYTES: no retry can succeed."""
 
 
 class TooManyInFlightError(RequestRefusedError):

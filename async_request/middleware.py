@@ -4,10 +4,14 @@ The accept step, in the order it decides, and why:
 1. pass through what is not ours: other scope types, worker replays, requests with neither
    `X-Async-Request` nor `Prefer: respond-async` (RFC 7240), the results endpoint;
 2. refuse what cannot be deferred: a method that cannot run in the background (405), no or a
-   bad owner (401/400/403), a declared or actual body over the limit (413): nothing is read
-   or stored for a stranger, nothing is queued for a request that cannot run;
-3. capture the request (`envelope.py`) and record the operation in the store, so its owner is
-   known before the task exists (Redis down → 503), unless the owner already has
+   bad owner (401/400/403), headers over ASYNC_REQUEST_MAX_HEADER_BYTES (431), a declared
+   or actual body over the limit (413): nothing is read or stored for a stranger, nothing is
+   queued for a request that cannot run;
+3. capture the request (`envelope.py`): a body above ASYNC_REQUEST_INLINE_BODY_BYTES, or one
+   that would make the task message larger than the broker takes (KAFKA_MAX_MESSAGE_BYTES),
+   travels in Redis beside it; headers and query string that alone make it too large get 431
+   (a retry can never succeed, so not a 503); then record the operation in the store, so
+   its owner is known before the task exists (Redis down → 503), unless the owner already has
    ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER operations not finished (429, nothing kept);
 4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
    is withdrawn, so nothing is left half-done);
@@ -31,14 +35,16 @@ from typing import Any
 
 from async_request.auth import Owner, resolve_owner
 from async_request.checks import installed_error
-from async_request.dispatch import Dispatcher
+from async_request.dispatch import Dispatcher, message_size, too_large
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import (
     AsyncRequestError,
     BadContentLengthError,
     BodyTooLargeError,
     EnqueueError,
+    HeadersTooLargeError,
     MethodNotDeferrableError,
+    TooLargeError,
 )
 from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope, preferences
 from async_request.notifications import apublish
@@ -103,7 +109,8 @@ async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher:
                 settings: Settings, body_aside: bytes | None,
                 rerun_of: str | None = None) -> None:
     """Record `envelope` (within its owner's in-flight cap), then publish it; when the broker
-    does not take it the record is withdrawn and EnqueueError raised: nothing half-done."""
+    does not take it the record is withdrawn and EnqueueError (TooLargeError for a message
+    above its size limit) raised: nothing half-done."""
     # Checked here, before anything is stored: a callback to a host not allowed is a 400.
     callback = callback_url(dict(envelope.headers).get(CALLBACK_HEADER), settings)
     await store.accept(envelope.task_id, envelope.owner, envelope.path,
@@ -112,7 +119,7 @@ async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher:
                        max_inflight=settings.max_inflight_per_owner, callback=callback)
     try:
         await dispatcher.enqueue(envelope, secret=settings.secret_key)
-    except EnqueueError:
+    except (EnqueueError, TooLargeError):
         await store.forget(envelope.task_id)
         raise
     # The owner hears `pending` (and the event log numbers it) right after, not before the
@@ -140,6 +147,34 @@ def check_declared_length(headers: dict[str, str], limit: int) -> None:
         raise BadContentLengthError(f"Content-Length {declared!r} is not a number")
     if int(declared) > limit:
         raise BodyTooLargeError(_too_large(limit))
+
+
+def check_header_size(scope: Scope, limit: int) -> None:
+    """Refuse headers (names and values) over `limit` bytes, before the body is read."""
+    size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+    if size > limit:
+        raise HeadersTooLargeError(
+            f"the request headers are {size} bytes, above ASYNC_REQUEST_MAX_HEADER_BYTES "
+            f"({limit})", size=size, limit=limit, setting="ASYNC_REQUEST_MAX_HEADER_BYTES")
+
+
+def capture(scope: Scope, body: bytes, *, task_id: str, owner: str,
+            settings: Settings) -> RequestEnvelope:
+    """The envelope of the request: its body inline when small enough for the message, else
+    stored aside (`body_ref`); TooLargeError when the message would still be too large."""
+    limit = settings.kafka_max_message_bytes
+    envelope = None
+    if len(body) <= settings.inline_body_bytes:
+        envelope = RequestEnvelope.from_scope(scope, body, task_id=task_id, owner=owner)
+        if body and message_size(envelope) > limit:
+            envelope = None  # the body would not fit in the message: it goes aside
+    if envelope is None:
+        envelope = RequestEnvelope.from_scope(scope, body, task_id=task_id, owner=owner,
+                                              body_ref=task_id)
+    size = message_size(envelope)
+    if size > limit:
+        raise too_large(envelope, size, limit, "KAFKA_MAX_MESSAGE_BYTES")
+    return envelope
 
 
 class AsyncRequestMiddleware:
@@ -208,15 +243,13 @@ class AsyncRequestMiddleware:
         headers = headers_from_scope(scope)
         check_method(scope["method"])
         owner = resolve_owner(headers, settings)
+        check_header_size(scope, settings.max_header_bytes)
         check_declared_length(headers, settings.max_body_bytes)
         body = await read_body(receive, settings.max_body_bytes)
         if body is None:
             return None
         task_id = str(uuid.uuid4())
-        aside = len(body) > settings.inline_body_bytes
-        envelope = RequestEnvelope.from_scope(
-            scope, body, task_id=task_id, owner=str(owner), body_ref=task_id if aside else None,
-        )
+        envelope = capture(scope, body, task_id=task_id, owner=str(owner), settings=settings)
         await queue(envelope, store=self.store, dispatcher=self.dispatcher, settings=settings,
-                    body_aside=body if aside else None)
+                    body_aside=body if envelope.body_ref else None)
         return task_id

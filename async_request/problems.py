@@ -1,7 +1,7 @@
 """RFC 9457 `application/problem+json` errors: the one format of every error this layer answers.
 
 The replayed route's own responses are never touched; only the layer's errors (400, 401, 404,
-409, 413, 429, 503, ...) use this shape, so a client can tell "the queue refused" from "the
+409, 413, 429, 431, 503, ...) use this shape, so a client can tell "the queue refused" from "the
 route said".
 
 One table (`_ANSWERS`) decides which HTTP status and headers each refusal gets; `problem_for`
@@ -27,11 +27,13 @@ from async_request.exceptions import (
     BodyTooLargeError,
     CallbackRefusedError,
     EnqueueError,
+    HeadersTooLargeError,
     InvalidChannelError,
     MethodNotDeferrableError,
     OperationGoneError,
     OperationStateError,
     StoreUnavailableError,
+    TooLargeError,
     TooManyInFlightError,
     UnknownOperationError,
 )
@@ -57,6 +59,7 @@ _ANSWERS: dict[type[AsyncRequestError], tuple[int, tuple[tuple[str, str], ...]]]
     CallbackRefusedError: (400, ()),
     MethodNotDeferrableError: (405, ()),
     BodyTooLargeError: (413, ()),
+    HeadersTooLargeError: (431, ()),
     TooManyInFlightError: (429, _RETRY),
     UnknownOperationError: (404, ()),
     OperationGoneError: (410, ()),
@@ -90,7 +93,8 @@ def problem_for(exc: AsyncRequestError) -> Problem:
     for cls in type(exc).__mro__:
         if cls in _ANSWERS:
             status, headers = _ANSWERS[cls]
-            return Problem(status, str(exc), headers)
+            extra = exc.members() if isinstance(exc, TooLargeError) else {}
+            return Problem(status, str(exc), headers, dict(extra))
     raise exc
 
 

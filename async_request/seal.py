@@ -55,6 +55,15 @@ def seal(data: bytes, secret: str, *, info: bytes = _INFO) -> str:
     return _fernet(secret, info).encrypt(data).decode("ascii")
 
 
+def sealed_length(size: int) -> int:
+    """Length of the token `seal` makes of `size` bytes, without encrypting (a size check).
+
+    A Fernet token is version (1) + timestamp (8) + IV (16) + the data padded to whole
+    16-byte blocks (PKCS7: always at least one byte) + HMAC (32), in padded base64."""
+    raw = 1 + 8 + 16 + (size // 16 + 1) * 16 + 32
+    return 4 * ((raw + 2) // 3)
+
+
 def unseal(token: str, secret: str, *, info: bytes = _INFO) -> bytes:
     """Inverse of `seal`; raise EnvelopeError when the key differs or the token was altered."""
     try:

@@ -99,6 +99,10 @@ class Settings:
     kafka_config: Mapping[str, Any] = _setting(
         "KAFKA_CONFIG", {}, as_dict,
         "librdkafka options for producer and consumer (SASL, SSL, ...)")
+    kafka_max_message_bytes: int = _setting(
+        "KAFKA_MAX_MESSAGE_BYTES", 1_000_000, as_int(1024),
+        "largest message the broker takes (the producer's message.max.bytes; Kafka's broker "
+        "default is 1048588): bodies that would not fit travel in Redis, headers get 431")
     kafka_publish_timeout_sec: float = _setting(
         "KAFKA_PUBLISH_TIMEOUT_SEC", 10.0, as_float,
         "how long the web app waits for the broker's ack")
@@ -120,6 +124,9 @@ class Settings:
     max_body_bytes: int = _setting(
         "ASYNC_REQUEST_MAX_BODY_BYTES", 10 * 1024 * 1024, as_int(1),
         "bigger request bodies get 413")
+    max_header_bytes: int = _setting(
+        "ASYNC_REQUEST_MAX_HEADER_BYTES", 64 * 1024, as_int(1),
+        "request headers (names and values) above this size get 431")
     inline_body_bytes: int = _setting(
         "ASYNC_REQUEST_INLINE_BODY_BYTES", 512 * 1024, as_int(1),
         "bigger bodies travel in Redis beside the Kafka message")

@@ -42,7 +42,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -57,6 +57,7 @@ from tools.services import (  # noqa: E402
     free_port,
     port_open,
     python,
+    start_redis,
     start_tansu,
 )
 from tools.stack import (  # noqa: E402
@@ -173,21 +174,40 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
     ])
 
 
-def tend(stack: Stack, started: Sequence[Service]) -> int | None:
-    """One look at every process of the stack: replace a worker that exited; None while the
-    stack runs, 1 when another process exited (then everything stops)."""
+def _port(service: Service) -> int:
+    return int(service.url.rstrip("/").rsplit(":", 1)[1].split("/")[0])
+
+
+def tend(stack: Stack, started: list[Service],
+         restart: Mapping[str, Callable[[Service], Service]] | None = None) -> int | None:
+    """One look at every process of the stack: replace what exited and say so (a worker, the
+    web app and Flower on their ports, and a backing service named in `restart`: the broker,
+    Redis); None while the stack runs, 1 when a process exited that nothing can replace (then
+    everything stops). Only Ctrl-C or `make stop` stop the stack otherwise."""
+    restart = restart or {}
     for service in (*stack.services, *started):
         proc = service.process
         if proc is None or proc.poll() is None:
             continue
         print(tail(service.log), file=sys.stderr)
+        code = proc.returncode
         if service in stack.services and service.name.startswith("worker"):
-            say(f"worker exited with code {proc.returncode}; starting a new one")
+            say(f"worker exited with code {code}; starting a new one")
             stack.services.remove(service)
             stack.start_worker()
-            continue
-        say(f"{service.name} exited with code {proc.returncode}; stopping everything")
-        return 1
+        elif service in stack.services and service.name in ("web", "flower"):
+            say(f"{service.name} exited with code {code}; starting it again on {service.url}")
+            stack.services.remove(service)
+            if service.name == "web":
+                stack.start_web(_port(service))
+            else:
+                stack.start_flower(_port(service))
+        elif service in started and service.name in restart:
+            say(f"{service.name} exited with code {code}; starting it again on {service.url}")
+            started[started.index(service)] = restart[service.name](service)
+        else:
+            say(f"{service.name} exited with code {code}; stopping everything")
+            return 1
     return None
 
 
@@ -228,13 +248,16 @@ def run() -> int:
             broker_note = "tansu, started here"
         started.append(kafka)
         wanted_redis = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-        redis = ensure_redis(wanted_redis, log_dir / "redis.log")
+        # An append-only file in the state directory: a Redis restart (or the next `make
+        # run`) keeps every accepted operation and result.
+        redis = ensure_redis(wanted_redis, log_dir / "redis.log", data_dir=RUN_DIR / "redis")
         started.append(redis)
         if redis.process is None:
             redis_note = "external"
         else:
             redis_note = "started here"
-            say(f"no Redis answers at {wanted_redis}: started redis-server at {redis.url}")
+            say(f"no Redis answers at {wanted_redis}: started redis-server at {redis.url} "
+                f"(append-only file in {RUN_DIR / 'redis'})")
         secret = os.environ.get("DJANGO_SECRET_KEY") or checkout_secret(RUN_DIR / "secret")
         stack = Stack(kafka=kafka.url, redis_url=redis.url, log_dir=log_dir,
                       extra_env={"DJANGO_SECRET_KEY": secret},
@@ -256,7 +279,13 @@ def run() -> int:
             "redis": redis.url, "token": token, "logs": str(log_dir),
         }, indent=2))
         print(summary(stack, web.url, flower.url, broker_note, redis_note, token), flush=True)
-        while (code := tend(stack, started)) is None:
+        restart: dict[str, Callable[[Service], Service]] = {}
+        if kafka.process is not None:  # in memory: what it held is gone (issue 13 item 6)
+            restart["kafka"] = lambda old: start_tansu(_port(old), log_dir / "kafka.log")
+        if redis.process is not None:  # the same append-only file: nothing accepted is lost
+            restart["redis"] = lambda old: start_redis(_port(old), log_dir / "redis.log",
+                                                       data_dir=RUN_DIR / "redis")
+        while (code := tend(stack, started, restart)) is None:
             time.sleep(0.5)
         return code
     except Shutdown as exc:

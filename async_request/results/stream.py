@@ -11,7 +11,10 @@
 
 A reconnecting `EventSource` sends `Last-Event-ID` by itself; `?after=<seq>` does the same for
 other clients. What followed is sent first, from the event log (`events.py`), then the live
-events, none twice (`events.Relay`); `event: gap` says part of it is gone (re-read the list).
+events, none twice (`events.Relay`). When part of it is gone from the log, `event: gap` (data
+`{"after", "last", "dropped"}`) says so, followed by the current state of each operation still
+live or ended since, `"snapshot": true`, `id:` the gap's `last` (`resume.CatchUp`, shared with
+the WebSocket).
 
 Who: a ticket (`?ticket=`, what a browser's `EventSource` can send; see `tickets.py`), an
 `Authorization: Bearer` header (server clients), or an anonymous `?channel=`. A refused
@@ -31,11 +34,11 @@ from typing import Any
 import redis
 
 from async_request.auth import Owner, channel_owner, resolve_owner
-from async_request.events import MAX_CATCH_UP, Relay, event_log, parse_after
+from async_request.events import Relay, parse_after
 from async_request.exceptions import AuthenticationError, StoreUnavailableError
 from async_request.notifications import EXTRAS, MESSAGE_TYPE, event_data, group_for
+from async_request.resume import CatchUp, Gap
 from async_request.settings import get_settings
-from async_request.store import get_store
 from async_request.tickets import ticket_owner
 
 logger = logging.getLogger(__name__)
@@ -119,20 +122,12 @@ async def events(owner: Owner, after: int | None, subscription: tuple[Any, str |
 
 
 async def _catch_up(owner: Owner, after: int, relay: Relay) -> AsyncIterator[str]:
-    log, client = event_log(), get_store().aclient()
-    first = True
     try:
-        while True:
-            backlog = await log.since(client, owner, after)
-            if backlog.gap and first:
-                yield f"event: gap\ndata: {json.dumps({'after': after, 'last': backlog.last})}\n\n"
-            first = False
-            for event in backlog.events:
-                if relay.fresh(event.seq):
-                    yield _event(event.seq, {**event.data, "seq": event.seq})
-            if len(backlog.events) < MAX_CATCH_UP:
-                return
-            after = backlog.events[-1].seq
+        async for item in CatchUp(owner, after, relay).frames():
+            if isinstance(item, Gap):
+                yield f"event: gap\ndata: {json.dumps(item.as_dict())}\n\n"
+            else:
+                yield _event(item.seq, {**item.data, "seq": item.seq})
     except (redis.RedisError, OSError) as exc:
         logger.warning("could not read an event log for a stream: %r", exc)
         yield "event: error\ndata: {\"detail\": \"the event log is unavailable\"}\n\n"

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._exchange import Binding
 from ._fetcher import Fetcher
+from ._health import health_for
 from ._inbox import Inbox
 from ._offsets import Delivery
 from ._options import KafkaOptions
@@ -41,6 +42,7 @@ class KafkaIO:
         self._producer: DeliveryProducer | None = None
         self._admin: TopicAdmin | None = None
         self._lock = threading.Lock()  # creation of the lazy producer/admin only
+        self.health = health_for(bootstrap)
 
     @property
     def admin(self) -> TopicAdmin:
@@ -49,7 +51,8 @@ class KafkaIO:
             with self._lock:
                 if self._admin is None:
                     self._admin = TopicAdmin(self.options.admin_config(self.bootstrap),
-                                             self.options.connect_timeout)
+                                             self.options.connect_timeout, self.health,
+                                             self.options.unreachable_timeout)
         return self._admin
 
     @property
@@ -59,7 +62,8 @@ class KafkaIO:
             with self._lock:
                 if self._producer is None:
                     self._producer = DeliveryProducer(
-                        self.options.producer_config(self.bootstrap))
+                        self.options.producer_config(self.bootstrap), self.health,
+                        self.options.unreachable_timeout)
         return self._producer
 
     def check(self) -> None:
@@ -72,7 +76,10 @@ class KafkaIO:
     def publish(self, topic: str, body: bytes, partitions: int, config: dict[str, str],
                 headers: list[tuple[str, str | bytes | None]] | None, wait: bool) -> None:
         """Produce `body` to `topic` (created if missing); with `wait`, return once the broker
-        acknowledged it (PublishTimeout after `publish_timeout`, DeliveryFailed)."""
+        acknowledged it (PublishTimeout after `publish_timeout`, DeliveryFailed; while the
+        cluster is known to be away, KafkaConnectionError after `unreachable_timeout`)."""
+        if wait and self.health.down:
+            self.admin.ping()  # a quick metadata request: fails fast, or says it is back
         self.admin.ensure(topic, partitions, self.options.replication_factor, config)
         future = self.producer.send(topic, body, headers, log_errors_only=not wait)
         if not wait:

@@ -178,8 +178,10 @@ class KafkaOptions:
     kafka_admin_config: dict[str, Any] = field(default_factory=dict, metadata=_read(_dict))
     bootstrap_servers: str = field(default="", metadata=_read(_str))
     publish_timeout: float = field(default=10.0, metadata=_read(_float, minimum=0.0))
+    max_message_bytes: int = field(default=1_000_000, metadata=_read(_int, minimum=1000))
     confirm_publish: bool = field(default=True, metadata=_read(_bool))
     connect_timeout: float = field(default=5.0, metadata=_read(_float, minimum=0.0))
+    unreachable_timeout: float = field(default=0.5, metadata=_read(_float, minimum=0.0))
     poll_timeout: float = field(default=0.05, metadata=_read(_float, minimum=0.0))
     broadcast_fetch_wait_ms: int = field(default=50, metadata=_read(_int, minimum=1))
     max_buffered: int = field(default=32, metadata=_read(_int, minimum=1))
@@ -205,9 +207,11 @@ class KafkaOptions:
         return opts
 
     def _common(self, bootstrap: str) -> dict[str, Any]:
-        # librdkafka logs go to Python logging instead of raw lines on stderr
+        # librdkafka logs go to Python logging instead of raw lines on stderr. Reconnects back
+        # off to 1 s at most (librdkafka: 10 s), so a broker that is back is seen within ~1 s
+        # and publishing resumes (the fail-fast answers of `_health.py` end then).
         return {"bootstrap.servers": self.bootstrap_servers or bootstrap, "logger": _LIBRDKAFKA_LOG,
-                **self.kafka_config}
+                "reconnect.backoff.max.ms": 1000, **self.kafka_config}
 
     def consumer_config(self, bootstrap: str) -> dict[str, Any]:
         """librdkafka config of the work consumer (group member)."""
@@ -243,6 +247,7 @@ class KafkaOptions:
             # librdkafka gives up on a message by itself when we stop waiting for it, so a
             # publish that raised PublishTimeout is not delivered behind the caller's back.
             "message.timeout.ms": max(1, int(self.publish_timeout * 1000)),
+            "message.max.bytes": self.max_message_bytes,
             **self._common(bootstrap),
             **self.kafka_producer_config,
         }

@@ -22,9 +22,10 @@ from concurrent.futures import wait as futures_wait
 from time import monotonic
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from .errors import DeliveryFailed, KafkaConnectionError
+from ._health import Health
+from .errors import DeliveryFailed, KafkaConnectionError, MessageTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,18 @@ _WAIT_POLL_SECONDS = 0.005
 
 
 class DeliveryProducer:
-    """Thread-safe producer: `send()` → Future[(partition, offset)]."""
+    """Thread-safe producer: `send()` → Future[(partition, offset)].
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    `health` hears librdkafka's report that no broker is up and every successful delivery;
+    while it says down, `wait()` gives up after `unreachable_timeout` and purges what is
+    still queued, so a message given up on is never delivered behind the caller's back.
+    """
+
+    def __init__(self, config: dict[str, Any], health: Health | None = None,
+                 unreachable_timeout: float = 1.0) -> None:
+        self._max_bytes = int(config.get("message.max.bytes", 1_000_000))
+        self.health = health or Health()
+        self._unreachable_timeout = unreachable_timeout
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._closed = threading.Event()
         self._poll_lock = threading.Lock()
@@ -45,6 +55,8 @@ class DeliveryProducer:
         self._thread.start()
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.health.mark_down()
         logger.warning("kafka producer: %s", error)
 
     def _serve(self) -> None:
@@ -57,9 +69,16 @@ class DeliveryProducer:
 
         Raises TimeoutError after `timeout` seconds, or the delivery error.
         """
-        deadline = monotonic() + timeout
+        started = monotonic()
+        deadline = started + timeout
         while not future.done():
-            remaining = deadline - monotonic()
+            now = monotonic()
+            remaining = deadline - now
+            down_since = self.health.down_since
+            if down_since is not None and now - max(started, down_since) >= \
+                    self._unreachable_timeout:
+                self._give_up()
+                raise TimeoutError()
             if remaining <= 0:
                 raise TimeoutError()
             if self._poll_lock.acquire(blocking=False):
@@ -72,6 +91,12 @@ class DeliveryProducer:
                 futures_wait([future], timeout=min(remaining, 0.001))
         return future.result()
 
+    def _give_up(self) -> None:
+        # No broker is up: drop what is still queued locally (its waiters get _PURGE_QUEUE,
+        # a DeliveryFailed), so none of it reaches the broker after its caller heard 503.
+        # Messages already on the wire cannot be recalled; their reports come as usual.
+        self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+
     def send(self, topic: str, value: bytes,
              headers: list[tuple[str, str | bytes | None]] | None = None,
              log_errors_only: bool = False) -> Future[tuple[int, int]]:
@@ -80,19 +105,32 @@ class DeliveryProducer:
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is None:
+                self.health.mark_up()
                 future.set_result((message.partition() or 0, message.offset() or 0))
             else:
                 if log_errors_only:
                     logger.warning("kafka: message to %s not delivered: %s", topic, error)
-                future.set_exception(DeliveryFailed(f"{topic}: {error.str()}"))
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    future.set_exception(self._too_large(topic, value, error))
+                else:
+                    future.set_exception(DeliveryFailed(f"{topic}: {error.str()}"))
 
         try:
             self._producer.produce(topic, value, headers=headers, on_delivery=delivered)
         except BufferError as exc:  # local queue full: the broker has been away for a while
             raise KafkaConnectionError(f"kafka producer queue is full: {exc}") from exc
-        except Exception as exc:  # KafkaException from librdkafka (e.g. unknown topic)
+        except KafkaException as exc:  # from librdkafka (e.g. unknown topic, too large)
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise self._too_large(topic, value, error) from exc
             raise KafkaConnectionError(f"kafka produce to {topic} failed: {exc}") from exc
         return future
+
+    def _too_large(self, topic: str, value: bytes, error: KafkaError) -> MessageTooLarge:
+        # A retry can never succeed: a channel error, not a connection error (no 503).
+        return MessageTooLarge(
+            f"kafka refused a message of {len(value)} bytes to {topic} (message.max.bytes "
+            f"{self._max_bytes}): {error.str()}", size=len(value), limit=self._max_bytes)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to `timeout`), then stop the report thread."""

@@ -23,6 +23,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
+from ._health import Health
 from .errors import KafkaChannelError, KafkaConnectionError
 
 logger = logging.getLogger(__name__)
@@ -37,18 +38,32 @@ def _error_code(exc: BaseException) -> int | None:
 class TopicAdmin:
     """Creates and inspects topics; thread-safe; caches partition counts."""
 
-    def __init__(self, config: dict[str, Any], timeout: float) -> None:
+    def __init__(self, config: dict[str, Any], timeout: float, health: Health | None = None,
+                 unreachable_timeout: float | None = None) -> None:
         self._admin = AdminClient(config)
-        self._timeout = timeout
+        self._connect_timeout = timeout
+        self._unreachable_timeout = unreachable_timeout or timeout
+        self.health = health or Health()
         self._known: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    @property
+    def _timeout(self) -> float:
+        # While the cluster is known to be away, a request waits only for a quick answer.
+        return self._unreachable_timeout if self.health.down else self._connect_timeout
+
     def ping(self) -> None:
-        """Raise KafkaConnectionError unless the cluster answers a metadata request."""
+        """Raise KafkaConnectionError unless the cluster answers a metadata request (at once
+        when one failed less than `unreachable_timeout` ago)."""
+        if self.health.failed_within(self._unreachable_timeout):
+            raise KafkaConnectionError("kafka broker unreachable (a metadata request failed "
+                                       f"under {self._unreachable_timeout:g}s ago)")
         try:
             self._admin.list_topics(timeout=self._timeout)
         except KafkaException as exc:
+            self.health.mark_down()
             raise KafkaConnectionError(f"kafka broker unreachable: {exc}") from exc
+        self.health.mark_up()
 
     def partitions(self, topic: str) -> int | None:
         """Partition count of `topic` (cached), or None when it does not exist."""
@@ -57,6 +72,7 @@ class TopicAdmin:
         try:
             metadata = self._admin.list_topics(topic=topic, timeout=self._timeout)
         except KafkaException as exc:
+            self.health.mark_down()
             raise KafkaConnectionError(f"kafka metadata for {topic} failed: {exc}") from exc
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
@@ -82,9 +98,11 @@ class TopicAdmin:
             if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 if code in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
                             KafkaError._ALL_BROKERS_DOWN, KafkaError.REQUEST_TIMED_OUT):
+                    self.health.mark_down()
                     raise KafkaConnectionError(f"creating topic {topic}: {exc}") from exc
                 raise KafkaChannelError(f"creating topic {topic}: {exc}") from exc
         except TimeoutError as exc:
+            self.health.mark_down()
             raise KafkaConnectionError(f"creating topic {topic} timed out") from exc
         deadline = time.monotonic() + self._timeout
         while True:  # wait until metadata shows the topic before the first produce

@@ -25,3 +25,12 @@ class DeliveryFailed(KafkaConnectionError):
 
 class KafkaChannelError(KafkaTransportError):
     """A request about one topic failed for a reason retrying will not fix."""
+
+
+class MessageTooLarge(KafkaChannelError):
+    """The broker (or the producer's ``message.max.bytes``) refuses a message this large."""
+
+    def __init__(self, detail: str, *, size: int, limit: int) -> None:
+        super().__init__(detail)
+        self.size = size
+        self.limit = limit

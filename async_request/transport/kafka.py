@@ -44,9 +44,18 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
   per-client overrides, applied last. ``bootstrap_servers`` overrides the URL's host list.
 * ``publish_timeout`` (10.0 s): how long a publish waits for the broker's acknowledgement;
   also librdkafka's ``message.timeout.ms``, so a message we gave up on is not sent later.
+* ``max_message_bytes`` (1000000): the producer's ``message.max.bytes``: a larger message
+  raises `MessageTooLarge` (a channel error: never retried) at once; keep it at or below the
+  broker's ``message.max.bytes`` (Apache Kafka: 1048588), whose refusal raises it too.
 * ``confirm_publish`` (True): wait for the acknowledgement of persistent messages (tasks).
   Transient messages (events, remote control) never wait; failures are logged.
 * ``connect_timeout`` (5.0 s): metadata, topic creation and watermark requests.
+* ``unreachable_timeout`` (0.5 s): once this process has seen that no broker is up
+  (librdkafka reports all brokers down, or a metadata request failed), publishes and metadata
+  requests wait at most this long (a publish stuck in the queue is purged, never sent late)
+  until a delivery or a metadata request succeeds again: a web app answers 503 within about
+  a second while the cluster is away, not after ``publish_timeout``. Reconnects back off to
+  1 s at most (``reconnect.backoff.max.ms``), so a returning broker is seen within ~1 s.
 * ``poll_timeout`` (0.05 s): longest a single call of the fetcher thread blocks; requests of
   other threads (subscribe, bind) and acks wait at most this long.
 * ``broadcast_fetch_wait_ms`` (50): ``fetch.wait.max.ms`` of the exchange reader (remote
@@ -96,7 +105,7 @@ Guarantees
 * Publishing waits for the broker's acknowledgement of that message only (no flush). A broker
   that is down raises `KafkaConnectionError` (in ``connection_errors``, so Celery retries and
   ``apply_async`` raises ``kombu.exceptions.OperationalError``) within about
-  ``publish_timeout``.
+  ``publish_timeout``, or ``unreachable_timeout`` once no broker is known to be up.
 * Remote control and events work between processes (exchange topics, see `_exchange.py`);
   they are at-most-once, as over AMQP.
 * A worker leaves its consumer group only when its member is not rebalancing (bounded by the

@@ -1,8 +1,11 @@
-// async-request.js: a dependency-free browser client for async-request (ES module, no build).
+// async-request.js: a dependency-free browser client for async-request (ES module, no build
+// needed; `npm run build` makes the minified copy and checks its size).
 //
-// const client = new AsyncRequestClient({ token: () => jwt });
-// const op = await client.submit("/api/v1/reports/", { method: "POST", body, headers });
-// op.on("progress", p => ...); const body = await op.done;
+// const response = await asyncFetch("/api/v1/reports/", { method: "POST", body }, {
+//   onProgress: (p) => (bar.value = p.percent), signal });   // a real Response, as fetch's
+// const page = await listOperations({ state: "running" });
+//
+// The lower level: const op = await client.submit(path, init); op.on("progress", ...); op.done.
 //
 // One push connection per client, shared by every operation: a WebSocket (ticket auth, resume
 // by seq), else Server-Sent Events, else polling the status URL. See README.md next to this file.
@@ -14,6 +17,8 @@
 
 export const TERMINAL = Object.freeze(["completed", "failed", "cancelled"]);
 const DEFAULT_RESULTS_PATH = "/api/v1/async_background_response/";
+/** The order "auto" tries them in; one whose class this runtime lacks is skipped. */
+const TRANSPORTS = ["websocket", "sse", "poll"];
 /** After this many WebSocket (or SSE) failures in a row without a subscription, "auto" moves on. */
 const FAILURES_BEFORE_FALLBACK = 3;
 /** How long an event for an id nobody tracks (yet) is kept: submit() may still be in flight. */
@@ -21,6 +26,12 @@ const BUFFER_MS = 60_000;
 const BUFFER_MAX = 500;
 const PING_MS = 25_000;
 const PONG_TIMEOUT_MS = 10_000;
+/** Close codes after which reconnecting cannot help (bad request, forbidden, server error). */
+const FATAL_CODES = [4400, 4403, 1011];
+/** Where a tab may have slept or been offline: check the connection and catch up at once. */
+const WAKE_EVENTS = ["visibilitychange", "online", "pageshow"];
+/** Statuses whose Response must have no body (the constructor throws otherwise). */
+const NULL_BODY = [204, 205, 304];
 
 /** An HTTP answer the client did not expect; `status` and `body` are the server's. */
 export class AsyncRequestError extends Error {
@@ -54,23 +65,57 @@ export function retryAfterMs(value, fallback = 1000, now = Date.now()) {
  * @param {string} text
  */
 export function parseFrame(text) {
-  let frame;
-  try { frame = JSON.parse(text); } catch { return { kind: "ignore" }; }
-  if (!frame || typeof frame !== "object") return { kind: "ignore" };
-  if (frame.type === "data") {
-    let event = frame.data;
-    if (typeof event === "string") {
-      try { event = JSON.parse(event); } catch { return { kind: "ignore" }; }
-    }
-    if (!event || typeof event.task_id !== "string" || typeof event.status !== "string") {
-      return { kind: "ignore" };
-    }
-    return { kind: "event", event };
+  const frame = parseJson(text);
+  if (frame?.type === "data") {
+    const event = typeof frame.data === "string" ? parseJson(frame.data) : frame.data;
+    return isEvent(event) ? { kind: "event", event } : { kind: "ignore" };
   }
-  if (["subscribed", "resumed", "gap", "error", "pong", "status"].includes(frame.type)) {
-    return { kind: frame.type, ...frame };
+  return ["subscribed", "resumed", "gap", "error", "pong", "status"].includes(frame?.type)
+    ? { kind: frame.type, ...frame } : { kind: "ignore" };
+}
+
+function parseJson(text) {
+  try { return JSON.parse(text); } catch { return null; }
+}
+
+function isEvent(event) {
+  return typeof event?.task_id === "string" && typeof event.status === "string";
+}
+
+/**
+ * The route's own answer, rebuilt from a completed operation's status body: `status`,
+ * `headers` and the body bytes (`response` as `encoding` says: base64 of the bytes, text, or
+ * parsed JSON, serialised again). `url` becomes the Response's `url`.
+ * @param {{status: number, headers?: [string, string][], response?: unknown, encoding?: string}} body
+ * @param {string} [url]
+ */
+export function responseFrom(body, url = "") {
+  const headers = new Headers();
+  // The length (and a transfer coding) described the original bytes on the original wire.
+  for (const [name, value] of body.headers ?? []) {
+    if (!/^(content-length|transfer-encoding)$/i.test(name)) headers.append(name, value);
   }
-  return { kind: "ignore" };
+  let bytes = null;
+  if (!NULL_BODY.includes(body.status)) {
+    const value = body.response;
+    if (body.encoding === "base64") bytes = Uint8Array.from(atob(value), (c) => c.charCodeAt(0));
+    else {
+      const text = body.encoding === "json" ? JSON.stringify(value) : String(value ?? "");
+      // The server decoded text with the charset it named: latin-1 maps back byte for byte.
+      bytes = /charset=(?!"?utf-?8)/i.test(headers.get("content-type")) && !/[^\0-\xff]/.test(text)
+        ? Uint8Array.from(text, (c) => c.charCodeAt(0)) : new TextEncoder().encode(text);
+    }
+  }
+  const response = new Response(bytes, { status: body.status, headers });
+  Object.defineProperty(response, "url", { value: url });
+  return response;
+}
+
+/** The completed operation's Response; a failed or cancelled one rejects with its body. */
+function outcome(body, url) {
+  if (body?.state === "completed") return responseFrom(body, url);
+  throw new AsyncRequestError(`operation ${body?.task_id} ${body?.state}: ${body?.error ?? ""}`,
+    body?.status ?? undefined, body);
 }
 
 /**
@@ -84,15 +129,16 @@ export class SeqTracker {
     this.resumeAfter = 0;
     this._seen = new Set();
     this._limit = limit;
+    this._floor = 0;
   }
   /** @param {number|undefined|null} seq */
   accept(seq) {
     if (typeof seq !== "number") return true; // events without a seq cannot be de-duplicated
-    if (this._seen.has(seq) || seq <= this._floor()) return false;
+    if (this._seen.has(seq) || seq <= this._floor) return false;
     if (this.resumeAfter === 0 && this._seen.size === 0) this.resumeAfter = seq - 1;
     this._seen.add(seq);
     if (seq > this.last) this.last = seq;
-    while (this._seen.has(this.resumeAfter + 1)) this.resumeAfter += 1;
+    this._advance();
     if (this._seen.size > this._limit) this._prune();
     return true;
   }
@@ -100,15 +146,15 @@ export class SeqTracker {
   complete(seq) {
     if (typeof seq !== "number" || seq <= this.resumeAfter) return;
     this.resumeAfter = seq;
-    while (this._seen.has(this.resumeAfter + 1)) this.resumeAfter += 1;
+    this._advance();
     if (this.resumeAfter > this.last) this.last = this.resumeAfter;
     this._prune();
   }
-  _floor() { return this._pruned ?? 0; }
+  _advance() { while (this._seen.has(this.resumeAfter + 1)) this.resumeAfter += 1; }
   _prune() {
     // Seqs at or below the watermark need no entry: `accept` refuses them by comparison.
     for (const seq of this._seen) if (seq <= this.resumeAfter) this._seen.delete(seq);
-    this._pruned = this.resumeAfter;
+    this._floor = this.resumeAfter;
     while (this._seen.size > this._limit) this._seen.delete(this._seen.values().next().value);
   }
 }
@@ -159,33 +205,32 @@ export class Operation extends Emitter {
     }
     // Never backwards: the web process tells "pending" after its 202, and a quick worker's
     // "running" can be told first.
-    if (event.status && rank(event.status) > rank(this.state)) {
-      this.state = event.status;
-      this._emit("state", event.status);
-    }
+    if (rank(event.status) > rank(this.state)) this._setState(event.status);
     if (TERMINAL.includes(event.status)) {
       this.refresh().catch((error) => this._emit("error", error));
     }
   }
 
+  _setState(state) {
+    this.state = state;
+    this._emit("state", state);
+  }
+
   /** GET the status body once (shared by concurrent callers); settles `done` when it ended. */
   refresh() {
     if (this.finished) return Promise.resolve(this.result);
-    if (!this._refreshing) {
-      this._refreshing = this._fetchStatus().finally(() => { this._refreshing = null; });
-    }
+    this._refreshing ??= this._fetchStatus().finally(() => { this._refreshing = null; });
     return this._refreshing;
   }
 
   async _fetchStatus() {
-    const response = await this.client._fetch(this.statusUrl, { method: "GET" });
+    const response = await this.client._fetch(this.statusUrl);
     const body = await readBody(response);
     if (response.status === 202) {
-      if (body?.progress) this._apply({ task_id: this.id, status: body.state, progress: body.progress });
-      else if (body?.state) this._apply({ task_id: this.id, status: body.state });
+      this._apply({ status: body?.state, progress: body?.progress });
       return { body, retryAfter: retryAfterMs(response.headers.get("retry-after")) };
     }
-    if (response.status === 200 && body && TERMINAL.includes(body.state)) {
+    if (response.status === 200 && TERMINAL.includes(body?.state)) {
       this._finish(body);
       return body;
     }
@@ -199,7 +244,7 @@ export class Operation extends Emitter {
     if (this.finished) return;
     this.result = body;
     if (body.progress) this.progress = body.progress;
-    if (this.state !== body.state) { this.state = body.state; this._emit("state", body.state); }
+    if (this.state !== body.state) this._setState(body.state);
     this._emit("done", body);
     this._resolve(body);
     this.client._forget(this);
@@ -215,12 +260,8 @@ export class Operation extends Emitter {
 
   /** DELETE the operation: resolves with the cancel body (409 rejects: it already ended). */
   async cancel() {
-    const response = await this.client._fetch(this.statusUrl, { method: "DELETE" });
-    const body = await readBody(response);
-    if (!response.ok) {
-      throw new AsyncRequestError(`cancel ${this.id}: HTTP ${response.status}`, response.status, body);
-    }
-    if (body?.state === "cancelled") this._apply({ task_id: this.id, status: "cancelled" });
+    const body = await this.client._call(this.statusUrl, "DELETE", `cancel ${this.id}`);
+    if (body?.state === "cancelled") this._apply({ status: "cancelled" });
     return body;
   }
 
@@ -237,8 +278,11 @@ function joinUrl(base, tail) { return base.endsWith("/") ? base + tail : `${base
 
 async function readBody(response) {
   const text = await response.text();
-  if (!text) return null;
-  try { return JSON.parse(text); } catch { return text; }
+  return text ? parseJson(text) ?? text : null;
+}
+
+function abortReason(signal) {
+  return signal.reason ?? new DOMException("This operation was aborted", "AbortError");
 }
 
 /**
@@ -253,7 +297,7 @@ export class AsyncRequestClient extends Emitter {
   constructor(options = {}) {
     super();
     const transport = options.transport ?? "auto";
-    if (!["auto", "websocket", "sse", "poll"].includes(transport)) {
+    if (transport !== "auto" && !TRANSPORTS.includes(transport)) {
       throw new TypeError(`transport must be auto, websocket, sse or poll, got ${transport}`);
     }
     this.baseUrl = (options.baseUrl ?? "").replace(/\/$/, "");
@@ -279,6 +323,8 @@ export class AsyncRequestClient extends Emitter {
     this._ready = null;
     this._markReady = null;
     this._newChannel = null;
+    this._ticket = null;
+    this._wake = () => this._resync();
   }
 
   // -- HTTP --------------------------------------------------------------------------------
@@ -294,14 +340,8 @@ export class AsyncRequestClient extends Emitter {
     if (typeof this.channel === "string") return Promise.resolve(this.channel);
     // One request however many callers ask at once: two names would be two owners.
     this._newChannel ??= this._fetchImpl(this.url(`${this.resultsPath}channels/`), { method: "POST" })
-      .then(async (response) => {
-        const body = await readBody(response);
-        if (!response.ok || !body?.channel) {
-          throw new AsyncRequestError(`new channel: HTTP ${response.status}`, response.status, body);
-        }
-        this.channel = body.channel;
-        return this.channel;
-      })
+      .then((response) => this._check(response, "new channel"))
+      .then((body) => (this.channel = body.channel))
       .finally(() => { this._newChannel = null; });
     return this._newChannel;
   }
@@ -313,11 +353,36 @@ export class AsyncRequestClient extends Emitter {
 
   /** fetch() with the caller's credential added. */
   async _fetch(path, init = {}) {
-    const headers = new Headers(init.headers ?? {});
+    const headers = new Headers(init.headers);
     for (const [name, value] of Object.entries(await this._credentialHeaders())) {
       if (!headers.has(name)) headers.set(name, value);
     }
-    return this._fetchImpl(this.url(path), { ...init, headers });
+    return this._fetchImpl(this.url(String(path)), { ...init, headers });
+  }
+
+  /** `method path` with the credential; its JSON body, or an AsyncRequestError if not 2xx. */
+  async _call(path, method, what) {
+    return this._check(await this._fetch(path, { method }), what);
+  }
+
+  async _check(response, what) {
+    const body = await readBody(response);
+    if (!response.ok) throw new AsyncRequestError(`${what}: HTTP ${response.status}`, response.status, body);
+    return body;
+  }
+
+  /** Send `path` deferred (`X-Async-Request`), once subscribed; the server's answer as is. */
+  async _send(path, init) {
+    this._ensureConnection();
+    const headers = new Headers(init.headers);
+    headers.set("x-async-request", this.anonymous ? await this._channelName() : "true");
+    // Subscribe first (briefly): an event of this op then reaches us, never only the log.
+    // The signal stays out: an aborted request may still have been queued, under an id that
+    // then nobody would learn (asyncFetch cancels it instead).
+    let timer;
+    await Promise.race([this._ready, new Promise((resolve) => { timer = setTimeout(resolve, 3000); })]);
+    clearTimeout(timer);
+    return this._fetch(path, { ...init, headers, signal: undefined });
   }
 
   /**
@@ -325,13 +390,51 @@ export class AsyncRequestClient extends Emitter {
    * server answered 202. Any other answer rejects with an AsyncRequestError holding it.
    */
   async submit(path, init = {}) {
-    this._ensureConnection();
-    const headers = new Headers(init.headers ?? {});
-    headers.set("x-async-request", this.anonymous ? await this._channelName() : "true");
-    // Subscribe first (briefly): an event of this op then reaches us, never only the log.
-    await Promise.race([this._ready, sleep(3000)]);
-    const response = await this._fetch(path, { ...init, headers });
-    return this._accepted(response, `${init.method ?? "GET"} ${path}`);
+    return this._accepted(await this._send(path, init), `${init.method ?? "GET"} ${path}`);
+  }
+
+  /**
+   * `fetch(url, init)`, run in the background: resolves with the route's own Response (any
+   * status) once the operation completed. Rejects with an AsyncRequestError when the server
+   * refused to defer it (its problem body) or the operation failed or was cancelled (its status
+   * body), and with `signal.reason` (an AbortError) when `signal` aborts, which also cancels
+   * the operation (DELETE). A server that answered at once (`Prefer: wait`, or no deferral)
+   * resolves with that answer. `onState(state, op)` and `onProgress(progress, op)` follow it.
+   */
+  async asyncFetch(url, init = {}, { onProgress, onState, signal = init.signal } = {}) {
+    signal?.throwIfAborted();
+    const what = `${init.method ?? "GET"} ${url}`;
+    const response = await this._send(url, init);
+    if (response.status !== 202) {
+      const id = response.headers.get("x-async-request-id");
+      // A `Prefer: wait` answer names its operation; a status body (it failed or was
+      // cancelled meanwhile) says where it lives.
+      if (id ? !response.headers.get("content-location")?.endsWith(`${id}/`) : response.ok) {
+        return response;
+      }
+      const body = await readBody(response);
+      if (id) outcome(body);
+      throw new AsyncRequestError(`${what}: HTTP ${response.status}`, response.status, body);
+    }
+    const op = await this._accepted(response, what);
+    const tell = (name, handler) => {
+      if (handler) op.on(name, (value) => handler(value, op));
+    };
+    tell("progress", onProgress);
+    tell("state", onState);
+    onState?.(op.state, op);
+    if (op.progress) onProgress?.(op.progress, op);
+    return new Promise((resolve, reject) => {
+      const abort = () => {
+        reject(abortReason(signal));
+        if (!op.finished) op.cancel().catch((error) => this._emit("error", error));
+      };
+      signal?.addEventListener("abort", abort);
+      if (signal?.aborted) abort();
+      op.done.then((body) => outcome(body, new URL(this.url(String(url)), globalThis.location?.href).href))
+        .then(resolve, reject)
+        .finally(() => signal?.removeEventListener("abort", abort));
+    });
   }
 
   async _accepted(response, what) {
@@ -341,8 +444,7 @@ export class AsyncRequestClient extends Emitter {
       throw new AsyncRequestError(`${what}: expected 202, got HTTP ${response.status}`,
         response.status, body);
     }
-    const location = response.headers.get("location");
-    return this.track(id, location ?? `${this.resultsPath}${id}/`,
+    return this.track(id, response.headers.get("location") ?? undefined,
       retryAfterMs(response.headers.get("retry-after")));
   }
 
@@ -364,18 +466,17 @@ export class AsyncRequestClient extends Emitter {
 
   _forget(op) { this.operations.delete(op.id); }
 
-  /** GET the caller's operations: `{data: [...], meta: {next_cursor}}`. */
-  async list({ state, limit, cursor } = {}) {
+  /** GET the caller's operations, newest first: `{data: [...], meta: {next_cursor}}`. */
+  listOperations({ state, limit, cursor } = {}) {
     const query = new URLSearchParams();
-    if (state) query.set("state", Array.isArray(state) ? state.join(",") : state);
-    if (limit != null) query.set("limit", String(limit));
+    if (state) query.set("state", [state].flat().join(","));
+    if (limit != null) query.set("limit", limit);
     if (cursor) query.set("cursor", cursor);
-    const suffix = query.size ? `?${query}` : "";
-    const response = await this._fetch(`${this.resultsPath}${suffix}`, { method: "GET" });
-    const body = await readBody(response);
-    if (!response.ok) throw new AsyncRequestError(`list: HTTP ${response.status}`, response.status, body);
-    return body;
+    return this._call(`${this.resultsPath}${query.size ? `?${query}` : ""}`, "GET", "list");
   }
+
+  /** The same as `listOperations` (its first name). */
+  list(query) { return this.listOperations(query); }
 
   // -- events ------------------------------------------------------------------------------
 
@@ -404,35 +505,55 @@ export class AsyncRequestClient extends Emitter {
     op._polling = true;
     try {
       await sleep(delay);
-      await this._pollLoop(op);
+      while (!op.finished && !this._closed && !this.connected) {
+        let wait = 2000;
+        try {
+          wait = Math.min((await op.refresh())?.retryAfter ?? 1000, 5000);
+        } catch (error) {
+          if (!op.finished) this._emit("error", error);
+        }
+        if (!op.finished) await sleep(wait);
+      }
     } finally {
       op._polling = false;
     }
   }
 
-  async _pollLoop(op) {
-    while (!op.finished && !this._closed && !this.connected) {
-      let wait = 2000;
-      try {
-        const answer = await op.refresh();
-        if (op.finished) return;
-        wait = Math.min(answer?.retryAfter ?? 1000, 5000);
-      } catch (error) {
-        if (op.finished) return;
-        this._emit("error", error);
-      }
-      await sleep(wait);
-    }
-  }
-
   // -- the push connection -----------------------------------------------------------------
+
+  /** Whether this runtime has what `transport` needs. */
+  _can(transport) {
+    return transport === "poll" || !!(transport === "sse" ? this._EventSource : this._WebSocket);
+  }
 
   _ensureConnection() {
     if (this._closed || this.active !== null) return;
-    this.active = this.transport === "auto" ? "websocket" : this.transport;
+    this.active = this.transport === "auto" ? TRANSPORTS.find((t) => this._can(t)) : this.transport;
     this._ready = new Promise((resolve) => { this._markReady = resolve; });
-    if (this.active === "poll") { this._markReady(); return; }
-    this._connect();
+    for (const name of WAKE_EVENTS) globalThis.addEventListener?.(name, this._wake);
+    if (this.active === "poll") this._markReady();
+    else this._connect();
+  }
+
+  /** The tab is back (visible, online, restored): check the connection, catch up now. */
+  _resync() {
+    if (this._closed || globalThis.document?.visibilityState === "hidden") return;
+    if (this.connected) { this._ping(); return; }
+    // A reconnect waiting out its backoff goes now; throttled polls ask now.
+    if (this._timer) {
+      clearTimeout(this._timer);
+      this._attempt = 0;
+      this._connect();
+    }
+    this._refreshAll();
+  }
+
+  _ping() {
+    const socket = this._socket;
+    if (this.active !== "websocket" || !socket) return;
+    socket.send('{"type":"ping"}');
+    clearTimeout(this._pong);
+    this._pong = setTimeout(() => socket.close(), PONG_TIMEOUT_MS);
   }
 
   _connected(resumed) {
@@ -451,20 +572,25 @@ export class AsyncRequestClient extends Emitter {
     this.connected = false;
     this._socket = null;
     clearInterval(this._pinger);
+    clearTimeout(this._pong);
     if (this._closed) return;
     if (was) this._emit("connection", { transport: this.active, connected: false });
-    else this._failures += 1;
+    else {
+      // Refused before subscribing: maybe for its ticket (expired, from another key).
+      this._failures += 1;
+      this._ticket = null;
+    }
     if (fatal || (this.transport === "auto" && this._failures >= FAILURES_BEFORE_FALLBACK)) {
       this._fallBack();
       if (this.active === "poll") return;
     }
     for (const op of this.operations.values()) this._poll(op, 1000);
-    const delay = backoff(this._attempt++, this._backoff);
-    this._timer = setTimeout(() => this._connect(), delay);
+    this._timer = setTimeout(() => this._connect(), backoff(this._attempt++, this._backoff));
   }
 
   _fallBack() {
-    const next = this.transport === "auto" && this.active === "websocket" ? "sse" : "poll";
+    const next = this.transport === "auto"
+      ? TRANSPORTS.slice(TRANSPORTS.indexOf(this.active) + 1).find((t) => this._can(t)) : "poll";
     this._failures = 0;
     this._attempt = 0;
     this.active = next;
@@ -476,10 +602,11 @@ export class AsyncRequestClient extends Emitter {
   }
 
   async _connect() {
+    this._timer = null;
     if (this._closed) return;
-    let credential;
+    let query;
     try {
-      credential = await this._subscribeQuery();
+      query = await this._subscribeQuery();
     } catch (error) {
       this._emit("error", error);
       this._disconnected(false);
@@ -487,20 +614,20 @@ export class AsyncRequestClient extends Emitter {
     }
     if (this._closed) return;
     const after = this.seq.last > 0 ? this.seq.resumeAfter : null;
-    if (after !== null) credential.set("after", String(after));
-    if (this.active === "websocket") this._openSocket(credential, after !== null);
-    else this._openEventSource(credential, after !== null);
+    if (after !== null) query.set("after", after);
+    if (this.active === "websocket") this._openSocket(query, after !== null);
+    else this._openEventSource(query, after !== null);
   }
 
   async _subscribeQuery() {
     if (this.anonymous) return new URLSearchParams({ channel: await this._channelName() });
-    // A fresh ticket each time: it is short-lived, and never the JWT in a URL.
-    const response = await this._fetch(`${this.resultsPath}tickets/`, { method: "POST" });
-    const body = await readBody(response);
-    if (response.status !== 201 || !body?.ticket) {
-      throw new AsyncRequestError(`ticket: HTTP ${response.status}`, response.status, body);
+    // A ticket, never the JWT in a URL. Kept for 90% of its life, so a reconnect costs no
+    // request; a new one after it expired or a connect failed.
+    if (!(this._ticket?.until > Date.now())) {
+      const body = await this._call(`${this.resultsPath}tickets/`, "POST", "ticket");
+      this._ticket = { value: body.ticket, until: Date.now() + body.expires_in * 900 };
     }
-    return new URLSearchParams({ ticket: body.ticket });
+    return new URLSearchParams({ ticket: this._ticket.value });
   }
 
   _wsUrl(query) {
@@ -513,33 +640,27 @@ export class AsyncRequestClient extends Emitter {
     const socket = new this._WebSocket(this._wsUrl(query));
     this._socket = socket;
     let fatal = false;
-    let waitingPong = null;
     socket.onmessage = (message) => {
       const frame = parseFrame(String(message.data));
       switch (frame.kind) {
         case "event": this._event(frame.event); break;
         case "subscribed":
           if (!resuming) this._connected(false);
-          this._pinger = setInterval(() => {
-            socket.send(JSON.stringify({ type: "ping" }));
-            waitingPong = setTimeout(() => socket.close(), PONG_TIMEOUT_MS);
-          }, PING_MS);
+          this._pinger = setInterval(() => this._ping(), PING_MS);
           break;
         case "resumed": this.seq.complete(frame.last); this._connected(true); break;
         case "gap": this.seq.complete(frame.last); this._refreshAll(); break;
-        case "pong": clearTimeout(waitingPong); break;
+        case "pong": clearTimeout(this._pong); break;
         case "error":
           // 4401: the ticket expired or was refused; the next attempt gets a new one.
-          if ([4400, 4403, 1011].includes(frame.code)) fatal = true;
+          fatal ||= FATAL_CODES.includes(frame.code);
           this._emit("error", new AsyncRequestError(frame.detail ?? "error frame", frame.code, frame));
           break;
         default: break;
       }
     };
     socket.onclose = (event) => {
-      clearTimeout(waitingPong);
-      if (this._socket !== socket) return;
-      this._disconnected(fatal || [4400, 4403, 1011].includes(event.code));
+      if (this._socket === socket) this._disconnected(fatal || FATAL_CODES.includes(event.code));
     };
   }
 
@@ -547,29 +668,22 @@ export class AsyncRequestClient extends Emitter {
     if (!this._EventSource) { this._disconnected(true); return; }
     const source = new this._EventSource(this.url(`${this.resultsPath}events/?${query}`));
     this._socket = source;
-    let opened = false;
-    source.onopen = () => {
-      opened = true;
-      // SSE has no "resumed" frame: the catch-up comes first, in the same stream.
-      this._connected(resuming);
-    };
+    // SSE has no "resumed" frame: the catch-up comes first, in the same stream.
+    source.onopen = () => this._connected(resuming);
     source.onmessage = (message) => {
-      let event;
-      try { event = JSON.parse(message.data); } catch { return; }
-      if (!event || typeof event.task_id !== "string") return;
+      const event = parseJson(message.data);
+      if (!isEvent(event)) return;
       const seq = message.lastEventId ? Number(message.lastEventId) : event.seq;
       this._event(event, Number.isFinite(seq) ? seq : undefined);
     };
     source.addEventListener("gap", (message) => {
-      try { this.seq.complete(JSON.parse(message.data).last); } catch { /* a gap without data */ }
+      this.seq.complete(parseJson(message.data)?.last);
       this._refreshAll();
     });
     source.onerror = () => {
-      // EventSource would retry with the old (soon expired) ticket: we reconnect ourselves.
+      // EventSource would retry with the old (maybe expired) ticket: we reconnect ourselves.
       source.close();
-      if (this._socket !== source) return;
-      this._disconnected(false);
-      void opened;
+      if (this._socket === source) this._disconnected(false);
     };
   }
 
@@ -577,7 +691,7 @@ export class AsyncRequestClient extends Emitter {
   _debugDrop() {
     const socket = this._socket;
     if (!socket) return false;
-    if (this.active === "sse") socket.onerror?.();
+    if (this.active === "sse") socket.onerror();
     else socket.close();
     return true;
   }
@@ -587,6 +701,8 @@ export class AsyncRequestClient extends Emitter {
     this._closed = true;
     clearTimeout(this._timer);
     clearInterval(this._pinger);
+    clearTimeout(this._pong);
+    for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this._wake);
     const socket = this._socket;
     this._socket = null;
     socket?.close();
@@ -596,3 +712,28 @@ export class AsyncRequestClient extends Emitter {
 }
 
 function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+// -- the shared client of the standalone functions -----------------------------------------
+
+let shared = null;
+
+/** Set the options of the client `asyncFetch` and `listOperations` use (closing the last). */
+export function configure(options) {
+  shared?.close();
+  return (shared = new AsyncRequestClient(options));
+}
+
+/** The client of the standalone functions: `configure`'s, else one with default options. */
+export function defaultClient() {
+  return (shared ??= new AsyncRequestClient());
+}
+
+/** `client.asyncFetch` on `options.client`, else the shared client. */
+export function asyncFetch(url, init, options) {
+  return (options?.client ?? defaultClient()).asyncFetch(url, init, options);
+}
+
+/** `client.listOperations` on `query.client`, else the shared client. */
+export function listOperations(query) {
+  return (query?.client ?? defaultClient()).listOperations(query);
+}

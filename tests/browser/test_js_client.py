@@ -1,30 +1,28 @@
 """clients/js/async-request.js in a real Chromium, against the session's live stack.
 
 Each test runs a script in the sample's /demo/ page (so same-origin, as a real front end):
-it imports the client, submits requests to the sample's routes and returns what it saw.
+it imports the client, submits requests to the sample's routes and returns what it saw. The
+page's own UI is tested by test_demo_page.py.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Page
 
 from tests.integration.stack import IntegrationStack
-from tools.browser import Page, chromium_binary
 
-pytestmark = [
-    pytest.mark.integration, pytest.mark.browser, pytest.mark.slow,
-    # Decided before any fixture: without a browser the live stack is not even started.
-    pytest.mark.skipif(chromium_binary() is None,
-                       reason="no chromium on PATH (apt-get install chromium, or set AR_CHROMIUM)"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.timeout(120)]
 
-# Wraps a test's body: `client` is a fresh AsyncRequestClient; WebSocket URLs are recorded.
+# A test's body runs in this function: `client` is a fresh AsyncRequestClient, the WebSocket
+# URLs it opens are recorded, and a body that does not settle in `timeoutMs` rejects (a
+# Playwright evaluate has no timeout of its own).
 PRELUDE = """
-(async () => {
+async ({ token, transport, timeoutMs }) => {
   const { AsyncRequestClient } = await import("/demo/async-request.js");
   const urls = [];
   const Recording = class extends WebSocket {
@@ -32,8 +30,7 @@ PRELUDE = """
   };
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const client = new AsyncRequestClient({
-    token: %(token)s, transport: %(transport)s, WebSocket: Recording,
-    backoff: { min: 100, max: 1000 },
+    token, transport, WebSocket: Recording, backoff: { min: 100, max: 1000 },
   });
   const terminal = {};
   client.on("event", (e) => {
@@ -45,21 +42,26 @@ PRELUDE = """
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ kind: "sales", seconds }),
   });
+  const body = async () => { /*BODY*/ };
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no result in ${timeoutMs} ms`)), timeoutMs);
+  });
   try {
-    %(body)s
+    return await Promise.race([body(), late]);
   } finally {
+    clearTimeout(timer);
     client.close();
   }
-})()
+}
 """
 
 
-def run(page: Page, token: str, body: str, transport: str = "websocket",
+def run(page: Page, token: str | None, body: str, transport: str = "websocket",
         timeout: float = 60) -> Any:
     """Run `body` (JavaScript returning a JSON value) inside PRELUDE in the page."""
-    script = PRELUDE % {"token": json.dumps(token), "transport": json.dumps(transport),
-                        "body": body}
-    return page.evaluate(script, timeout=timeout)
+    return page.evaluate(PRELUDE.replace("/*BODY*/", body),
+                         {"token": token, "transport": transport, "timeoutMs": timeout * 1000})
 
 
 REPORT_WITH_PROGRESS = """
@@ -96,9 +98,8 @@ def test_cancel_slow_analytics(stack: IntegrationStack, demo_page: Page) -> None
     seen = run(demo_page, token, """
     const op = await client.submit("/api/v1/analytics/slow/?seconds=20");
     const started = Date.now();
-    // The server says "running" only with a progress report (this route sends none): ask.
-    await sleep(1500);
-    await op.refresh();
+    // This route reports no progress, so no push says "running" before the end: ask.
+    while (op.state !== "running") { await sleep(200); await op.refresh(); }
     const before = op.state;
     const answer = await op.cancel();
     const body = await op.done;
@@ -153,19 +154,13 @@ def test_list_and_poll(stack: IntegrationStack, demo_page: Page) -> None:
 
 
 def test_anonymous_channel(stack: IntegrationStack, demo_page: Page) -> None:
-    seen = demo_page.evaluate("""
-    (async () => {
-      const { AsyncRequestClient } = await import("/demo/async-request.js");
-      const client = new AsyncRequestClient({ transport: "websocket" });
-      try {
-        const op = await client.submit("/django/echo/", {
-          method: "POST", headers: { "content-type": "text/plain" }, body: "hello, background",
-        });
-        const body = await op.done;
-        return { body, channel: client.channel, connected: client.connected };
-      } finally { client.close(); }
-    })()
-    """, timeout=60)
+    seen = run(demo_page, None, """
+    const op = await client.submit("/django/echo/", {
+      method: "POST", headers: { "content-type": "text/plain" }, body: "hello, background",
+    });
+    const body = await op.done;
+    return { body, channel: client.channel, connected: client.connected };
+    """)
     assert seen["body"]["state"] == "completed"
     assert seen["body"]["response"]["length"] == len("hello, background")
     assert len(seen["channel"]) >= 22
@@ -177,7 +172,7 @@ def test_rerun(stack: IntegrationStack, demo_page: Page, http: httpx.Client) -> 
     token = stack.create_user("js_rerun")
     seen = run(demo_page, token, """
     const op = await client.submit("/api/v1/analytics/slow/?seconds=2");
-    await sleep(500);
+    while (op.state !== "running") { await sleep(200); await op.refresh(); }
     await op.cancel();
     const first = await op.done;
     const again = await op.rerun();   // a failed or cancelled one may be queued again
@@ -188,34 +183,3 @@ def test_rerun(stack: IntegrationStack, demo_page: Page, http: httpx.Client) -> 
     assert seen["firstState"] == "cancelled"
     assert seen["first"] != seen["second"] and seen["state"] == "completed"
     assert seen["rerunOf"] in (None, seen["first"])
-
-
-def test_demo_ui(stack: IntegrationStack, demo_page: Page) -> None:
-    stack.create_user("js_ui", "secret")
-    page = demo_page
-    page.evaluate("""
-      document.querySelector("[name=username]").value = "js_ui";
-      document.querySelector("[name=password]").value = "secret";
-      document.querySelector("#login-button").click(); true
-    """)
-    page.wait_for("!document.querySelector('#actions').disabled")
-    assert "js_ui" in page.evaluate("document.querySelector('#who').textContent")
-    page.evaluate("""
-      document.querySelector("#report-seconds").value = "1";
-      document.querySelector("#start-report").click();
-      document.querySelector("#slow-seconds").value = "20";
-      document.querySelector("#start-slow").click(); true
-    """)
-    page.wait_for("document.querySelectorAll('#operations tr').length === 2")
-    page.wait_for("[...document.querySelectorAll('#operations tr')].some(tr =>"
-                  " tr.querySelector('.state').textContent === 'completed'"
-                  " && tr.querySelector('.result').textContent.includes('sales'))")
-    page.evaluate("[...document.querySelectorAll('#operations tr')].find(tr =>"
-                  " tr.textContent.includes('slow analytics'))"
-                  ".querySelector('.cancel').click(); true")
-    page.wait_for("[...document.querySelectorAll('#operations tr')].some(tr =>"
-                  " tr.querySelector('.state').textContent === 'cancelled')")
-    assert page.evaluate("window.demo.errors") == []
-    # A reload of the list shows both, from the server.
-    page.evaluate("document.querySelector('#reload-list').click(); true")
-    assert page.evaluate("document.querySelectorAll('#operations tr').length") == 2

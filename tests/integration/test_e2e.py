@@ -234,6 +234,34 @@ def test_body_above_the_kafka_limit_travels_beside_the_message(http: httpx.Clien
     assert result["response"]["sha256"] == hashlib.sha256(body).hexdigest()
 
 
+def test_a_body_that_seals_above_the_message_limit_travels_aside(http: httpx.Client,
+                                                                 alice: str) -> None:
+    # 450 KiB: under ASYNC_REQUEST_INLINE_BODY_BYTES (512 KiB), but sealed and base64-encoded
+    # by kombu about 1.07 MB, above the broker's 1 MB: it travels in Redis, not as a 503.
+    body = bytes(range(256)) * 1800
+    headers = {"content-type": "application/octet-stream"}
+    task_id = accepted_id(http.post("/django/echo/", content=body,
+                                    headers=auth(alice, **headers, **{"X-Async-Request": "true"})))
+    result = result_of(http, task_id, auth(alice))
+    assert result["response"]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_megabyte_of_headers_is_431_and_nothing_is_kept(stack: IntegrationStack,
+                                                          http: httpx.Client) -> None:
+    """A request the broker can never take is a 431 naming the limit, not a 503 to retry."""
+    token = stack.create_user("big_headers_e2e")
+    response = http.get("/api/v1/orders/", headers=auth(
+        token, **{"X-Async-Request": "true", "x-padding": "h" * 1_000_000}))
+    assert response.status_code == 431, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "retry-after" not in response.headers
+    problem = response.json()
+    assert problem["setting"] == "ASYNC_REQUEST_MAX_HEADER_BYTES"
+    assert problem["size"] > 1_000_000 > problem["limit"]
+    listed = http.get(RESULTS.removesuffix("{}/"), headers=auth(token))
+    assert listed.status_code == 200 and listed.json()["data"] == []  # nothing recorded
+
+
 def decoded_body(value: bytes) -> bytes:
     """The task body of a kombu message, base64-decoded when kombu encoded it."""
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -169,3 +170,111 @@ def test_a_long_poll_answers_when_the_state_changes_or_after_n_seconds(
     assert 0.9 <= time.monotonic() - t0 < 5
     bad = http.get(f"{BASE}{slow}/?wait=soon", headers=auth(fay))
     assert bad.status_code == 400 and "wait" in bad.json()["detail"]
+
+
+def owner_events_key(token: str) -> str:
+    """The Redis key of a user's event log (the JWT's `sub` names the owner)."""
+    import jwt
+
+    from async_request.records import events_key
+
+    return events_key(f"user:{jwt.decode(token, options={'verify_signature': False})['sub']}")
+
+
+def wait_state(http: httpx.Client, token: str, task_id: str, state: str) -> None:
+    deadline = time.monotonic() + 60
+    while http.get(f"{BASE}{task_id}/", headers=auth(token)).json()["state"] != state:
+        assert time.monotonic() < deadline, f"{task_id} never {state}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def lost_log(stack: IntegrationStack, http: httpx.Client, redis_url: str,
+             request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A user whose log lost what followed `after`: `seen` ended before `after`, `ended`
+    after it, `live` still runs. request.param: "expired" (the log is gone) or "trimmed"."""
+    import redis
+
+    token = stack.create_user(f"gus_gap_{uuid.uuid4().hex[:8]}")
+    seen = defer(http, token)
+    wait_state(http, token, seen, "completed")
+    with connect(stack.ws_url() + "?ticket=" + quote(ticket(http, token)),
+                 open_timeout=10) as ws:
+        frames = frames_until(ws, lambda f: f.get("type") == "subscribed")
+        ws.send(json.dumps({"action": "resume", "after": 0}))
+        frames = frames_until(ws, lambda f: f.get("type") == "resumed")
+    after = frames[-1]["last"]
+    ended = defer(http, token)
+    wait_state(http, token, ended, "completed")
+    live = accepted_id(http.get("/api/v1/analytics/slow/?seconds=8",
+                                headers=auth(token, **{"x-async-request": "true"})))
+    wait_state(http, token, live, "running")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if request.param == "expired":
+            client.delete(owner_events_key(token))
+        else:
+            client.xtrim(owner_events_key(token), maxlen=1, approximate=False)
+        yield {"token": token, "after": after, "seen": seen, "ended": ended, "live": live}
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("lost_log", ["expired", "trimmed"], indirect=True)
+def test_a_websocket_resume_past_the_log_gets_a_gap_and_the_current_states(
+        stack: IntegrationStack, http: httpx.Client, lost_log: dict[str, Any]) -> None:
+    after = lost_log["after"]
+    url = stack.ws_url() + f"?ticket={quote(ticket(http, lost_log['token']))}&after={after}"
+    with connect(url, open_timeout=10) as ws:
+        frames = frames_until(ws, lambda f: f.get("type") == "resumed")
+        assert frames[0] == {"type": "subscribed"}
+        gap = frames[1]
+        assert gap["type"] == "gap" and gap["after"] == after and gap["last"] > after
+        # All of them when the log expired; all but the newest one when it was trimmed to 1.
+        assert gap["dropped"] in (gap["last"] - after, gap["last"] - after - 1)
+        snapshots = [json.loads(f["data"]) for f in frames[2:-1]]
+        assert all(f["type"] == "data" for f in frames[2:-1])
+        assert {(s["task_id"], s["status"]) for s in snapshots} == {
+            (lost_log["ended"], "completed"), (lost_log["live"], "running")}
+        assert all(s["snapshot"] is True and s["seq"] == gap["last"] for s in snapshots)
+        assert frames[-1] == {"type": "resumed", "last": gap["last"], "count": 2}
+        # Then the live stream: the running one's end comes with a seq above the gap's last.
+        end = json.loads(frames_until(ws, is_completed(lost_log["live"]))[-1]["data"])
+        assert end["seq"] > gap["last"] and "snapshot" not in end
+
+
+@pytest.mark.parametrize("lost_log", ["expired"], indirect=True)
+def test_an_event_stream_past_the_log_gets_a_gap_and_the_current_states(
+        http: httpx.Client, lost_log: dict[str, Any]) -> None:
+    url = f"{BASE}events/?ticket={quote(ticket(http, lost_log['token']))}"
+    with http.stream("GET", url, headers={"last-event-id": str(lost_log["after"])}) as stream:
+        events = sse_events(stream.iter_lines())
+        gap = next(events)
+        assert gap["event"] == "gap" and "id" not in gap
+        body = json.loads(gap["data"])
+        assert body["after"] == lost_log["after"] and body["dropped"] == body["last"] - \
+            lost_log["after"]
+        snapshots = [next(events), next(events)]
+        data = [json.loads(s["data"]) for s in snapshots]
+        assert {(d["task_id"], d["status"]) for d in data} == {
+            (lost_log["ended"], "completed"), (lost_log["live"], "running")}
+        assert all(s["id"] == str(body["last"]) and d["snapshot"] for s, d in
+                   zip(snapshots, data, strict=True))
+        live = until_terminal(events, lost_log["live"])
+        assert int(live[-1]["id"]) > body["last"]
+
+
+@pytest.mark.parametrize("lost_log", ["trimmed"], indirect=True)
+def test_a_seq_from_an_older_counter_gets_every_operation_the_log_or_index_knows(
+        stack: IntegrationStack, http: httpx.Client, lost_log: dict[str, Any]) -> None:
+    # A number above the counter: the client's counter expired and restarted since.
+    url = stack.ws_url() + f"?ticket={quote(ticket(http, lost_log['token']))}&after=1000000"
+    with connect(url, open_timeout=10) as ws:
+        frames = frames_until(ws, lambda f: f.get("type") == "resumed")
+        gap = frames[1]
+        assert gap == {"type": "gap", "after": 1000000, "last": gap["last"]}  # dropped unknown
+        snapshots = {json.loads(f["data"])["task_id"] for f in frames[2:-1]}
+        assert snapshots == {lost_log["seen"], lost_log["ended"], lost_log["live"]}
+        # Live frames go on with today's numbers, far below the client's old one.
+        end = json.loads(frames_until(ws, is_completed(lost_log["live"]))[-1]["data"])
+        assert gap["last"] < end["seq"] < 1000000

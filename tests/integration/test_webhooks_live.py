@@ -75,10 +75,10 @@ def hook_stack(kafka: Service, redis_url: str, receiver: Receiver,
         yield stack
 
 
-def signature_ok(call: dict[str, Any]) -> bool:
+def signature_ok(call: dict[str, Any], secret: str = SECRET) -> bool:
     headers = call["headers"]
     content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + call["body"]
-    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
     expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
     return headers["webhook-signature"] == f"v1,{expected}"
 

