@@ -6,6 +6,8 @@ from which state to which.
 
 from __future__ import annotations
 
+from async_request.events import APPEND_FUNCTION
+
 #: Record a new operation, unless its owner is at the in-flight cap. KEYS op, gone, owner
 #: index, inflight, body, envelope; ARGV task id, owner, now, expires sec, gone sec, cap
 #: (0: none), op key prefix, sealed body ('' when inline), envelope JSON, then the op's
@@ -41,25 +43,65 @@ if ARGV[9] ~= '' then redis.call('SET', KEYS[6], ARGV[9], 'EX', expires) end
 return 0
 """
 
-#: Claim for a run. KEYS op, lease; ARGV worker, lease ms, now, done channel (a waiting status
-#: read hears `running` on it).
-#: Returns {action, attempts, owner, result-or-error}; action is unknown, done, failed,
-#: cancelled, busy (a live lease elsewhere) or run.
-CLAIM = """
+#: Claim for a run. KEYS op, lease, then optionally seq and log of the owner the message
+#: names; ARGV worker, lease ms, now, done channel (a waiting status read hears `running` on
+#: it), then with those keys: that owner and the `running` event (`events.Append.args`).
+#: The event is logged only when that owner is the stored one (the message never decides who
+#: hears about an operation); else the caller logs it for the stored owner.
+#: Returns {action, attempts, owner, result-or-error, seq (0: not logged)}; action is unknown,
+#: done, failed, cancelled, busy (a live lease elsewhere) or run.
+CLAIM = APPEND_FUNCTION + """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner', 'result', 'error', 'attempts')
 local state, owner = op[1], op[2]
-if not state then return {'unknown', 0, '', ''} end
+if not state then return {'unknown', 0, '', '', 0} end
 local attempts = tonumber(op[5] or 0)
-if state == 'completed' then return {'done', attempts, owner, op[3] or ''} end
-if state == 'failed' then return {'failed', attempts, owner, op[4] or ''} end
-if state == 'cancelled' then return {'cancelled', attempts, owner, op[4] or ''} end
+if state == 'completed' then return {'done', attempts, owner, op[3] or '', 0} end
+if state == 'failed' then return {'failed', attempts, owner, op[4] or '', 0} end
+if state == 'cancelled' then return {'cancelled', attempts, owner, op[4] or '', 0} end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'busy', attempts, owner, ''}
+  return {'busy', attempts, owner, '', 0}
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker', ARGV[1])
 if state ~= 'running' then redis.call('PUBLISH', ARGV[4], 'running') end
-return {'run', attempts, owner, ''}
+local seq = 0
+if #KEYS == 4 and owner == ARGV[5] then
+  seq = append_event(KEYS[3], KEYS[4], KEYS[1], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+end
+return {'run', attempts, owner, '', seq}
+"""
+
+#: The outcome of a run, in one call. KEYS op, gone, lease, body, envelope, webhooks due,
+#: then optionally inflight, seq and log of the owner the message names; ARGV state, now,
+#: expires sec, gone sec, task id, done channel, then (with those keys) that owner and the
+#: terminal event (`events.Append.args`), then the op's field/value pairs from ARGV[13].
+#: The captured request (body, envelope) stays as long as the record of a failed or
+#: cancelled run (its owner may re-run it); a completed one is never re-run. With a callback
+#: its webhook is due now (webhooks.py). The in-flight slot and the event go to the stored
+#: owner only when it is the one named; returns {seq (0: not logged), stored owner}, so the
+#: caller does both itself otherwise.
+TERMINAL = APPEND_FUNCTION + """
+local op = redis.call('HMGET', KEYS[1], 'owner', 'callback')
+local owner, callback = op[1], op[2]
+local expires = tonumber(ARGV[3])
+if callback then redis.call('ZADD', KEYS[6], ARGV[2], ARGV[5]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 13))
+redis.call('EXPIRE', KEYS[1], expires)
+redis.call('EXPIRE', KEYS[2], expires + tonumber(ARGV[4]))
+redis.call('DEL', KEYS[3])
+if ARGV[1] == 'completed' then
+  redis.call('DEL', KEYS[4], KEYS[5])
+else
+  redis.call('EXPIRE', KEYS[4], expires)
+  redis.call('EXPIRE', KEYS[5], expires)
+end
+local seq = 0
+if #KEYS == 9 and owner and owner == ARGV[7] then
+  redis.call('ZREM', KEYS[7], ARGV[5])
+  seq = append_event(KEYS[8], KEYS[9], KEYS[1], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[1])
+return {seq, owner or ''}
 """
 
 #: Cancel by the owner. KEYS op, lease, inflight, webhooks due; ARGV owner, now, reason, task

@@ -14,7 +14,10 @@ Choices, and why:
   result (no result-backend write per replay, no result subscription per publish); the result
   backend stays configured for a project's own tasks (KAFKA_TASKS), and
   `result_backend_always_retry` makes a Redis outage delay their results, never drop them.
-- Task events stay on: Flower's received/started/succeeded/failed come from them.
+- Task events stay on: Flower's received/started/succeeded/failed come from them (the worker
+  sends them, batched per loop turn). `task-sent` is off: it is one more Kafka record per
+  request, published by the web app on the path to the 202, and Flower needs it only to list a
+  task before a worker received it (the operation store already answers "pending").
 - JSON only: messages are readable by any Kafka tool, and no pickle.
 """
 
@@ -65,7 +68,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
         "task_default_queue": settings.kafka_topic_async_bg,
@@ -83,13 +86,16 @@ def configure_celery(app: Celery, settings: Settings | None = None) -> Celery:
     """Apply the async-request configuration to an existing Celery app and return it.
 
     Also connects the start-up checks of a worker (`checks.worker_start_checks`), which run
-    whether or not `async_request` is an installed app.
+    whether or not `async_request` is an installed app, and adds the bootstep that batches
+    task events (`task_events.BatchedTaskEvents`).
     """
     from celery.signals import worker_init
 
     from async_request.checks import worker_start_checks
+    from async_request.task_events import BatchedTaskEvents
 
     app.conf.update(celery_config(settings or get_settings()))
+    app.steps["consumer"].add(BatchedTaskEvents)
     worker_init.connect(worker_start_checks, dispatch_uid="async_request.checks", weak=False)
     return app
 

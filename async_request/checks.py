@@ -60,6 +60,9 @@ def secret_warnings(settings: Settings) -> list[CheckMessage]:
     return found
 
 
+LAYER_HINT = "see README's settings snippet (async_request.layers.RedisChannelLayer)"
+
+
 def channel_layer_errors() -> list[CheckMessage]:
     """E001: no or a broken CHANNEL_LAYERS: the WebSocket cannot subscribe anyone."""
     from channels.exceptions import InvalidChannelLayerError
@@ -69,11 +72,11 @@ def channel_layer_errors() -> list[CheckMessage]:
         layer = get_channel_layer()
     except (InvalidChannelLayerError, ImportError, TypeError, ValueError) as exc:
         return [Error(f"CHANNEL_LAYERS is broken: {exc}", id="async_request.E001",
-                      hint="see README's settings snippet (channels_redis.core.RedisChannelLayer)")]
+                      hint=LAYER_HINT)]
     if layer is None:
         return [Error("CHANNEL_LAYERS is not set: WebSockets cannot hear about operations",
                       id="async_request.E001",
-                      hint="see README's settings snippet (channels_redis.core.RedisChannelLayer)")]
+                      hint=LAYER_HINT)]
     return []
 
 

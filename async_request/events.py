@@ -34,23 +34,42 @@ SEQ_KEEP_SEC = 30 * 86400
 #: At most this many events per catch-up call (a client with more asks again).
 MAX_CATCH_UP = 1000
 
-#: KEYS seq, log, op; ARGV event JSON, max length, log ttl sec, seq ttl sec, once-field.
-#: Returns the seq. With a once-field (`ev:<state>`), an event already logged for this
-#: operation is not logged again: its first seq is returned.
-APPEND = """
-if ARGV[5] ~= '' then
-  local first = redis.call('HGET', KEYS[3], ARGV[5])
-  if first then return tonumber(first) end
+#: The append as a Lua function, for this module's APPEND and for the store's scripts that
+#: log an event in the same call as the state change (`_store_scripts.CLAIM`, `TERMINAL`):
+#: one round trip per change instead of two. Returns the seq. With a once-field
+#: (`ev:<state>`), an event already logged for this operation is not logged again: its first
+#: seq is returned.
+APPEND_FUNCTION = """
+local function append_event(seq_key, log_key, op_key, event, max_length, log_ttl, seq_ttl, once)
+  if once ~= '' then
+    local first = redis.call('HGET', op_key, once)
+    if first then return tonumber(first) end
+  end
+  local seq = redis.call('INCR', seq_key)
+  redis.call('XADD', log_key, 'MAXLEN', '~', max_length, seq .. '-0', 'e', event)
+  redis.call('EXPIRE', log_key, log_ttl)
+  redis.call('EXPIRE', seq_key, seq_ttl)
+  if once ~= '' and redis.call('EXISTS', op_key) == 1 then
+    redis.call('HSET', op_key, once, seq)
+  end
+  return seq
 end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('HSET', KEYS[3], ARGV[5], seq)
-end
-return seq
 """
+
+#: KEYS seq, log, op; ARGV event JSON, max length, log ttl sec, seq ttl sec, once-field.
+APPEND = APPEND_FUNCTION + """
+return append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+
+
+@dataclass(frozen=True)
+class Append:
+    """One event to append, as the arguments of `append_event`: the owner's counter and log
+    (KEYS of the calling script) and the event with the log's sizes (its ARGV)."""
+
+    owner: str
+    keys: tuple[str, str]
+    args: tuple[str, int, int, int, str]
 
 
 @dataclass(frozen=True)
@@ -81,11 +100,17 @@ class EventLog:
     max_length: int
     ttl_sec: int
 
+    def entry(self, owner: Owner | str, task_id: str, data: dict[str, Any],
+              once: str | None = None) -> Append:
+        """The append of an event of `task_id` to `owner`'s log, for a script to run."""
+        return Append(str(owner), (seq_key(str(owner)), events_key(str(owner))),
+                      (json.dumps(data), self.max_length, self.ttl_sec, SEQ_KEEP_SEC,
+                       f"ev:{once}" if once else ""))
+
     def _call(self, owner: Owner | str, task_id: str, data: dict[str, Any],
               once: str | None) -> tuple[Any, ...]:
-        return (APPEND, 3, seq_key(str(owner)), events_key(str(owner)), op_key(task_id),
-                json.dumps(data), self.max_length, self.ttl_sec, SEQ_KEEP_SEC,
-                f"ev:{once}" if once else "")
+        entry = self.entry(owner, task_id, data, once)
+        return (APPEND, 3, *entry.keys, op_key(task_id), *entry.args)
 
     def append(self, client: redis.Redis, owner: Owner | str, task_id: str,
                data: dict[str, Any], *, once: str | None = None) -> int:

@@ -49,7 +49,7 @@ from async_request.exceptions import (
     ReplayTimeoutError,
 )
 from async_request.lifespan import Lifespan
-from async_request.notifications import publish
+from async_request.notifications import logged, publish
 from async_request.progress import Progress, ProgressReporter
 from async_request.records import Claim
 from async_request.replay import Cancel, ReplayResult, replay
@@ -102,6 +102,8 @@ def load_asgi_app(path: str) -> ASGIApp:
 
 #: The started replay target of this process: (pid, path) -> its lifespan.
 _started: dict[tuple[int, str], Lifespan] = {}
+#: A threads pool's first tasks arrive together: one of them starts the lifespan.
+_starting = threading.Lock()
 
 
 def replay_target(path: str) -> tuple[ASGIApp, dict[str, Any]]:
@@ -110,9 +112,12 @@ def replay_target(path: str) -> tuple[ASGIApp, dict[str, Any]]:
     key = (os.getpid(), path)
     lifespan = _started.get(key)
     if lifespan is None:
-        lifespan = Lifespan(app)
-        run(lifespan.startup())
-        _started[key] = lifespan
+        with _starting:
+            lifespan = _started.get(key)
+            if lifespan is None:
+                lifespan = Lifespan(app)
+                run(lifespan.startup())
+                _started[key] = lifespan
     return app, lifespan.state
 
 
@@ -199,7 +204,10 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
     if wire_id != task_id:
         raise EnvelopeError(f"envelope of task {wire_id} delivered as task {task_id}")
     store = get_store()
-    claim = store.claim(task_id, worker)
+    # The owner the message names, only to log `running` in the claim's own call: the claim
+    # logs it only when that is the stored owner (see OperationStore.claim).
+    named = str(envelope_data.get("owner", ""))
+    claim = store.claim(task_id, worker, logged(named, task_id, "running") if named else None)
     if claim.action == "unknown":
         # Withdrawn after a failed publish (the client got 503), or older than the result expiry.
         raise EnvelopeError(f"task {task_id} is unknown to the store (withdrawn or expired)")
@@ -219,22 +227,24 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         return {"task_id": task_id, "state": "cancelled", "status": None}
     # Started: its owner hears `running` (logged once per operation, so a resumed run says it
     # again with the same seq); a short try, the run does not wait for a slow layer.
-    publish(owner, task_id, "running", deadline_sec=0, timeout_sec=5)
+    publish(owner, task_id, "running", deadline_sec=0, timeout_sec=5, seq=claim.seq)
     try:
         # Opened after the claim, so an envelope that cannot be opened (the secret changed)
         # ends as a recorded failure its owner hears about.
         envelope = RequestEnvelope.from_dict(envelope_data, get_settings().secret_key)
         result = _replay(envelope, claim, store, worker)
+    # Each outcome is stored and logged in one call (its seq), then pushed.
     except ReplayCancelledError as exc:
-        store.cancelled(task_id, str(exc))
-        publish(owner, task_id, "cancelled", error=str(exc))
+        seq = store.cancelled(task_id, str(exc), logged(owner, task_id, "cancelled", str(exc)))
+        publish(owner, task_id, "cancelled", error=str(exc), seq=seq)
         return {"task_id": task_id, "state": "cancelled", "status": None}
     except Exception as exc:
-        store.fail(task_id, short_error(exc))
-        publish(owner, task_id, "failed", error=short_error(exc))
+        error = short_error(exc)
+        seq = store.fail(task_id, error, logged(owner, task_id, "failed", error))
+        publish(owner, task_id, "failed", error=error, seq=seq)
         raise
-    store.finish(task_id, result.to_dict())
-    publish(owner, task_id, "completed")
+    seq = store.finish(task_id, result.to_dict(), logged(owner, task_id, "completed"))
+    publish(owner, task_id, "completed", seq=seq)
     return {"task_id": task_id, "state": "completed", "status": result.status}
 
 

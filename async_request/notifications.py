@@ -16,13 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from async_request._loop import run
 from async_request._retry import retry
 from async_request.auth import Owner
+
+if TYPE_CHECKING:
+    from async_request.events import Append
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,16 @@ def record(owner: Owner, task_id: str, status: str, progress: dict[str, Any] | N
         return None
 
 
+def logged(owner: Owner | str, task_id: str, status: str,
+           error: str | None = None) -> Append:
+    """The append of a state event, for the store to log in the call that makes the change
+    (`OperationStore.claim`, `finish`, `fail`, `cancelled`): what `record` would log."""
+    from async_request.events import event_log
+
+    return event_log().entry(owner, task_id, event_data(task_id, status, error=error),
+                             once=status)
+
+
 async def arecord(owner: Owner, task_id: str, status: str,
                   error: str | None = None) -> int | None:
     """`record` from async code (the web app)."""
@@ -101,9 +114,10 @@ async def arecord(owner: Owner, task_id: str, status: str,
 
 def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
             progress: dict[str, Any] | None = None, error: str | None = None,
-            timeout_sec: float = 30) -> bool:
+            timeout_sec: float = 30, seq: int | None = None) -> bool:
     """Log a task update (`record`) and send it to the owner's group; retried while the layer
-    is unreachable, each try given up (and cancelled) after `timeout_sec`.
+    is unreachable, each try given up (and cancelled) after `timeout_sec`. `seq`: the update
+    was already logged (in the store's call that made the change, see `logged`) as this seq.
 
     Returns False when no channel layer is configured (warned once) or the deadline passed.
     """
@@ -116,7 +130,8 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
             logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
             _warned_no_layer = True
         return False
-    seq = record(owner, task_id, status, progress, error)
+    if seq is None:
+        seq = record(owner, task_id, status, progress, error)
     message = layer_message(task_id, status, progress, seq=seq, error=error)
     try:
         retry(lambda: run(layer.group_send(group_for(owner), message), timeout_sec),

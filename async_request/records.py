@@ -158,3 +158,5 @@ class Claim:
     attempt: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None
+    #: The seq of its `running` event when the claim logged it (see OperationStore.claim).
+    seq: int | None = None

@@ -27,7 +27,7 @@ from celery.signals import (
 from async_request.auth import Owner
 from async_request.celery_config import TASK_NAME
 from async_request.execution import preload_asgi_app, start_replay_target, stop_replay_target
-from async_request.notifications import publish
+from async_request.notifications import logged, publish
 from async_request.records import TERMINAL_STATES
 from async_request.store import get_store
 from async_request.webhooks import start_deliverer, stop_deliverer
@@ -46,8 +46,9 @@ def on_task_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     operation = store.get(task_id)
     if operation is None or operation.state in TERMINAL_STATES:
         return  # not ours (forged or expired), or it had ended already
-    store.cancelled(task_id, REVOKED_ERROR)
-    publish(Owner.parse(operation.owner), task_id, "cancelled", error=REVOKED_ERROR)
+    seq = store.cancelled(task_id, REVOKED_ERROR,
+                          logged(operation.owner, task_id, "cancelled", REVOKED_ERROR))
+    publish(Owner.parse(operation.owner), task_id, "cancelled", error=REVOKED_ERROR, seq=seq)
 
 
 def connect() -> None:

@@ -23,8 +23,8 @@ record, and only the worker writes its outcome; Celery's result backend is not u
   scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
   (`_store_scripts.ACCEPT`), terminal writes leave it.
 - pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
-  the same transaction as the outcome), so a waiter (`wait_terminal`, `Prefer: wait=N`) sleeps
-  on a subscription instead of polling the hash.
+  the outcome's own script, `_store_scripts.TERMINAL`), so a waiter (`wait_terminal`,
+  `Prefer: wait=N`) sleeps on a subscription instead of polling the hash.
 
 Why a claim at all (`claim`): a redelivered task (a worker killed mid-run, a rebalance) must not
 run twice at once, and a finished one must hand back its outcome instead of running again.
@@ -47,6 +47,7 @@ import redis.asyncio as aredis
 from async_request import _store_scripts
 from async_request._retry import retry
 from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
+from async_request.events import Append
 from async_request.exceptions import StoreUnavailableError, TooManyInFlightError
 from async_request.progress import Progress
 from async_request.records import (
@@ -237,23 +238,26 @@ class OperationStore:
         return None if raw is None else dict(json.loads(raw))
 
     # -- worker side -------------------------------------------------------------------------
-    def claim(self, task_id: str, worker: str) -> Claim:
+    def claim(self, task_id: str, worker: str, event: Append | None = None) -> Claim:
         """Claim an operation for one run, atomically, so a redelivery never runs it twice at once.
 
         - Not running: we take its lease: `run`, or `resume` when an earlier run had taken it
           and vanished without finishing (attempt > 1); the caller decides whether a resumed
-          request may run again.
+          request may run again. `event` (its `running` event) is logged in the same call when
+          its owner is the stored one: `Claim.seq` is its seq, else None.
         - Finished: `done` with its stored result (or `failed` with its error).
         - Running elsewhere (lease alive): wait until that run ends or its lease expires.
         - `unknown`: no record (withdrawn after a failed publish, or expired).
         """
+        keys = [op_key(task_id), lease_key(task_id)]
+        args: list[Any] = [worker, int(self.lease_sec * 1000), "", done_channel(task_id)]
+        if event is not None:
+            keys += event.keys
+            args += [event.owner, *event.args]
         while True:
-            action, attempts, owner, payload = self._retry(
-                lambda: self._script("CLAIM")(
-                    keys=[op_key(task_id), lease_key(task_id)],
-                    args=[worker, int(self.lease_sec * 1000), repr(time.time()),
-                          done_channel(task_id)]),
-                "claim task")
+            args[2] = repr(time.time())
+            action, attempts, owner, payload, seq = self._retry(
+                lambda: self._script("CLAIM")(keys=keys, args=args), "claim task")
             action = action.decode() if isinstance(action, bytes) else action
             owner = owner.decode() if isinstance(owner, bytes) else owner
             payload = payload.decode() if isinstance(payload, bytes) else payload
@@ -261,7 +265,8 @@ class OperationStore:
                 time.sleep(0.1)
                 continue
             if action == "run":
-                return Claim("resume" if int(attempts) > 1 else "run", owner, int(attempts))
+                return Claim("resume" if int(attempts) > 1 else "run", owner, int(attempts),
+                             seq=int(seq) or None)
             if action == "done":
                 return Claim("done", owner, int(attempts),
                              result=json.loads(unseal(payload, self.secret)))
@@ -364,14 +369,18 @@ class OperationStore:
             raise self._unavailable("retry later", exc) from exc
         return found, last
 
-    def finish(self, task_id: str, result: dict[str, Any]) -> None:
-        """Record a completed run with its result; retried until Redis takes it."""
-        self._end(task_id, {"state": "completed",
-                            "result": seal(json.dumps(result).encode(), self.secret)})
+    def finish(self, task_id: str, result: dict[str, Any],
+               event: Append | None = None) -> int | None:
+        """Record a completed run with its result; retried until Redis takes it. With `event`
+        (its terminal event), logged in the same call: its seq (None: not logged, see _end)."""
+        return self._end(task_id, {"state": "completed",
+                                   "result": seal(json.dumps(result).encode(), self.secret)},
+                         event)
 
-    def fail(self, task_id: str, error: str) -> None:
-        """Record a failed run (timeout, interrupted, the app could not be loaded, ...)."""
-        self._end(task_id, {"state": "failed", "error": error[:300]})
+    def fail(self, task_id: str, error: str, event: Append | None = None) -> int | None:
+        """Record a failed run (timeout, interrupted, the app could not be loaded, ...); `event`
+        as in `finish`."""
+        return self._end(task_id, {"state": "failed", "error": error[:300]}, event)
 
     def webhook_target(self, task_id: str) -> tuple[str, Operation, int] | None:
         """(callback URL, operation, tries so far) of an ended operation with a callback."""
@@ -385,37 +394,39 @@ class OperationStore:
         self.client.hset(op_key(task_id), mapping={"webhook_tries": tries,
                                                    "webhook_outcome": outcome[:200]})
 
-    def cancelled(self, task_id: str, reason: str) -> None:
-        """Record a run that was stopped (its owner cancelled it, or Flower revoked it)."""
-        self._end(task_id, {"state": "cancelled", "error": reason[:300]})
+    def cancelled(self, task_id: str, reason: str, event: Append | None = None) -> int | None:
+        """Record a run that was stopped (its owner cancelled it, or Flower revoked it);
+        `event` as in `finish`."""
+        return self._end(task_id, {"state": "cancelled", "error": reason[:300]}, event)
 
-    def _end(self, task_id: str, fields: dict[str, str]) -> None:
+    def _end(self, task_id: str, fields: dict[str, str], event: Append | None) -> int | None:
+        """The terminal write (`_store_scripts.TERMINAL`); the seq of `event` when logged.
+
+        When the stored owner is not the one `event` names (or there is no event), its
+        in-flight slot is given back here and the caller logs the event for the stored owner.
+        """
         now = time.time()
         record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}
-        # The captured request stays as long as the record of a failed or cancelled run: its
-        # owner may re-run it; a completed one is never re-run.
-        kept = (body_key(task_id), envelope_key(task_id))
+        keys = [op_key(task_id), gone_key(task_id), lease_key(task_id), body_key(task_id),
+                envelope_key(task_id), WEBHOOKS_DUE]
+        args: list[Any] = [fields["state"], repr(now), self.expires_sec, GONE_SEC, task_id,
+                           done_channel(task_id)]
+        if event is None:
+            args += [""] * 6
+        else:
+            keys += [inflight_key(event.owner), *event.keys]
+            args += [event.owner, *event.args]
+        args += [item for pair in record.items() for item in pair]
 
-        def write() -> None:
-            owner, callback = self.client.hmget(op_key(task_id), "owner", "callback")
-            pipe = self.client.pipeline(transaction=True)
-            if callback:  # its completion webhook is due now (webhooks.py delivers it)
-                pipe.zadd(WEBHOOKS_DUE, {task_id: now})
-            pipe.hset(op_key(task_id), mapping=record)  # type: ignore[arg-type]
-            pipe.expire(op_key(task_id), self.expires_sec)
-            pipe.expire(gone_key(task_id), self.expires_sec + GONE_SEC)
-            pipe.delete(lease_key(task_id))
-            if fields["state"] == "completed":
-                pipe.delete(*kept)
-            else:
-                for key in kept:
-                    pipe.expire(key, self.expires_sec)
-            if isinstance(owner, bytes):
-                pipe.zrem(inflight_key(owner.decode()), task_id)
-            pipe.publish(done_channel(task_id), fields["state"])
-            pipe.execute()
+        def write() -> tuple[int, str]:
+            seq, owner = self._script("TERMINAL")(keys=keys, args=args)
+            owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+            if owner and not seq:
+                self.client.zrem(inflight_key(owner), task_id)
+            return int(seq), owner
 
-        self._retry(write, "store the outcome", deadline_sec=600)
+        seq, _ = self._retry(write, "store the outcome", deadline_sec=600)
+        return seq or None
 
     def _retry(self, call: Any, what: str, deadline_sec: float = 120) -> Any:
         try:

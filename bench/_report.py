@@ -105,6 +105,10 @@ def details(tree: Tree, path: str, burst: int, clients: int) -> list[str]:
     total = cpu_total(rounds)
     rows.append("| **all measured server processes** | "
                 + " | ".join(f"{v:.2f}" for v in total) + f" | {statistics.median(total):.2f} |")
+    if all("idle_pct" in b for b in bursts):
+        idle = [b["idle_pct"] for b in bursts]
+        rows.append("| idle after the burst: worker + broker, % of one core | "
+                    + " | ".join(f"{v:.2f}" for v in idle) + f" | {statistics.median(idle):.2f} |")
     return rows
 
 
@@ -132,6 +136,9 @@ def comparison(current: Tree, baseline: Tree) -> list[str]:
         ("burst: completed/s", bursts(current, "completed_per_s"),
          bursts(baseline, "completed_per_s"), 0, ""),
     ]
+    if all("idle_pct" in r.burst for r in (*current.rounds, *baseline.rounds)):
+        series.append(("idle: worker + broker, % of one core", bursts(current, "idle_pct"),
+                       bursts(baseline, "idle_pct"), 2, ""))
     series += [(f"CPU ms/request: {title}", cpu_values(current.rounds, name),
                 cpu_values(baseline.rounds, name), 2, name) for name, title in PROCESSES.items()]
     series.append(("CPU ms/request: **all measured server processes**",

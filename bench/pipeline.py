@@ -8,7 +8,8 @@ Prints a table:
 - 1000 async requests from 16 concurrent clients: accepted/s, completed/s, lost, and the CPU
   milliseconds per completed request of each server process over the burst (from /proc, see
   bench/_cpu.py): web server (uvicorn), worker (Celery main process + pool), broker (tansu),
-  Redis, database (PostgreSQL with DATABASE_URL; SQLite has no server), and their sum.
+  Redis, database (PostgreSQL with DATABASE_URL; SQLite has no server), and their sum;
+- then `--idle` seconds with nothing sent: the worker's and the broker's CPU, % of one core.
 
 Each measurement is repeated (`--repeat`); the table gives the median of the runs' p50 and p99
 and the range (min–max) of the runs' p50. It starts its own tansu broker and uses Redis
@@ -22,7 +23,7 @@ tree's code (`celery_app.py`, `sample_project/`, `async_request/`); the measurin
 always this one. A comparison table with the ratios current/baseline follows the details.
 
     .venv/bin/python bench/pipeline.py [--repeat 3] [--seq 200] [--e2e 100] [--burst 1000]
-                                       [--baseline REV]
+                                       [--pool prefork] [--idle 15] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -199,7 +200,21 @@ def measure(target: Target, args: argparse.Namespace, label: str) -> Round:
     step(f"{label}: end to end")
     e2e_ms = end_to_end(target, args.e2e)
     step(f"{label}: burst of {args.burst}")
-    return Round(sync_ms, async_ms, e2e_ms, burst(target, args.burst, args.clients))
+    result = burst(target, args.burst, args.clients)
+    step(f"{label}: idle for {args.idle:g} s")
+    result["idle_pct"] = idle_percent(target, args.idle)
+    return Round(sync_ms, async_ms, e2e_ms, result)
+
+
+def idle_percent(target: Target, seconds: float, settle: float = 3.0) -> float:
+    """% of one core the worker (with its pool) and the broker use with nothing sent, over
+    `seconds` after `settle` seconds for the last burst's stragglers."""
+    time.sleep(settle)
+    probes = [p for p in target.probes if p.name in ("worker", "broker")]
+    before = sample(probes)
+    time.sleep(seconds)
+    after = sample(probes)
+    return sum((after[p.name] or 0.0) - (before[p.name] or 0.0) for p in probes) * 100 / seconds
 
 
 # -- stacks and trees -----------------------------------------------------------------------
@@ -230,7 +245,8 @@ def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
         web = stack.start_web()
-        worker = stack.start_worker(concurrency=args.concurrency)
+        worker = stack.start_worker(pool=getattr(args, "pool", "prefork"),
+                                     concurrency=args.concurrency)
         yield Target(web.url, token, probes(stack, web, worker), stack.redis_url)
 
 
@@ -279,6 +295,9 @@ def main() -> int:
     parser.add_argument("--e2e", type=int, default=100)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--idle", type=float, default=15,
+                        help="seconds of idle CPU measured after each burst")
+    parser.add_argument("--pool", default="prefork", help="worker pool (celery -P)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure this git revision, interleaved (see above)")

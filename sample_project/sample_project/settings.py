@@ -6,6 +6,8 @@ Environment:
 - `DJANGO_ALLOWED_HOSTS` comma separated, default `127.0.0.1,localhost,testserver,[::1]`.
 - `DATABASE_URL`       `postgresql://user:pass@host:port/name`; unset → SQLite.
 - `SQLITE_PATH`        the SQLite file when `DATABASE_URL` is unset, default `db.sqlite3` here.
+- `DJANGO_CONN_MAX_AGE` seconds a database connection is kept for later requests, default 600
+                       (0: a new connection per request, a PostgreSQL backend fork each time).
 - `REDIS_URL`          channel layer + async-request results, default `redis://127.0.0.1:6379/0`.
 - `ASYNC_REQUEST_CHANNEL_LAYER=memory`  in-memory channel layer (unit tests, one process).
 - `KAFKA_BOOTSTRAP_SERVERS` (or `BS_KAFKA_BOOTSTRAP_SERVERS`), default `127.0.0.1:9092`.
@@ -92,6 +94,14 @@ DATABASES: dict[str, dict[str, Any]] = {
         "NAME": os.environ.get("SQLITE_PATH") or BASE_DIR / "db.sqlite3",
     }
 }
+# Persistent connections: the worker replays every request through this app, and with
+# CONN_MAX_AGE 0 each replay would open (on PostgreSQL: fork) a new connection and close it.
+# The async ORM runs in one thread per process (sync_to_async's thread-sensitive executor), so
+# this keeps one connection per web or worker process; the health check replaces a connection
+# the server dropped at the start of the next request instead of failing that request.
+for _database in DATABASES.values():
+    _database.setdefault("CONN_MAX_AGE", int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")))
+    _database.setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -107,7 +117,8 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
     if os.environ.get("ASYNC_REQUEST_CHANNEL_LAYER") == "memory"
     else {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis' layer with a group_send of two Redis calls instead of four.
+            "BACKEND": "async_request.layers.RedisChannelLayer",
             # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
             # pop: the pop then times out now and then and drops the WebSocket. Wait longer.
             # capacity: channels_redis drops messages for a socket beyond it (default 100); a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -68,3 +70,29 @@ def test_flower_needs_its_password_and_refuses_other_sites(stack: IntegrationSta
         shutdown = flower.post("/api/worker/shutdown/nobody@nowhere", headers=foreign)
         assert shutdown.status_code == 403
     assert stack.worker is not None and stack.worker.process.poll() is None  # type: ignore[union-attr]
+
+
+def test_flower_sees_a_replay_received_started_and_succeeded(stack: IntegrationStack) -> None:
+    """Task events are batched (async_request/task_events.py) and task-sent is off; Flower
+    still gets the worker's received, started and succeeded for a replay."""
+    url = stack.start_flower()
+    token = stack.create_user("flower-watcher")
+    with httpx.Client(base_url=url, auth=stack.flower_auth, timeout=10) as flower, \
+            httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        # Flower reads the events topic from where it bound: wait until it sees the worker.
+        deadline = time.monotonic() + 60
+        while not flower.get("/api/workers").json() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        accepted = http.get("/api/v1/health/", headers={"Authorization": f"Bearer {token}",
+                                                        "X-Async-Request": "true"})
+        assert accepted.status_code == 202
+        task_id = accepted.json()["meta"]["async_request_id"]
+        info: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            response = flower.get(f"/api/task/info/{task_id}")
+            info = response.json() if response.status_code == 200 else {}
+            if info.get("state") == "SUCCESS":
+                break
+            time.sleep(0.3)
+    assert info.get("state") == "SUCCESS", info
+    assert info.get("received") and info.get("started") and info.get("succeeded"), info

@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from async_request.events import EventLog
+from async_request.records import inflight_key
 from async_request.store import OperationStore
 
 pytestmark = pytest.mark.integration
@@ -105,3 +107,44 @@ def test_concurrent_claims_run_once(store: OperationStore) -> None:
         thread.join()
     assert actions.count("run") == 1
     assert set(actions) <= {"run", "resume"}
+
+
+def logged_events(store: OperationStore, owner: str) -> list[tuple[int, str, str]]:
+    """(seq, task id, status) of the owner's event log."""
+    log = EventLog(max_length=1000, ttl_sec=60)
+
+    async def read() -> list[tuple[int, str, str]]:
+        backlog = await log.since(store.aclient(), owner, 0)
+        return [(e.seq, e.data["task_id"], e.data["status"]) for e in backlog.events]
+
+    return asyncio.run(read())
+
+
+def test_claim_and_outcome_log_their_events_in_the_same_call(store: OperationStore) -> None:
+    owner = f"user:folded-{uuid.uuid4()}"
+    log = EventLog(max_length=1000, ttl_sec=60)
+    task_id = accepted(store, owner)
+    claim = store.claim(task_id, "w1", log.entry(owner, task_id, {"task_id": task_id,
+                                                                 "status": "running"}, "running"))
+    assert claim.action == "run" and claim.seq == 1
+    done = log.entry(owner, task_id, {"task_id": task_id, "status": "completed"}, "completed")
+    assert store.finish(task_id, {"status": 200}, done) == 2
+    # A redelivered outcome is logged once: the first seq comes back.
+    assert store.finish(task_id, {"status": 200}, done) == 2
+    assert logged_events(store, owner) == [(1, task_id, "running"), (2, task_id, "completed")]
+    assert not store.client.zcard(inflight_key(owner))
+
+
+def test_an_event_for_another_owner_than_the_stored_one_is_not_logged(
+        store: OperationStore) -> None:
+    owner, named = f"user:real-{uuid.uuid4()}", f"user:forged-{uuid.uuid4()}"
+    log = EventLog(max_length=1000, ttl_sec=60)
+    task_id = accepted(store, owner)
+    running = log.entry(named, task_id, {"task_id": task_id, "status": "running"}, "running")
+    claim = store.claim(task_id, "w1", running)
+    assert claim.action == "run" and claim.seq is None and claim.owner == owner
+    failed = log.entry(named, task_id, {"task_id": task_id, "status": "failed"}, "failed")
+    assert store.fail(task_id, "boom", failed) is None
+    assert logged_events(store, named) == [] and logged_events(store, owner) == []
+    # The stored owner's in-flight slot is given back all the same.
+    assert not store.client.zcard(inflight_key(owner))
