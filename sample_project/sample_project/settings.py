@@ -121,13 +121,15 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = (
             "BACKEND": "async_request.layers.RedisChannelLayer",
             # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
             # pop: the pop then times out now and then and drops the WebSocket. Wait longer.
-            # capacity: channels_redis drops messages for a socket beyond it (default 100); a
-            # burst of 1000 requests at ~150 completions/s overflowed it (bench/pipeline.py).
+            # capacity: channels_redis drops messages beyond it (default 100), counted per web
+            # process, not per socket (all of a process's sockets share one Redis key). A burst
+            # of 1000 operations is 3000 events (pending, running, outcome); 1000 overflowed it
+            # (bench/sockets.py). Messages still expire after 60 s, so this bounds memory only.
             # max_connections: redis-py's asyncio pool (100 by default) raises instead of
             # waiting, so 1000 sockets subscribing at once failed past the 100th.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
                                   "max_connections": 2000}],
-                       "capacity": 1000},
+                       "capacity": 10_000},
         }
     }
 )
