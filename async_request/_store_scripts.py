@@ -7,9 +7,10 @@ from which state to which.
 from __future__ import annotations
 
 #: Record a new operation, unless its owner is at the in-flight cap. KEYS op, gone, owner
-#: index, inflight, body, envelope; ARGV task id, owner, now, expires sec, gone sec, cap
-#: (0: none), op key prefix, sealed body ('' when inline), envelope JSON, then the op's
-#: field/value pairs. Returns 0 when recorded, else how many the owner has in flight.
+#: index, inflight, body, envelope, pending (the sweep's set, `sweep.py`); ARGV task id,
+#: owner, now, expires sec, gone sec, cap (0: none), op key prefix, sealed body ('' when
+#: inline), envelope JSON, then the op's field/value pairs. Returns 0 when recorded, else
+#: how many the owner has in flight.
 #: The count cannot leak: a member leaves at its operation's expiry deadline (its score) even
 #: if no terminal write ever came (a message lost with its worker); and at the cap, members
 #: whose record is gone or ended are dropped before counting again (a terminal write whose
@@ -38,16 +39,19 @@ redis.call('ZADD', KEYS[4], string.format('%.3f', now + expires), ARGV[1])
 redis.call('EXPIRE', KEYS[4], expires + 1)
 if ARGV[8] ~= '' then redis.call('SET', KEYS[5], ARGV[8], 'EX', expires) end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[6], ARGV[9], 'EX', expires) end
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
 return 0
 """
 
-#: Claim for a run. KEYS op, lease; ARGV worker, lease ms, now, done channel (a waiting status
-#: read hears `running` on it).
+#: Claim for a run. KEYS op, lease, pending; ARGV worker, lease ms, now, done channel (a
+#: waiting status read hears `running` on it), task id. Any claim takes the operation out of
+#: the sweep's pending set: a worker has its message, the broker did not lose it.
 #: Returns {action, attempts, owner, result-or-error}; action is unknown, done, failed,
 #: cancelled, busy (a live lease elsewhere) or run.
 CLAIM = """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner', 'result', 'error', 'attempts')
 local state, owner = op[1], op[2]
+redis.call('ZREM', KEYS[3], ARGV[5])
 if not state then return {'unknown', 0, '', ''} end
 local attempts = tonumber(op[5] or 0)
 if state == 'completed' then return {'done', attempts, owner, op[3] or ''} end
@@ -62,19 +66,20 @@ if state ~= 'running' then redis.call('PUBLISH', ARGV[4], 'running') end
 return {'run', attempts, owner, ''}
 """
 
-#: Cancel by the owner. KEYS op, lease, inflight, webhooks due; ARGV owner, now, reason, task
-#: id, cancels channel. Returns the state after the call (unknown when the op is not the
-#: owner's): a pending operation is cancelled at once (a worker that claims it later finds it
-#: cancelled), gives its in-flight slot back and, with a callback, is due for its webhook; a
-#: running one is marked cancel_requested and announced on the cancels channel (its worker
-#: hears it at once, see cancel_watch.py, or at its next lease renewal; its terminal write
-#: frees the slot); a finished one is left as it is.
+#: Cancel by the owner. KEYS op, lease, inflight, webhooks due, pending; ARGV owner, now,
+#: reason, task id, cancels channel. Returns the state after the call (unknown when the op
+#: is not the owner's): a pending operation is cancelled at once (a worker that claims it
+#: later finds it cancelled), gives its in-flight slot back and, with a callback, is due for
+#: its webhook; a running one is marked cancel_requested and announced on the cancels
+#: channel (its worker hears it at once, see cancel_watch.py, or at its next lease renewal;
+#: its terminal write frees the slot); a finished one is left as it is.
 CANCEL = """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if not op[1] or op[2] ~= ARGV[1] then return 'unknown' end
 if op[1] == 'pending' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZREM', KEYS[5], ARGV[4])
   if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
     redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
   end

@@ -22,6 +22,10 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 - `async_request:inflight:<owner hash>` sorted set of the owner's operations not yet finished,
   scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
   (`_store_scripts.ACCEPT`), terminal writes leave it.
+- `async_request:pending` sorted set of the operations accepted and not yet claimed, scored
+  by their accept (or last re-publish) time: `sweep.py` re-publishes those nobody claimed
+  within ASYNC_REQUEST_REPUBLISH_AFTER_SEC (a broker that lost its messages). Any claim, a
+  terminal write, a cancel and `forget` take an operation out.
 - pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
   the same transaction as the outcome), so a waiter (`wait_terminal`, `Prefer: wait=N`) sleeps
   on a subscription instead of polling the hash.
@@ -52,6 +56,7 @@ from async_request.progress import Progress
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
+    PENDING,
     SUMMARY_FIELDS,
     WEBHOOKS_DUE,
     Claim,
@@ -138,7 +143,7 @@ class OperationStore:
         if callback:  # sealed: a callback URL may carry its receiver's token
             fields["callback"] = seal(callback.encode(), self.secret)
         keys = [op_key(task_id), gone_key(task_id), owner_key(owner), inflight_key(owner),
-                body_key(task_id), envelope_key(task_id)]
+                body_key(task_id), envelope_key(task_id), PENDING]
         args: list[Any] = [
             task_id, owner, repr(now), self.expires_sec, GONE_SEC, max_inflight,
             op_key(""), "" if body_aside is None else seal(body_aside, self.secret),
@@ -161,6 +166,7 @@ class OperationStore:
             owner = await client.hget(op_key(task_id), "owner")
             if isinstance(owner, bytes):
                 await client.zrem(inflight_key(owner.decode()), task_id)
+            await client.zrem(PENDING, task_id)
             await client.delete(op_key(task_id), body_key(task_id), gone_key(task_id),
                                 envelope_key(task_id))
         except (redis.RedisError, OSError):
@@ -250,9 +256,9 @@ class OperationStore:
         while True:
             action, attempts, owner, payload = self._retry(
                 lambda: self._script("CLAIM")(
-                    keys=[op_key(task_id), lease_key(task_id)],
+                    keys=[op_key(task_id), lease_key(task_id), PENDING],
                     args=[worker, int(self.lease_sec * 1000), repr(time.time()),
-                          done_channel(task_id)]),
+                          done_channel(task_id), task_id]),
                 "claim task")
             action = action.decode() if isinstance(action, bytes) else action
             owner = owner.decode() if isinstance(owner, bytes) else owner
@@ -301,7 +307,8 @@ class OperationStore:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
             state = self._script("CANCEL")(
-                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner), WEBHOOKS_DUE],
+                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner), WEBHOOKS_DUE,
+                      PENDING],
                 args=[owner, repr(time.time()), CANCELLED_ERROR, task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
@@ -405,6 +412,7 @@ class OperationStore:
             pipe.expire(op_key(task_id), self.expires_sec)
             pipe.expire(gone_key(task_id), self.expires_sec + GONE_SEC)
             pipe.delete(lease_key(task_id))
+            pipe.zrem(PENDING, task_id)
             if fields["state"] == "completed":
                 pipe.delete(*kept)
             else:
