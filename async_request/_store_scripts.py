@@ -9,9 +9,10 @@ from __future__ import annotations
 from async_request.events import APPEND_FUNCTION
 
 #: Record a new operation, unless its owner is at the in-flight cap. KEYS op, gone, owner
-#: index, inflight, body, envelope; ARGV task id, owner, now, expires sec, gone sec, cap
-#: (0: none), op key prefix, sealed body ('' when inline), envelope JSON, then the op's
-#: field/value pairs. Returns 0 when recorded, else how many the owner has in flight.
+#: index, inflight, body, envelope, pending (the sweep's set, `sweep.py`); ARGV task id,
+#: owner, now, expires sec, gone sec, cap (0: none), op key prefix, sealed body ('' when
+#: inline), envelope JSON, then the op's field/value pairs. Returns 0 when recorded, else
+#: how many the owner has in flight.
 #: The count cannot leak: a member leaves at its operation's expiry deadline (its score) even
 #: if no terminal write ever came (a message lost with its worker); and at the cap, members
 #: whose record is gone or ended are dropped before counting again (a terminal write whose
@@ -40,19 +41,23 @@ redis.call('ZADD', KEYS[4], string.format('%.3f', now + expires), ARGV[1])
 redis.call('EXPIRE', KEYS[4], expires + 1)
 if ARGV[8] ~= '' then redis.call('SET', KEYS[5], ARGV[8], 'EX', expires) end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[6], ARGV[9], 'EX', expires) end
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
 return 0
 """
 
-#: Claim for a run. KEYS op, lease, then optionally seq and log of the owner the message
-#: names; ARGV worker, lease ms, now, done channel (a waiting status read hears `running` on
-#: it), then with those keys: that owner and the `running` event (`events.Append.args`).
-#: The event is logged only when that owner is the stored one (the message never decides who
-#: hears about an operation); else the caller logs it for the stored owner.
+#: Claim for a run. KEYS op, lease, pending, then optionally seq and log of the owner the
+#: message names; ARGV worker, lease ms, now, done channel (a waiting status read hears
+#: `running` on it), task id, then with those keys: that owner and the `running` event
+#: (`events.Append.args`). Any claim takes the operation out of the sweep's pending set: a
+#: worker has its message, the broker did not lose it. The event is logged only when that
+#: owner is the stored one (the message never decides who hears about an operation); else
+#: the caller logs it for the stored owner.
 #: Returns {action, attempts, owner, result-or-error, seq (0: not logged)}; action is unknown,
 #: done, failed, cancelled, busy (a live lease elsewhere) or run.
 CLAIM = APPEND_FUNCTION + """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner', 'result', 'error', 'attempts')
 local state, owner = op[1], op[2]
+redis.call('ZREM', KEYS[3], ARGV[5])
 if not state then return {'unknown', 0, '', '', 0} end
 local attempts = tonumber(op[5] or 0)
 if state == 'completed' then return {'done', attempts, owner, op[3] or '', 0} end
@@ -65,14 +70,15 @@ attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker', ARGV[1])
 if state ~= 'running' then redis.call('PUBLISH', ARGV[4], 'running') end
 local seq = 0
-if #KEYS == 4 and owner == ARGV[5] then
-  seq = append_event(KEYS[3], KEYS[4], KEYS[1], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+if #KEYS == 5 and owner == ARGV[6] then
+  seq = append_event(KEYS[4], KEYS[5], KEYS[1], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 end
 return {'run', attempts, owner, '', seq}
 """
 
 #: The outcome of a run, in one call. KEYS op, gone, lease, body, envelope, webhooks due,
-#: then optionally inflight, seq and log of the owner the message names; ARGV state, now,
+#: pending (the sweep's set), then optionally inflight, seq and log of the owner the message
+#: names; ARGV state, now,
 #: expires sec, gone sec, task id, done channel, then (with those keys) that owner and the
 #: terminal event (`events.Append.args`), then the op's field/value pairs from ARGV[13].
 #: The captured request (body, envelope) stays as long as the record of a failed or
@@ -89,6 +95,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 redis.call('EXPIRE', KEYS[1], expires)
 redis.call('EXPIRE', KEYS[2], expires + tonumber(ARGV[4]))
 redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[7], ARGV[5])
 if ARGV[1] == 'completed' then
   redis.call('DEL', KEYS[4], KEYS[5])
 else
@@ -96,27 +103,28 @@ else
   redis.call('EXPIRE', KEYS[5], expires)
 end
 local seq = 0
-if #KEYS == 9 and owner and owner == ARGV[7] then
-  redis.call('ZREM', KEYS[7], ARGV[5])
-  seq = append_event(KEYS[8], KEYS[9], KEYS[1], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+if #KEYS == 10 and owner and owner == ARGV[7] then
+  redis.call('ZREM', KEYS[8], ARGV[5])
+  seq = append_event(KEYS[9], KEYS[10], KEYS[1], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[1])
 return {seq, owner or ''}
 """
 
-#: Cancel by the owner. KEYS op, lease, inflight, webhooks due; ARGV owner, now, reason, task
-#: id, cancels channel. Returns the state after the call (unknown when the op is not the
-#: owner's): a pending operation is cancelled at once (a worker that claims it later finds it
-#: cancelled), gives its in-flight slot back and, with a callback, is due for its webhook; a
-#: running one is marked cancel_requested and announced on the cancels channel (its worker
-#: hears it at once, see cancel_watch.py, or at its next lease renewal; its terminal write
-#: frees the slot); a finished one is left as it is.
+#: Cancel by the owner. KEYS op, lease, inflight, webhooks due, pending; ARGV owner, now,
+#: reason, task id, cancels channel. Returns the state after the call (unknown when the op
+#: is not the owner's): a pending operation is cancelled at once (a worker that claims it
+#: later finds it cancelled), gives its in-flight slot back and, with a callback, is due for
+#: its webhook; a running one is marked cancel_requested and announced on the cancels
+#: channel (its worker hears it at once, see cancel_watch.py, or at its next lease renewal;
+#: its terminal write frees the slot); a finished one is left as it is.
 CANCEL = """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if not op[1] or op[2] ~= ARGV[1] then return 'unknown' end
 if op[1] == 'pending' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'error', ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZREM', KEYS[5], ARGV[4])
   if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
     redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
   end

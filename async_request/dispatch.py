@@ -66,7 +66,13 @@ class Dispatcher:
 
         Raises EnqueueError when the broker did not take it.
         """
-        errors = self.errors  # built here, not inside the thread: it loads the transport
+        _ = self.errors  # built here, not inside the thread: it loads the transport
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.send(envelope, secret=secret))
+
+    def send(self, envelope: RequestEnvelope, *, secret: str) -> None:
+        """`enqueue` from synchronous code (the sweep re-publishes with it), blocking."""
+        errors = self.errors
         kwargs: dict[str, Any] = {
             "args": [envelope.to_dict(secret)],
             # What Celery logs, its task events and Flower show instead of the arguments.
@@ -79,8 +85,7 @@ class Dispatcher:
             "ignore_result": True,
         }
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.celery_app.send_task(TASK_NAME, **kwargs))
+            self.celery_app.send_task(TASK_NAME, **kwargs)
         except MessageTooLarge as exc:
             raise too_large(envelope, exc.size, exc.limit,
                             "the broker's message.max.bytes") from exc

@@ -79,6 +79,9 @@ def inflight_key(owner: str) -> str:
 
 #: Operations whose completion webhook is due, scored by the next try's time (webhooks.py).
 WEBHOOKS_DUE = f"{PREFIX}:webhooks"
+#: Accepted operations no worker has claimed yet, scored by when they were accepted or last
+#: re-published (sweep.py re-publishes the overdue ones).
+PENDING = f"{PREFIX}:pending"
 
 
 def _opened(sealed: str | None, secret: str) -> str | None:

@@ -187,6 +187,10 @@ class Settings:
         "ASYNC_REQUEST_IDEMPOTENT_ROUTES", (), routes,
         '"METHOD path-regex" of routes that deduplicate on the task id: run again after a crash',
         shown="[]")
+    republish_after_sec: int = _setting(
+        "ASYNC_REQUEST_REPUBLISH_AFTER_SEC", 30, as_int(0),
+        "an accepted operation no worker claimed this long is published again (a broker that "
+        "lost it); 0: off")
 
 
 #: setting name -> its field, in declaration order.

@@ -3,6 +3,8 @@
 - a replay revoked before or while it ran (Flower's revoke, `celery control revoke`) ends
   `cancelled` in the store, and its recorded owner is told;
 - a worker delivers due completion webhooks from its main process (`webhooks.Deliverer`);
+- a worker publishes again, from its main process, operations nobody claimed in time
+  (`sweep.Sweeper`);
 - a worker imports the replay target when it starts, each prefork pool process starts it (runs
   its ASGI lifespan) when it starts, and every process that started it runs its lifespan
   shutdown at exit.
@@ -30,6 +32,7 @@ from async_request.execution import preload_asgi_app, start_replay_target, stop_
 from async_request.notifications import logged, publish
 from async_request.records import TERMINAL_STATES
 from async_request.store import get_store
+from async_request.sweep import start_sweeper, stop_sweeper
 from async_request.webhooks import start_deliverer, stop_deliverer
 
 logger = logging.getLogger(__name__)
@@ -67,3 +70,6 @@ def connect() -> None:
     worker_ready.connect(start_deliverer, dispatch_uid="async_request.webhooks", weak=False)
     worker_shutdown.connect(stop_deliverer, dispatch_uid="async_request.webhooks_stop",
                             weak=False)
+    # Operations the broker lost are published again from the store (sweep.py).
+    worker_ready.connect(start_sweeper, dispatch_uid="async_request.sweep", weak=False)
+    worker_shutdown.connect(stop_sweeper, dispatch_uid="async_request.sweep_stop", weak=False)

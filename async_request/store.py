@@ -22,6 +22,10 @@ record, and only the worker writes its outcome; Celery's result backend is not u
 - `async_request:inflight:<owner hash>` sorted set of the owner's operations not yet finished,
   scored by their expiry deadline: ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER counts it at accept
   (`_store_scripts.ACCEPT`), terminal writes leave it.
+- `async_request:pending` sorted set of the operations accepted and not yet claimed, scored
+  by their accept (or last re-publish) time: `sweep.py` re-publishes those nobody claimed
+  within ASYNC_REQUEST_REPUBLISH_AFTER_SEC (a broker that lost its messages). Any claim, a
+  terminal write, a cancel and `forget` take an operation out.
 - pub/sub channel `async_request:done:<id>`: told the final state when the operation ends (in
   the outcome's own script, `_store_scripts.TERMINAL`), so a waiter (`wait_terminal`,
   `Prefer: wait=N`) sleeps on a subscription instead of polling the hash.
@@ -53,6 +57,7 @@ from async_request.progress import Progress
 from async_request.records import (
     CANCELLED_ERROR,
     GONE_SEC,
+    PENDING,
     SUMMARY_FIELDS,
     WEBHOOKS_DUE,
     Claim,
@@ -139,7 +144,7 @@ class OperationStore:
         if callback:  # sealed: a callback URL may carry its receiver's token
             fields["callback"] = seal(callback.encode(), self.secret)
         keys = [op_key(task_id), gone_key(task_id), owner_key(owner), inflight_key(owner),
-                body_key(task_id), envelope_key(task_id)]
+                body_key(task_id), envelope_key(task_id), PENDING]
         args: list[Any] = [
             task_id, owner, repr(now), self.expires_sec, GONE_SEC, max_inflight,
             op_key(""), "" if body_aside is None else seal(body_aside, self.secret),
@@ -162,6 +167,7 @@ class OperationStore:
             owner = await client.hget(op_key(task_id), "owner")
             if isinstance(owner, bytes):
                 await client.zrem(inflight_key(owner.decode()), task_id)
+            await client.zrem(PENDING, task_id)
             await client.delete(op_key(task_id), body_key(task_id), gone_key(task_id),
                                 envelope_key(task_id))
         except (redis.RedisError, OSError):
@@ -249,8 +255,9 @@ class OperationStore:
         - Running elsewhere (lease alive): wait until that run ends or its lease expires.
         - `unknown`: no record (withdrawn after a failed publish, or expired).
         """
-        keys = [op_key(task_id), lease_key(task_id)]
-        args: list[Any] = [worker, int(self.lease_sec * 1000), "", done_channel(task_id)]
+        keys = [op_key(task_id), lease_key(task_id), PENDING]
+        args: list[Any] = [worker, int(self.lease_sec * 1000), "", done_channel(task_id),
+                           task_id]
         if event is not None:
             keys += event.keys
             args += [event.owner, *event.args]
@@ -306,7 +313,8 @@ class OperationStore:
         """Cancel an operation of `owner`; its state afterwards (see _store_scripts.CANCEL)."""
         try:
             state = self._script("CANCEL")(
-                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner), WEBHOOKS_DUE],
+                keys=[op_key(task_id), lease_key(task_id), inflight_key(owner), WEBHOOKS_DUE,
+                      PENDING],
                 args=[owner, repr(time.time()), CANCELLED_ERROR, task_id, CANCELS_CHANNEL])
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("retry later", exc) from exc
@@ -408,7 +416,7 @@ class OperationStore:
         now = time.time()
         record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}
         keys = [op_key(task_id), gone_key(task_id), lease_key(task_id), body_key(task_id),
-                envelope_key(task_id), WEBHOOKS_DUE]
+                envelope_key(task_id), WEBHOOKS_DUE, PENDING]
         args: list[Any] = [fields["state"], repr(now), self.expires_sec, GONE_SEC, task_id,
                            done_channel(task_id)]
         if event is None:

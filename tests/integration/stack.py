@@ -81,8 +81,9 @@ def own_redis_db(redis_url: str, db: int) -> str:
 
     The sample's owners are `user:<pk>`, so two stacks with their own databases of users share
     owner names; on one Redis database they would share in-flight counts and event logs.
-    Taken: 5 (the session), 10 (transport tests), 11–14 (limits, chaos, webhooks, soak), 15
-    (the push matrix); benches and tools: 7 (pipeline), 8 (screenshot), 9 (push).
+    Taken: 5 (the session), 6 (the sweep, and bench/sweep.py), 10 (transport tests), 11–14
+    (limits, chaos, webhooks, soak), 15 (the push matrix); benches and tools: 7 (pipeline), 8
+    (screenshot), 9 (push).
     """
     import redis
 
@@ -206,6 +207,12 @@ class IntegrationStack:
         """SIGKILL the default worker and its pool (a crash, no warm shutdown)."""
         if self.worker is not None:
             self.worker.kill()
+
+    def stop_worker(self) -> None:
+        """Stop the default worker (warm shutdown); `restart_worker` starts a new one."""
+        if self.worker is not None:
+            self._stack.stop_service(self.worker)
+            self.worker = None
 
     def restart_worker(self) -> Service:
         """Stop the default worker (gracefully, if still alive) and start a new default one."""
