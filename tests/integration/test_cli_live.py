@@ -24,11 +24,14 @@ import psutil
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from tests.integration.stack import own_redis_db
 from tools.services import Service, free_port, port_open, wait_for_port
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = str(Path(sys.executable).with_name("async-request"))
+#: A Redis database of its own: its users' owner names repeat those of the session's stack.
+REDIS_DB = 3
 
 SETTINGS = '''
 import os
@@ -105,8 +108,8 @@ def project(kafka: Service, redis_url: str, tmp_path_factory: pytest.TempPathFac
     # No PYTHONPATH: the working directory alone must make the project importable.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BS_", "DJANGO_")) and k != "PYTHONPATH"}
-    env.update(TEST_REDIS_URL=redis_url, TEST_KAFKA=kafka.url, TEST_TOPIC=f"cli_{os.getpid()}",
-               TEST_SECRET_KEY=secrets.token_urlsafe(40))
+    env.update(TEST_REDIS_URL=own_redis_db(redis_url, REDIS_DB), TEST_KAFKA=kafka.url,
+               TEST_TOPIC=f"cli_{os.getpid()}", TEST_SECRET_KEY=secrets.token_urlsafe(40))
     port = free_port()
     live = Project(root, env, f"http://127.0.0.1:{port}", integration_logs)
     web = live.spawn([sys.executable, "-m", "uvicorn", "myproject.asgi:application", "--port",

@@ -85,7 +85,9 @@ def test_sse_streams_events_and_a_reconnect_gets_what_it_missed(
             time.sleep(0.1)
     with http.stream("GET", url, headers={"last-event-id": str(last_id)}) as stream:
         events = sse_events(stream.iter_lines())
-        got = until_terminal(events, missed[-1])
+        got = []
+        for task_id in missed:  # they ran side by side: either may have ended last
+            got += until_terminal(events, task_id)
     ids = [int(e["id"]) for e in got]
     assert ids == sorted(ids) and ids[0] > last_id and len(set(ids)) == len(ids)
     ended = {json.loads(e["data"])["task_id"] for e in got
@@ -232,12 +234,17 @@ def test_a_websocket_resume_past_the_log_gets_a_gap_and_the_current_states(
         assert gap["type"] == "gap" and gap["after"] == after and gap["last"] > after
         # All of them when the log expired; all but the newest one when it was trimmed to 1.
         assert gap["dropped"] in (gap["last"] - after, gap["last"] - after - 1)
-        snapshots = [json.loads(f["data"]) for f in frames[2:-1]]
         assert all(f["type"] == "data" for f in frames[2:-1])
+        # Only this test's operations: in-process tests (tests/sample, the Django surfaces)
+        # write records on the session's Redis for their own users, whose owner names
+        # (user:<pk>) may be this user's too.
+        mine = {lost_log["seen"], lost_log["ended"], lost_log["live"]}
+        snapshots = [s for s in (json.loads(f["data"]) for f in frames[2:-1])
+                     if s["task_id"] in mine]
         assert {(s["task_id"], s["status"]) for s in snapshots} == {
             (lost_log["ended"], "completed"), (lost_log["live"], "running")}
         assert all(s["snapshot"] is True and s["seq"] == gap["last"] for s in snapshots)
-        assert frames[-1] == {"type": "resumed", "last": gap["last"], "count": 2}
+        assert frames[-1] == {"type": "resumed", "last": gap["last"], "count": len(frames) - 3}
         # Then the live stream: the running one's end comes with a seq above the gap's last.
         end = json.loads(frames_until(ws, is_completed(lost_log["live"]))[-1]["data"])
         assert end["seq"] > gap["last"] and "snapshot" not in end
@@ -254,7 +261,12 @@ def test_an_event_stream_past_the_log_gets_a_gap_and_the_current_states(
         body = json.loads(gap["data"])
         assert body["after"] == lost_log["after"] and body["dropped"] == body["last"] - \
             lost_log["after"]
-        snapshots = [next(events), next(events)]
+        mine = {lost_log["ended"], lost_log["live"]}
+        snapshots = []
+        while len(snapshots) < 2:  # this test's two (see the WebSocket test on other owners)
+            event = next(events)
+            if json.loads(event["data"])["task_id"] in mine:
+                snapshots.append(event)
         data = [json.loads(s["data"]) for s in snapshots]
         assert {(d["task_id"], d["status"]) for d in data} == {
             (lost_log["ended"], "completed"), (lost_log["live"], "running")}
@@ -274,7 +286,8 @@ def test_a_seq_from_an_older_counter_gets_every_operation_the_log_or_index_knows
         gap = frames[1]
         assert gap == {"type": "gap", "after": 1000000, "last": gap["last"]}  # dropped unknown
         snapshots = {json.loads(f["data"])["task_id"] for f in frames[2:-1]}
-        assert snapshots == {lost_log["seen"], lost_log["ended"], lost_log["live"]}
+        # At least this test's three (see the WebSocket test above on other owners' records).
+        assert snapshots >= {lost_log["seen"], lost_log["ended"], lost_log["live"]}
         # Live frames go on with today's numbers, far below the client's old one.
         end = json.loads(frames_until(ws, is_completed(lost_log["live"]))[-1]["data"])
         assert gap["last"] < end["seq"] < 1000000

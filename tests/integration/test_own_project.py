@@ -29,12 +29,15 @@ import jwt
 import pytest
 from websockets.sync.client import connect
 
+from tests.integration.stack import own_redis_db
 from tools.services import Service, free_port, wait_for_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 README_REDIS = "redis://127.0.0.1:6379/0"
+#: A Redis database of its own: its users' owner names repeat those of the session's stack.
+REDIS_DB = 4
 ROUTE = '''
 from fastapi import Request
 
@@ -85,7 +88,7 @@ def own_project(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
     settings, asgi, celery_app = readme_snippets()
     settings = (settings.replace("[..., ", "[")
                 .replace('"<32+ random characters>"', repr(secret))
-                .replace(README_REDIS, redis_url))
+                .replace(README_REDIS, own_redis_db(redis_url, REDIS_DB)))
     assert "# ... your routes ..." in asgi
     asgi = asgi.replace("# ... your routes ...", ROUTE)
     project = root / "project"
