@@ -22,6 +22,12 @@ if importlib.util.find_spec(os.environ["DJANGO_SETTINGS_MODULE"]) is not None:
     from django.conf import settings
 
     settings.INSTALLED_APPS  # noqa: B018 - force-load so pytest-django sets Django up
+    # In this process only (the live stack's processes keep the sample's persistent
+    # connections): in-process tests reach the database from threads (sync_to_async) nobody
+    # closes, and a kept connection holds the test database open when pytest-django drops it
+    # ("database test_test is being accessed by other users" on PostgreSQL).
+    for _database in settings.DATABASES.values():
+        _database["CONN_MAX_AGE"] = 0
 
 # The live-stack fixtures (lazy: started only by tests that ask for them) and the hook that adds
 # process logs to failing reports, shared by tests/integration and tests/fuzz.
