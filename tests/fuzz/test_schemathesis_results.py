@@ -46,8 +46,8 @@ QUERIES = [{}, {"state": "completed,failed"}, {"limit": "2"}, {"limit": "0"},
 
 
 @pytest.fixture(autouse=True)
-def live_store(settings: Any, redis_url: str) -> None:
-    settings.ASYNC_REQUEST_REDIS_URL = redis_url
+def live_store(settings: Any, local_redis_url: str) -> None:
+    settings.ASYNC_REQUEST_REDIS_URL = local_redis_url
 
 
 @pytest.fixture

@@ -38,10 +38,10 @@ def running(store: OperationStore, owner: str) -> str:
     return task_id
 
 
-def test_a_cancel_flips_only_the_switch_of_its_own_replay(redis_url: str) -> None:
+def test_a_cancel_flips_only_the_switch_of_its_own_replay(local_redis_url: str) -> None:
     # A lease of a minute: no renewal happens during the test, only the channel can tell.
-    store = OperationStore(redis_url, 60, secret="s" * 40, lease_sec=60)
-    watch = CancelWatch(redis_url)
+    store = OperationStore(local_redis_url, 60, secret="s" * 40, lease_sec=60)
+    watch = CancelWatch(local_redis_url)
     mine, other = running(store, "user:w1"), running(store, "user:w2")
     mine_switch, other_switch = Switch(), Switch()
     with watch.watching(mine, mine_switch), watch.watching(other, other_switch):

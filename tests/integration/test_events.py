@@ -14,9 +14,9 @@ from async_request.events import EventLog, Relay, parse_after
 pytestmark = pytest.mark.integration
 
 
-def test_events_are_numbered_per_owner_and_read_back_after_a_seq(redis_url: str) -> None:
+def test_events_are_numbered_per_owner_and_read_back_after_a_seq(local_redis_url: str) -> None:
     log = EventLog(max_length=1000, ttl_sec=60)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(local_redis_url)
     alice, bob = f"user:alice-{uuid.uuid4()}", f"user:bob-{uuid.uuid4()}"
     seqs = [log.append(client, alice, f"t{i}", {"task_id": f"t{i}", "status": "pending"})
             for i in range(5)]
@@ -24,7 +24,7 @@ def test_events_are_numbered_per_owner_and_read_back_after_a_seq(redis_url: str)
     assert log.append(client, bob, "b", {"task_id": "b", "status": "pending"}) == 1
 
     async def read(owner: str, after: int) -> list[tuple[int, str]]:
-        async with aredis.Redis.from_url(redis_url) as aclient:
+        async with aredis.Redis.from_url(local_redis_url) as aclient:
             backlog = await log.since(aclient, owner, after)
             assert not backlog.gap and backlog.last == (5 if owner == alice else 1)
             return [(e.seq, e.data["task_id"]) for e in backlog.events]
@@ -34,15 +34,15 @@ def test_events_are_numbered_per_owner_and_read_back_after_a_seq(redis_url: str)
     assert asyncio.run(read(bob, 0)) == [(1, "b")]
 
 
-def test_a_trimmed_log_or_a_number_from_an_old_counter_is_a_gap(redis_url: str) -> None:
+def test_a_trimmed_log_or_a_number_from_an_old_counter_is_a_gap(local_redis_url: str) -> None:
     log = EventLog(max_length=10, ttl_sec=60)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(local_redis_url)
     owner = f"user:carol-{uuid.uuid4()}"
     for i in range(300):
         log.append(client, owner, f"t{i}", {"task_id": f"t{i}", "status": "pending"})
 
     async def backlog(after: int) -> tuple[bool, list[int]]:
-        async with aredis.Redis.from_url(redis_url) as aclient:
+        async with aredis.Redis.from_url(local_redis_url) as aclient:
             found = await log.since(aclient, owner, after)
             return found.gap, [e.seq for e in found.events]
 
@@ -59,9 +59,9 @@ def test_parse_after(value: object, parsed: int | None) -> None:
     assert parse_after(value) == parsed
 
 
-def test_a_state_is_logged_once_per_operation_progress_every_time(redis_url: str) -> None:
+def test_a_state_is_logged_once_per_operation_progress_every_time(local_redis_url: str) -> None:
     log = EventLog(max_length=1000, ttl_sec=60)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(local_redis_url)
     owner, task_id = f"user:dan-{uuid.uuid4()}", str(uuid.uuid4())
     client.hset(f"async_request:op:{task_id}", "state", "running")
     client.expire(f"async_request:op:{task_id}", 60)

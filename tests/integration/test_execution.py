@@ -31,8 +31,8 @@ OWNER = Owner("user", "exec-7")
 
 
 @pytest.fixture
-def worker_settings(redis_url: str) -> Iterator[OperationStore]:
-    with override_settings(CHANNEL_LAYERS=MEMORY_LAYER, ASYNC_REQUEST_REDIS_URL=redis_url,
+def worker_settings(local_redis_url: str) -> Iterator[OperationStore]:
+    with override_settings(CHANNEL_LAYERS=MEMORY_LAYER, ASYNC_REQUEST_REDIS_URL=local_redis_url,
                            ASYNC_REQUEST_ASGI_APP="tests.asgi_apps:echo_app"):
         channel_layers.backends.clear()
         reset_settings()

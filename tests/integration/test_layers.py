@@ -15,15 +15,15 @@ from async_request.layers import RedisChannelLayer
 pytestmark = pytest.mark.integration
 
 
-def layers(redis_url: str, **config: object) -> tuple[RedisChannelLayer, StockLayer]:
+def layers(local_redis_url: str, **config: object) -> tuple[RedisChannelLayer, StockLayer]:
     prefix = f"asgi-{uuid.uuid4().hex[:8]}"
-    return (RedisChannelLayer(hosts=[redis_url], prefix=prefix, **config),
-            StockLayer(hosts=[redis_url], prefix=prefix, **config))
+    return (RedisChannelLayer(hosts=[local_redis_url], prefix=prefix, **config),
+            StockLayer(hosts=[local_redis_url], prefix=prefix, **config))
 
 
-def test_group_send_reaches_every_member_as_the_stock_layer_reads_it(redis_url: str) -> None:
+def test_group_send_reaches_every_member_as_the_stock_layer_reads_it(local_redis_url: str) -> None:
     async def scenario() -> None:
-        ours, stock = layers(redis_url)
+        ours, stock = layers(local_redis_url)
         local, plain = await stock.new_channel(), "plain-channel"
         await stock.group_add("owners", local)
         await stock.group_add("owners", plain)
@@ -37,9 +37,9 @@ def test_group_send_reaches_every_member_as_the_stock_layer_reads_it(redis_url: 
     asyncio.run(scenario())
 
 
-def test_capacity_and_group_expiry_hold(redis_url: str) -> None:
+def test_capacity_and_group_expiry_hold(local_redis_url: str) -> None:
     async def scenario() -> None:
-        ours, stock = layers(redis_url, capacity=2, group_expiry=60)
+        ours, stock = layers(local_redis_url, capacity=2, group_expiry=60)
         channel = await stock.new_channel()
         await stock.group_add("full", channel)
         for seq in range(3):  # the third is over the channel's capacity: dropped

@@ -169,8 +169,8 @@ def test_a_thousand_cancelled_operations_never_run_even_with_no_worker_up(
 
 
 def test_an_expired_operation_is_gone_for_its_owner_and_unknown_to_others(
-        redis_url: str) -> None:
-    store = OperationStore(redis_url, expires_sec=1, secret="s" * 32)
+        local_redis_url: str) -> None:
+    store = OperationStore(local_redis_url, expires_sec=1, secret="s" * 32)
     task_id = str(uuid.uuid4())
     asyncio.run(store.accept(task_id, "user:g1", "/x/", "GET"))
     assert owned(task_id, Owner("user", "g1"), store).state == "pending"

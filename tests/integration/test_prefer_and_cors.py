@@ -40,10 +40,10 @@ def call(app: Any, headers: dict[str, str], method: str = "POST") -> httpx.Respo
 
 
 @pytest.fixture
-def middleware(redis_url: str) -> Capturing:
+def middleware(local_redis_url: str) -> Capturing:
     kept = CapturingDispatcher()
-    settings = Settings(secret_key=SECRET, jwt_secret=SECRET, redis_url=redis_url)
-    store = OperationStore(redis_url, 60, secret=SECRET)
+    settings = Settings(secret_key=SECRET, jwt_secret=SECRET, redis_url=local_redis_url)
+    store = OperationStore(local_redis_url, 60, secret=SECRET)
     return AsyncRequestMiddleware(echo_app, settings=settings, store=store,
                                   dispatcher=kept), kept  # type: ignore[arg-type]
 

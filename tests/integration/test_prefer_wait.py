@@ -58,10 +58,12 @@ class FakeWorker:
 
 
 @pytest.fixture
-def setup(redis_url: str) -> Iterator[tuple[AsyncRequestMiddleware, FakeWorker, OperationStore]]:
-    store = OperationStore(redis_url, 60, secret=SECRET)
+def setup(
+        local_redis_url: str,
+) -> Iterator[tuple[AsyncRequestMiddleware, FakeWorker, OperationStore]]:
+    store = OperationStore(local_redis_url, 60, secret=SECRET)
     worker = FakeWorker(store)
-    settings = Settings(secret_key=SECRET, jwt_secret=SECRET, redis_url=redis_url,
+    settings = Settings(secret_key=SECRET, jwt_secret=SECRET, redis_url=local_redis_url,
                         max_wait_sec=3)
     app = AsyncRequestMiddleware(echo_app, settings=settings, store=store,
                                  dispatcher=worker)  # type: ignore[arg-type]

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def results_redis(redis_url: str) -> Iterator[str]:
-    with override_settings(ASYNC_REQUEST_REDIS_URL=redis_url):
+def results_redis(local_redis_url: str) -> Iterator[str]:
+    with override_settings(ASYNC_REQUEST_REDIS_URL=local_redis_url):
         reset_settings()
-        yield redis_url
+        yield local_redis_url
     reset_settings()
 
 

@@ -31,11 +31,11 @@ KEPT_HEADERS = ("content-type", "location", "retry-after", "www-authenticate")
 
 
 @pytest.fixture
-def store(redis_url: str) -> Iterator[OperationStore]:
-    with override_settings(ASYNC_REQUEST_REDIS_URL=redis_url,
+def store(local_redis_url: str) -> Iterator[OperationStore]:
+    with override_settings(ASYNC_REQUEST_REDIS_URL=local_redis_url,
                            ROOT_URLCONF="tests.django_results_urls"):
         reset_settings()
-        yield OperationStore(redis_url, 60, secret=settings.SECRET_KEY)
+        yield OperationStore(local_redis_url, 60, secret=settings.SECRET_KEY)
     reset_settings()
 
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(redis_url: str) -> OperationStore:
-    return OperationStore(redis_url, expires_sec=60, secret="s" * 32, lease_sec=0.6)
+def store(local_redis_url: str) -> OperationStore:
+    return OperationStore(local_redis_url, expires_sec=60, secret="s" * 32, lease_sec=0.6)
 
 
 def new_id() -> str:

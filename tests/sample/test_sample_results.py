@@ -14,8 +14,8 @@ SOME_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def test_results_without_the_trailing_slash_never_redirect_to_the_host_header(
-        client: Any, settings: Any, redis_url: str) -> None:
-    settings.ASYNC_REQUEST_REDIS_URL = redis_url
+        client: Any, settings: Any, local_redis_url: str) -> None:
+    settings.ASYNC_REQUEST_REDIS_URL = local_redis_url
     # Starlette's slash redirect built `Location: http://<Host>/...` from a header the client
     # controls; the route answers both forms itself.
     for path in (f"{RESULTS}{SOME_ID}", f"{RESULTS}{SOME_ID}/"):
