@@ -20,7 +20,7 @@ import pytest
 from tests.integration.stack import IntegrationStack, auth
 from tools.services import Service, free_port, redis_server_binary, start_tansu, wait_for_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 RESULTS = "/api/v1/async_background_response/{}/"
 

@@ -25,6 +25,8 @@ import pytest
 from tools.services import free_port
 from tools.stack import HEALTH_PATH, RESULTS_PATH, ROOT
 
+pytestmark = [pytest.mark.integration, pytest.mark.long]
+
 LAUNCHER = [sys.executable, str(ROOT / "tools" / "devstack.py")]
 
 
