@@ -2,7 +2,8 @@
 """Topic administration: explicit creation with a metadata cache, sizes, purge, delete.
 
 Topics are created explicitly (never by broker auto-creation, which picks the broker's default
-partition count and races the first produce) and remembered, so a declare costs one metadata
+partition count and replication and races the first produce), replicated to suit the cluster
+(`replication_for`), and remembered, so a declare costs one metadata
 round trip per topic and process, not one full `list_topics()` per declare as in kombu's
 confluentkafka transport.
 """
@@ -33,6 +34,35 @@ def _error_code(exc: BaseException) -> int | None:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return int(exc.args[0].code())
     return None
+
+
+#: The most replicas `replication_for` chooses by itself; with 3, min.insync.replicas 2
+#: lets one broker die while publishes go on and nothing acknowledged is lost.
+AUTO_REPLICATION_MAX = 3
+
+
+def replication_for(brokers: int, replication: int, min_insync: int,
+                    config: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """The replication factor and topic config of a new topic on `brokers` live brokers.
+
+    `replication` 0: as many replicas as brokers, at most `AUTO_REPLICATION_MAX` (so 1 on a
+    single node or tansu); -1: the broker's default; else as given. `min_insync` 0: 2 when
+    there are 3 replicas or more (acks=all then waits for two copies and one broker may be
+    lost), else left to the broker; `min.insync.replicas` in `config` always wins.
+    """
+    if replication == 0:
+        replication = max(1, min(brokers, AUTO_REPLICATION_MAX))
+    if "min.insync.replicas" in config:
+        return replication, config
+    if min_insync == 0 and replication >= 3:
+        min_insync = 2
+    if min_insync:
+        if replication > 0 and min_insync > replication:
+            raise KafkaChannelError(
+                f"transport option 'min_insync_replicas' is {min_insync}, more than the "
+                f"replication factor {replication}: no publish could ever be acknowledged")
+        return replication, {**config, "min.insync.replicas": str(min_insync)}
+    return replication, config
 
 
 class TopicAdmin:
@@ -82,11 +112,16 @@ class TopicAdmin:
         return self._known[topic]
 
     def ensure(self, topic: str, partitions: int, replication: int,
-               config: dict[str, str]) -> int:
-        """Create `topic` unless it exists; return its partition count."""
+               config: dict[str, str], min_insync: int = 0) -> int:
+        """Create `topic` unless it exists; return its partition count.
+
+        `replication` 0 and `min_insync` 0 are chosen from the cluster (`replication_for`).
+        """
         known = self._known.get(topic)
         if known is not None:
             return known
+        brokers = self._brokers() if replication == 0 else 0
+        replication, config = replication_for(brokers, replication, min_insync, config)
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication,
                        config=config)
         futures = self._admin.create_topics(
@@ -112,6 +147,13 @@ class TopicAdmin:
             if time.monotonic() > deadline:
                 raise KafkaConnectionError(f"topic {topic} not visible after creation")
             time.sleep(0.02)
+
+    def _brokers(self) -> int:
+        try:
+            return len(self._admin.list_topics(timeout=self._timeout).brokers)
+        except KafkaException as exc:
+            self.health.mark_down()
+            raise KafkaConnectionError(f"kafka metadata (brokers) failed: {exc}") from exc
 
     def session_timeout_minimum(self) -> int | None:
         """The brokers' `group.min.session.timeout.ms` (the largest), or None when they do

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from async_request.transport._topics import TopicAdmin
-from async_request.transport.errors import KafkaConnectionError
+from async_request.transport._topics import TopicAdmin, replication_for
+from async_request.transport.errors import KafkaChannelError, KafkaConnectionError
 
 
 class _SlowAdmin:
@@ -33,3 +33,26 @@ def test_backlog_timing_out_is_a_connection_error() -> None:
     admin._known["t"] = 1
     with pytest.raises(KafkaConnectionError, match="timed out"):
         admin.backlog("g", "t")
+
+
+@pytest.mark.parametrize(("brokers", "replicas", "min_isr"), [
+    (1, 1, None), (2, 2, None), (3, 3, "2"), (5, 3, "2")])
+def test_new_topics_are_replicated_to_suit_the_cluster(brokers: int, replicas: int,
+                                                       min_isr: str | None) -> None:
+    replication, config = replication_for(brokers, 0, 0, {"retention.ms": "1"})
+    assert replication == replicas
+    assert config.get("min.insync.replicas") == min_isr
+    assert config["retention.ms"] == "1"
+
+
+def test_configured_replication_and_min_isr_are_kept() -> None:
+    assert replication_for(3, 2, 0, {}) == (2, {})
+    assert replication_for(3, -1, 0, {}) == (-1, {})
+    assert replication_for(1, 3, 3, {}) == (3, {"min.insync.replicas": "3"})
+    assert replication_for(3, 0, 0, {"min.insync.replicas": "1"}) == (
+        3, {"min.insync.replicas": "1"})
+
+
+def test_a_min_isr_above_the_replication_factor_names_both() -> None:
+    with pytest.raises(KafkaChannelError, match="'min_insync_replicas' is 3.*factor 2"):
+        replication_for(3, 2, 3, {})
