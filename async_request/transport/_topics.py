@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
+    ClusterMetadata,
     ConfigResource,
     NewTopic,
     OffsetSpec,
@@ -82,6 +83,21 @@ class TopicAdmin:
         # While the cluster is known to be away, a request waits only for a quick answer.
         return self._unreachable_timeout if self.health.down else self._connect_timeout
 
+    def _metadata(self, topic: str | None = None) -> ClusterMetadata:
+        # librdkafka sends a metadata request to one broker and fails it with _TRANSPORT when
+        # that broker's connection breaks: a node of a cluster that died or is restarting
+        # (seen: a 503 while two of three brokers served). Ask again, another broker answers;
+        # for `unreachable_timeout` at most, so a cluster that is away still fails fast.
+        deadline = time.monotonic() + min(self._timeout, self._unreachable_timeout)
+        while True:
+            try:
+                return self._admin.list_topics(topic=topic, timeout=self._timeout)
+            except KafkaException as exc:
+                if _error_code(exc) != KafkaError._TRANSPORT or time.monotonic() >= deadline:
+                    raise
+                logger.debug("kafka metadata: %s; asking again", exc)
+                time.sleep(0.05)
+
     def ping(self) -> None:
         """Raise KafkaConnectionError unless the cluster answers a metadata request (at once
         when one failed less than `unreachable_timeout` ago)."""
@@ -89,7 +105,7 @@ class TopicAdmin:
             raise KafkaConnectionError("kafka broker unreachable (a metadata request failed "
                                        f"under {self._unreachable_timeout:g}s ago)")
         try:
-            self._admin.list_topics(timeout=self._timeout)
+            self._metadata()
         except KafkaException as exc:
             self.health.mark_down()
             raise KafkaConnectionError(f"kafka broker unreachable: {exc}") from exc
@@ -100,7 +116,7 @@ class TopicAdmin:
         if topic in self._known:
             return self._known[topic]
         try:
-            metadata = self._admin.list_topics(topic=topic, timeout=self._timeout)
+            metadata = self._metadata(topic)
         except KafkaException as exc:
             self.health.mark_down()
             raise KafkaConnectionError(f"kafka metadata for {topic} failed: {exc}") from exc
@@ -150,7 +166,7 @@ class TopicAdmin:
 
     def _brokers(self) -> int:
         try:
-            return len(self._admin.list_topics(timeout=self._timeout).brokers)
+            return len(self._metadata().brokers)
         except KafkaException as exc:
             self.health.mark_down()
             raise KafkaConnectionError(f"kafka metadata (brokers) failed: {exc}") from exc
@@ -159,7 +175,7 @@ class TopicAdmin:
         """The brokers' `group.min.session.timeout.ms` (the largest), or None when they do
         not say (tansu answers DescribeConfigs with no entries; ACLs may refuse it)."""
         try:
-            brokers = self._admin.list_topics(timeout=self._timeout).brokers
+            brokers = self._metadata().brokers
             futures = self._admin.describe_configs(
                 [ConfigResource(ResourceType.BROKER, str(b)) for b in brokers],
                 request_timeout=self._timeout)

@@ -6,6 +6,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from async_request.transport._topics import TopicAdmin, replication_for
 from async_request.transport.errors import KafkaChannelError, KafkaConnectionError
@@ -56,3 +57,35 @@ def test_configured_replication_and_min_isr_are_kept() -> None:
 def test_a_min_isr_above_the_replication_factor_names_both() -> None:
     with pytest.raises(KafkaChannelError, match="'min_insync_replicas' is 3.*factor 2"):
         replication_for(3, 2, 3, {})
+
+
+class _FlakyAdmin:
+    """Metadata whose first `failures` requests hit a broker whose connection breaks."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+        return type("Metadata", (), {"topics": {}, "brokers": {1: None, 2: None}})()
+
+
+def test_a_metadata_request_to_a_dying_broker_is_asked_again() -> None:
+    admin = TopicAdmin({"bootstrap.servers": "127.0.0.1:1"}, timeout=5,
+                       unreachable_timeout=0.5)
+    flaky = _FlakyAdmin(failures=2)
+    admin._admin = flaky  # type: ignore[assignment]
+    admin.ping()
+    assert flaky.calls == 3
+    assert not admin.health.down
+
+
+def test_a_cluster_that_stays_away_still_fails_within_unreachable_timeout() -> None:
+    admin = TopicAdmin({"bootstrap.servers": "127.0.0.1:1"}, timeout=5,
+                       unreachable_timeout=0.2)
+    admin._admin = _FlakyAdmin(failures=10**6)  # type: ignore[assignment]
+    with pytest.raises(KafkaConnectionError, match="unreachable"):
+        admin.ping()
+    assert admin.health.down
