@@ -49,6 +49,19 @@ def test_url_with_several_brokers_and_credentials() -> None:
     assert conn.as_uri().startswith("kafka://")
 
 
+def test_the_settings_broker_list_is_one_connection_with_every_broker() -> None:
+    """No kombu failover alternates: switching to one loaded kombu's own Kafka transport."""
+    from async_request.settings import load_settings
+
+    url = load_settings({"BS_KAFKA_BOOTSTRAP_SERVERS": "h1:1, h2:2,h3:3",
+                         "BS_ENV_FILE": "/nonexistent"}, django_settings=None).broker_url
+    conn = Connection(url, transport=TRANSPORT_PATH)
+    assert not conn.alt
+    conn.maybe_switch_next()
+    assert isinstance(conn.transport, Transport)
+    assert conn.transport.bootstrap == "h1:1,h2:2,h3:3"
+
+
 def test_capabilities_enable_remote_control() -> None:
     assert Transport.implements.exchange_type >= {"direct", "topic", "fanout"}
     assert Channel.supports_fanout is True
