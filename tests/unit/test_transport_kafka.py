@@ -99,3 +99,19 @@ def test_a_connection_told_before_its_clients_exist_tells_them() -> None:
         assert transport.io.fetcher.member.exiting
     finally:
         transport.io.close()
+
+
+def test_an_active_declare_asks_the_broker_nothing() -> None:
+    """The count of a declare is the group's backlog (an admin request librdkafka can crash
+    on, docs/transport.md Known issues): only a passive declare asks for it. No broker
+    listens on port 1, so any request would fail."""
+    conn = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH,
+                      transport_options={"connect_timeout": 0.2})
+    transport = conn.transport
+    channel = Channel(transport)  # as establish_connection() does, without its ping
+    try:
+        ok = channel.queue_declare("q")
+        assert (ok.queue, ok.message_count, ok.consumer_count) == ("q", 0, 0)
+    finally:
+        channel.close()
+        conn.release()
