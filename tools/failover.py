@@ -85,6 +85,7 @@ class FailoverReport:
     duplicated: int = 0
     refused_but_ran: int = 0  # orders of requests that were answered 503 (or never answered)
     kills: list[Kill] = field(default_factory=list)
+    exited: list[str] = field(default_factory=list)  # web app / workers that died (no restart)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
 
@@ -94,13 +95,14 @@ class FailoverReport:
                 f"{self.unavailable} / other {self.other or 0} / completed {self.completed} / "
                 f"failed {self.failed} / lost {self.lost} / side effects {self.side_effects} "
                 f"/ run twice {self.duplicated} / refused but run {self.refused_but_ran} / "
-                f"{self.seconds:.0f}s",
+                f"exited {self.exited or 'none'} / {self.seconds:.0f}s",
                 *(kill.line() for kill in self.kills)]
 
     @property
     def ok(self) -> bool:
         """Nothing accepted was lost, nothing ran twice, every accepted request completed."""
         return (self.lost == 0 and self.duplicated == 0 and self.failed == 0
+                and not self.exited and self.refused_but_ran == 0
                 and self.side_effects == self.accepted == self.completed)
 
 
@@ -147,6 +149,11 @@ ORDER_TIMES = (
 def _orders(stack: Stack) -> list[tuple[str, float]]:
     out = stack.manage("shell", "-c", ORDER_TIMES).stdout
     return [(row[0], float(row[1])) for row in json.loads(out.strip().splitlines()[-1])]
+
+
+def _exited(stack: Stack) -> list[str]:
+    return [service.name for service in stack.services
+            if service.process is not None and service.process.poll() is not None]
 
 
 def _longest_gap(times: list[float], start: float, end: float) -> float:
@@ -243,9 +250,14 @@ def run_failover(stack: Stack, cluster: KafkaCluster, base_url: str, token: str,
     deadline = time.monotonic() + settle_timeout
     with httpx.Client(base_url=base_url, timeout=30) as http:
         while pending and time.monotonic() < deadline:
+            if _exited(stack):
+                break  # the web app or a worker died: what is pending now stays so
             for task_id in list(pending):
-                response = http.get(RESULTS.format(task_id),
-                                    headers={"authorization": f"Bearer {token}"})
+                try:
+                    response = http.get(RESULTS.format(task_id),
+                                        headers={"authorization": f"Bearer {token}"})
+                except httpx.HTTPError:
+                    break
                 if response.status_code != 200:
                     continue
                 pending.discard(task_id)
@@ -258,6 +270,7 @@ def run_failover(stack: Stack, cluster: KafkaCluster, base_url: str, token: str,
             if pending:
                 time.sleep(1)
     report.lost = len(pending)
+    report.exited = _exited(stack)
     every = _orders(stack)
     orders = [(rid, t) for rid, t in every if rid in set(accepted)]
     report.side_effects = len(orders)

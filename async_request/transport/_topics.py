@@ -134,6 +134,11 @@ class TopicAdmin:
         `replication` 0 and `min_insync` 0 are chosen from the cluster (`replication_for`).
         """
         known = self._known.get(topic)
+        if known is None:
+            # Metadata first: after `forget` (a failed publish) the topic is there, and a
+            # CreateTopics needs the active KRaft controller, which may be the broker that just
+            # died ("Timed out waiting for controller": a 503 while the topic served).
+            known = self.partitions(topic)
         if known is not None:
             return known
         brokers = self._brokers() if replication == 0 else 0
