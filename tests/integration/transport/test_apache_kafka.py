@@ -99,8 +99,9 @@ finally:
 
 
 @pytest.mark.xfail(reason="librdkafka SIGSEGV on NOT_COORDINATOR in ListConsumerGroupOffsets "
-                          "(confluentinc/librdkafka#5040); passes when the restarted broker "
-                          "answers COORDINATOR_LOAD_IN_PROGRESS instead", strict=False)
+                          "(confluentinc/librdkafka#5040); passed since only passive declares "
+                          "ask for offsets (2026-12-02), kept non-strict until more runs agree",
+                   strict=False)
 def test_broker_down_raises_then_recovers_in_the_same_process(kt_redis_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", _BROKER_DOWN, kt_redis_url], cwd=ROOT,
