@@ -268,7 +268,7 @@ def run() -> int:
                 f"with Maven into {apache_kafka.home()} the first time)")
             apache_kafka.fetch()
             kafka = apache_kafka.start_single(log_dir / "kafka.log")
-            broker_note = f"Apache Kafka {apache_kafka.version()}, started here (KAFKA=apache)"
+            broker_note = f"Apache Kafka {apache_kafka.version()}, started here: KAFKA=apache"
             say(f"Apache Kafka is up at {kafka.url}")
         else:
             port = choose_port(int(os.environ.get("KAFKA_PORT", "9092")), "Kafka broker", say)
