@@ -66,3 +66,21 @@ def test_bad_option_fails_when_the_connection_is_built(kt_redis_url: str) -> Non
             app.connection_for_write() as conn:
         conn.transport  # noqa: B018 - building the transport validates the options
     app.close()
+
+
+def test_only_a_passive_declare_counts_the_backlog(kafka: Service, kt_redis_url: str) -> None:
+    """A publisher's declare (Celery's, once per connection) does not ask the group
+    coordinator for offsets (a round trip, and librdkafka#5040's crash after a broker
+    restart); a passive declare still counts what is waiting."""
+    suffix = uuid.uuid4().hex[:8]
+    queue = f"kt-count-{suffix}"
+    app = make_app(kafka.url, kt_redis_url, queue, f"kt-g-{suffix}", f"kt:{suffix}", {})
+    try:
+        for n in range(3):
+            app.send_task("kt.noop", args=[n], retry=False)
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            assert channel.queue_declare(queue).message_count == 0  # not counted
+            assert channel.queue_declare(queue, passive=True).message_count == 3
+    finally:
+        app.close()
