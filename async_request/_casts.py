@@ -147,6 +147,23 @@ def as_redis_url(value: Any) -> str:
     return text
 
 
+def as_broker_url(value: Any) -> str:
+    """A Celery broker URL; a kafka:// one names all its brokers in one URL, with ','.
+
+    Brokers after ';' would be kombu failover alternates: after a failed publish kombu cycles
+    to the next one, and the round trip back to the first (now read without our transport's
+    alias) loads kombu's own Kafka transport, whose publishes our workers never see (seen
+    with a broker SIGKILLed: 500s for requests whose tasks still ran).
+    """
+    text = as_str(value).strip()
+    if text.startswith("kafka://") and ";" in text:
+        fixed = "kafka://" + ",".join(part.strip().removeprefix("kafka://")
+                                      for part in text.split(";") if part.strip())
+        raise ValueError(f"list the brokers in one URL with ',' ({fixed}), not with ';' "
+                         "(kombu failover alternates, which leave our transport)")
+    return text
+
+
 def non_empty_list(value: Any) -> tuple[str, ...]:
     items = as_list(value)
     if not items:

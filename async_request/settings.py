@@ -29,6 +29,7 @@ from typing import Any
 
 from async_request._casts import (
     as_bool,
+    as_broker_url,
     as_dict,
     as_float,
     as_int,
@@ -107,7 +108,7 @@ class Settings:
         "KAFKA_PUBLISH_TIMEOUT_SEC", 10.0, as_float,
         "how long the web app waits for the broker's ack")
     broker_url: str = _setting(
-        "ASYNC_REQUEST_BROKER_URL", "", as_str,
+        "ASYNC_REQUEST_BROKER_URL", "", as_broker_url,
         "Celery broker URL (kafka:// selects our transport)", shown="kafka://<bootstrap>")
     redis_url: str = _setting(
         "ASYNC_REQUEST_REDIS_URL", "redis://127.0.0.1:6379/0", as_redis_url,

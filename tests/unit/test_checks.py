@@ -80,6 +80,20 @@ def test_a_redis_url_without_a_scheme_fails_at_load_naming_the_setting() -> None
                        "BS_ASYNC_REQUEST_REDIS_URL": "127.0.0.1:6379/7"}, django_settings=None)
 
 
+def test_kafka_brokers_listed_with_semicolons_fail_at_load_with_the_url_to_use() -> None:
+    from async_request.exceptions import ConfigurationError
+    from async_request.settings import load_settings
+
+    with pytest.raises(ConfigurationError, match=r"ASYNC_REQUEST_BROKER_URL.*kafka://h1:9092,h2:9092"):
+        load_settings({"BS_ENV_FILE": "/nonexistent",
+                       "BS_ASYNC_REQUEST_BROKER_URL": "kafka://h1:9092;kafka://h2:9092"},
+                      django_settings=None)
+    fine = load_settings({"BS_ENV_FILE": "/nonexistent",
+                          "BS_ASYNC_REQUEST_BROKER_URL": "kafka://h1:9092,h2:9092"},
+                         django_settings=None)
+    assert fine.broker_url == "kafka://h1:9092,h2:9092"
+
+
 def test_a_project_without_the_app_installed_is_told() -> None:
     from django.apps import apps
 
