@@ -140,7 +140,14 @@ def worker_start_checks(sender: Any = None, **_: Any) -> None:
     it took (and the client would learn of it one operation at a time).
     """
     if sender is not None:
-        worker_lanes(sender)
+        from async_request.exceptions import ConfigurationError
+
+        try:
+            worker_lanes(sender)
+        except ConfigurationError as exc:
+            logger.critical("%s", exc)
+            # Celery's signals log and swallow a receiver's Exception; SystemExit stops it.
+            raise SystemExit(f"async-request: {exc}") from exc
     problem = installed_error()
     if problem:
         logger.error("async_request.E003: %s", problem)
