@@ -191,7 +191,7 @@ class AsyncRequestMiddleware:
         self.app = app
         self._settings = settings
         self._store = store
-        self.dispatcher = dispatcher or Dispatcher()
+        self.dispatcher = dispatcher or Dispatcher(settings=settings)
         problem = installed_error()
         if problem:
             logger.error("async_request.E003: %s", problem)
