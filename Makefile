@@ -18,7 +18,7 @@ JS := clients/js
 JS_STAMP := $(JS)/node_modules/.install-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
+.PHONY: help install run sample stop worker test test-long test-postgres test-kafka kafka-fetch lint typecheck check \
 	bench test-js test-browser js-build screenshot
 
 help: ## list the targets
@@ -53,6 +53,9 @@ worker: install ## one more Celery worker in the foreground, against the running
 
 test: install js-build ## run the test suite (live broker, Redis, worker, web app started by fixtures)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-long: install ## the suites of minutes left out of `make test`: faults, chaos, soak, the launcher (pytest --long=only)
+	$(PY) -m pytest --long=only $(PYTEST_ARGS)
 
 test-postgres: install ## sample + end-to-end tests on PostgreSQL (DATABASE_URL, default postgresql://root@127.0.0.1:5432/test)
 	@if $(PY) -c 'import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=3).close()' \

