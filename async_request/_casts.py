@@ -124,20 +124,50 @@ def routes(value: Any) -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(_route(item, "METHOD /path-regex") for item in as_list(value))
 
 
-def route_timeouts(value: Any) -> tuple[tuple[str, re.Pattern[str], float], ...]:
-    """`"METHOD path-regex seconds"` entries: the seconds are the last word, above 0."""
-    form = "METHOD /path-regex seconds"
-    limits = []
-    for item in as_list(value):
-        head, _, seconds = item.strip().rpartition(" ")
-        try:
-            limit = float(seconds)
-        except ValueError:
-            raise ValueError(f"{item!r} is not {form!r}: {seconds!r} is not seconds") from None
-        if not limit > 0 or limit == float("inf"):
-            raise ValueError(f"{item!r}: the seconds must be a number above 0")
-        limits.append((*_route(item, form, head), limit))
-    return tuple(limits)
+def route_values(form: str, last: Callable[[str], Any]
+                 ) -> Callable[[Any], tuple[tuple[str, re.Pattern[str], Any], ...]]:
+    """A caster of `"METHOD path-regex <value>"` entries (`form`): the value is the last word,
+    cast by `last`, whose ValueError says what it expected; errors quote the whole entry."""
+    def cast(value: Any) -> tuple[tuple[str, re.Pattern[str], Any], ...]:
+        entries = []
+        for item in as_list(value):
+            head, _, word = item.strip().rpartition(" ")
+            try:
+                parsed = last(word)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not {form!r}: {exc}") from None
+            entries.append((*_route(item, form, head), parsed))
+        return tuple(entries)
+
+    return cast
+
+
+def _seconds(word: str) -> float:
+    try:
+        limit = float(word)
+    except ValueError:
+        raise ValueError(f"{word!r} is not seconds") from None
+    if not limit > 0 or limit == float("inf"):
+        raise ValueError("the seconds must be a number above 0")
+    return limit
+
+
+#: What a lane's name may hold: it becomes part of a Kafka topic's name (letters, digits, `.`,
+#: `_`, `-`), and `,` separates lanes on a worker's command line.
+LANE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def lane_name(word: str) -> str:
+    """A lane's name, or ValueError saying what a name may hold."""
+    if not LANE_NAME.fullmatch(word):
+        raise ValueError(f"{word!r} is not a lane name (1-64 letters, digits, '_' or '-')")
+    return word
+
+
+#: `"METHOD path-regex seconds"` entries (ASYNC_REQUEST_ROUTE_TIMEOUTS).
+route_timeouts = route_values("METHOD /path-regex seconds", _seconds)
+#: `"METHOD path-regex lane"` entries (ASYNC_REQUEST_LANES).
+route_lanes = route_values("METHOD /path-regex lane", lane_name)
 
 
 def as_redis_url(value: Any) -> str:

@@ -19,6 +19,9 @@ Choices, and why:
   request, published by the web app on the path to the 202, and Flower needs it only to list a
   task before a worker received it (the operation store already answers "pending").
 - JSON only: messages are readable by any Kafka tool, and no pickle.
+- `task_queues` holds every lane's queue (`lanes.py`), so a worker started without `-Q` or
+  `--lanes` serves every lane (a lane nobody serves would leave its 202s unanswered); the
+  dispatcher names the lane's queue on each publish. A project's own `task_queues` are kept.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from kombu.entity import Exchange, Queue
 
 from async_request._dotted import import_object
 from async_request.exceptions import ConfigurationError
+from async_request.lanes import lane_queues
 from async_request.settings import Settings, get_settings
 from async_request.transport import TRANSPORT_PATH
 
@@ -52,6 +57,11 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _queue(name: str) -> Queue:
+    """A lane's queue as Celery makes its default one: a direct exchange of the same name."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration dict for `settings`."""
     config: dict[str, Any] = {
@@ -72,6 +82,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
         "task_default_queue": settings.kafka_topic_async_bg,
+        "task_queues": [_queue(name) for name in lane_queues(settings)],
         "task_routes": {TASK_NAME: {"queue": settings.kafka_topic_async_bg}},
         "imports": ("async_request.tasks", *settings.kafka_tasks),
         "worker_hijack_root_logger": False,
@@ -94,7 +105,12 @@ def configure_celery(app: Celery, settings: Settings | None = None) -> Celery:
     from async_request.checks import worker_start_checks
     from async_request.task_events import BatchedTaskEvents
 
-    app.conf.update(celery_config(settings or get_settings()))
+    config = celery_config(settings or get_settings())
+    ours = {queue.name for queue in config["task_queues"]}
+    theirs = [queue for queue in app.conf.task_queues or ()
+              if isinstance(queue, Queue) and queue.name not in ours]
+    config["task_queues"] = [*theirs, *config["task_queues"]]
+    app.conf.update(config)
     app.steps["consumer"].add(BatchedTaskEvents)
     worker_init.connect(worker_start_checks, dispatch_uid="async_request.checks", weak=False)
     return app

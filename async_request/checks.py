@@ -4,7 +4,8 @@
 command) in `AppConfig.ready()`, which also logs the cheap ones (secrets, channel layer) when any
 process starts; a worker runs all of them when it starts (`worker_start_checks`, connected by
 `celery_config.configure_celery`) and refuses to start with a replay target that does not
-import. The web app says at start when `async_request` is not an installed app.
+import, or with a `-Q` queue that looks like a lane's and is none; it logs the lanes it
+serves. The web app says at start when `async_request` is not an installed app.
 """
 
 from __future__ import annotations
@@ -131,12 +132,22 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
             *replay_target_errors(settings), *reachability_warnings(settings)]
 
 
-def worker_start_checks(**_: Any) -> None:
-    """At worker start: log every check; refuse to start when the replay target is broken.
+def worker_start_checks(sender: Any = None, **_: Any) -> None:
+    """At worker start (`worker_init`, `sender` the worker): log every check and the lanes it
+    serves; refuse to start when the replay target is broken or `-Q` names no lane's queue.
 
     A worker that said `ready` with a replay target that does not import would fail every task
     it took (and the client would learn of it one operation at a time).
     """
+    if sender is not None:
+        from async_request.exceptions import ConfigurationError
+
+        try:
+            worker_lanes(sender)
+        except ConfigurationError as exc:
+            logger.critical("%s", exc)
+            # Celery's signals log and swallow a receiver's Exception; SystemExit stops it.
+            raise SystemExit(f"async-request: {exc}") from exc
     problem = installed_error()
     if problem:
         logger.error("async_request.E003: %s", problem)
@@ -167,3 +178,16 @@ def log_start_up_warnings() -> None:
     for message in [*secret_warnings(get_settings()), *channel_layer_errors()]:
         log = logger.error if message.is_serious() else logger.warning
         log("%s: %s (%s)", message.id, message.msg, message.hint)
+
+
+def worker_lanes(worker: Any, settings: Settings | None = None) -> tuple[str, ...]:
+    """The lanes `worker` (a Celery WorkController after `-Q`) serves, logged; ConfigurationError
+    for a queue that looks like a lane's and is none (`lanes.lanes_of_queues`)."""
+    from async_request.lanes import describe, lanes_of_queues
+
+    settings = settings or get_settings()
+    queues = list(worker.app.amqp.queues.consume_from)
+    lanes = lanes_of_queues(settings, queues)
+    logger.info("async-request worker %s serves lanes: %s", getattr(worker, "hostname", ""),
+                describe(settings, lanes))
+    return lanes

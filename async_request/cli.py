@@ -2,9 +2,10 @@
 
     async-request broker  [--host 127.0.0.1] [--port 9092]
     async-request worker  --settings myproject.settings [--pool prefork|threads|solo]
-                          [--concurrency N] [--hostname NAME]
+                          [--concurrency N] [--hostname NAME] [--lanes a,b]
     async-request workers --settings myproject.settings [--consumers-count 2]
                           [--restart-delay-sec 1.0] [--pool prefork] [--concurrency 1]
+                          [--lanes a,b]
 
 The same as `python -m async_request ...`.
 
@@ -12,7 +13,8 @@ The same as `python -m async_request ...`.
   in the foreground; it prints the KAFKA_BOOTSTRAP_SERVERS value to use; Ctrl-C stops it.
 - `worker`: one Celery worker, as `manage.py kafka_consumer_single` (it retires after
   KAFKA_CONSUMER_LIFETIME_SEC when that is set). It logs at KAFKA_LOG_LEVEL, INFO by default:
-  its tasks, `ready.`, then a line per task.
+  its tasks, the lanes it serves (`--lanes`, default every lane; async_request/lanes.py),
+  `ready.`, then a line per task.
 - `workers`: N supervised workers, as `manage.py kafka_consumer_multiple`; SIGTERM or SIGINT
   stops them all.
 
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 
 from async_request.embedded import DEFAULT_HOST, DEFAULT_PORT, run_broker
 from async_request.exceptions import AsyncRequestError, ConfigurationError
-from async_request.workers import POOLS, run_worker, run_workers
+from async_request.workers import LANES_HELP, POOLS, run_worker, run_workers
 
 PROG = "async-request"
 
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=_positive_int, default=None,
                         help="processes or threads (default: Celery's, the number of CPUs)")
     worker.add_argument("--hostname", default=None, help="worker node name (default: celery@host)")
+    worker.add_argument("--lanes", default=None, help=LANES_HELP)
 
     workers = commands.add_parser(
         "workers", help="run N supervised workers (manage.py kafka_consumer_multiple)",
@@ -85,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument("--restart-delay-sec", type=float, default=1.0)
     workers.add_argument("--pool", default="prefork", choices=POOLS)
     workers.add_argument("--concurrency", type=_positive_int, default=1)
+    workers.add_argument("--lanes", default=None, help=LANES_HELP)
     return parser
 
 
@@ -129,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_broker(args.port, args.host)
         setup_django(args.settings, args.pythonpath)
         if args.command == "worker":
-            run_worker(args.pool, args.concurrency, args.hostname)
+            run_worker(args.pool, args.concurrency, args.hostname, args.lanes)
         else:
             run_workers(args.consumers_count, args.pool, args.concurrency,
-                        restart_delay=args.restart_delay_sec)
+                        restart_delay=args.restart_delay_sec, lanes=args.lanes)
     except AsyncRequestError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -5,9 +5,11 @@ message (our Kafka transport confirms every publish) and raises `EnqueueError` o
 nothing queued. The set of broker errors is built once, from the Celery app's connection, the
 first time it is needed (that needs the broker transport loaded, not a connection). One retry
 right away covers a connection the broker dropped while idle; anything longer is the client's
-`Retry-After`. A message the broker can never take (above its size limit) is not a 503: it
-raises `TooLargeError` (413 when the body travels in the message, else 431), as the
-middleware's own size check (`check_message_size`) does before anything is stored.
+`Retry-After`. Each message goes to its lane's queue (`lanes.py`; the caller names the lane,
+which the operation record keeps). A message the broker can never take (above its size
+limit) is not a 503: it raises `TooLargeError` (413 when the body travels in the message,
+else 431), as the middleware's own size check (`check_message_size`) does before anything is
+stored.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from async_request.exceptions import (
     HeadersTooLargeError,
     TooLargeError,
 )
+from async_request.lanes import DEFAULT_LANE, queue_name
+from async_request.settings import Settings, get_settings
 from async_request.transport.errors import MessageTooLarge
 
 logger = logging.getLogger(__name__)
@@ -42,10 +46,17 @@ def summary(envelope: RequestEnvelope) -> str:
 
 
 class Dispatcher:
-    """Publishes envelopes through a Celery app (default: `celery_config.get_celery_app()`)."""
+    """Publishes envelopes through a Celery app (default: `celery_config.get_celery_app()`)
+    to their lane's queue (named from `settings`, default: the process settings)."""
 
-    def __init__(self, celery_app: Celery | None = None) -> None:
+    def __init__(self, celery_app: Celery | None = None, settings: Settings | None = None
+                 ) -> None:
         self._celery_app = celery_app
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings or get_settings()
 
     @cached_property
     def celery_app(self) -> Celery:
@@ -61,20 +72,23 @@ class Dispatcher:
         return (KombuError, OSError, TimeoutError, *conn.connection_errors,
                 *conn.channel_errors)
 
-    async def enqueue(self, envelope: RequestEnvelope, *, secret: str) -> None:
-        """Publish `envelope` sealed with `secret`; return once the broker acknowledged it.
+    async def enqueue(self, envelope: RequestEnvelope, *, secret: str,
+                      lane: str = DEFAULT_LANE) -> None:
+        """Publish `envelope` sealed with `secret` to `lane`; return once the broker
+        acknowledged it.
 
         Raises EnqueueError when the broker did not take it.
         """
         _ = self.errors  # built here, not inside the thread: it loads the transport
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.send(envelope, secret=secret))
+            None, lambda: self.send(envelope, secret=secret, lane=lane))
 
-    def send(self, envelope: RequestEnvelope, *, secret: str) -> None:
+    def send(self, envelope: RequestEnvelope, *, secret: str, lane: str = DEFAULT_LANE) -> None:
         """`enqueue` from synchronous code (the sweep re-publishes with it), blocking."""
         errors = self.errors
         kwargs: dict[str, Any] = {
             "args": [envelope.to_dict(secret)],
+            "queue": queue_name(self.settings, lane),
             # What Celery logs, its task events and Flower show instead of the arguments.
             "argsrepr": summary(envelope),
             "kwargsrepr": "{}",

@@ -13,8 +13,9 @@ The accept step, in the order it decides, and why:
    (a retry can never succeed, so not a 503); then record the operation in the store, so
    its owner is known before the task exists (Redis down → 503), unless the owner already has
    ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER operations not finished (429, nothing kept);
-4. dispatch it (`dispatch.py`), acknowledged by the broker (broker down → 503, and the record
-   is withdrawn, so nothing is left half-done);
+4. dispatch it (`dispatch.py`) to its route's lane (`lanes.py`, kept in the record),
+   acknowledged by the broker (broker down → 503, and the record is withdrawn, so nothing is
+   left half-done);
 5. with `Prefer: wait=N`, wait up to N seconds for the outcome and answer the route's own
    response if it came (`waiting.py`);
 6. else the 202 with the id, a `Location` naming the results URL, `Retry-After`,
@@ -47,6 +48,7 @@ from async_request.exceptions import (
     TooLargeError,
 )
 from async_request.headers import ASYNC_HEADER, async_mode, headers_from_scope, preferences
+from async_request.lanes import lane_for
 from async_request.notifications import apublish
 from async_request.problems import problem_for, send_json, send_problem
 from async_request.settings import Settings, get_settings
@@ -107,18 +109,21 @@ def accepted(task_id: str, settings: Settings, *, applied: bytes | None = None
 
 async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher: Dispatcher,
                 settings: Settings, body_aside: bytes | None,
-                rerun_of: str | None = None) -> None:
-    """Record `envelope` (within its owner's in-flight cap), then publish it; when the broker
-    does not take it the record is withdrawn and EnqueueError (TooLargeError for a message
-    above its size limit) raised: nothing half-done."""
+                rerun_of: str | None = None, lane: str | None = None) -> None:
+    """Record `envelope` (within its owner's in-flight cap), then publish it to `lane`
+    (default: its route's); when the broker does not take it the record is withdrawn and
+    EnqueueError (TooLargeError for a message above its size limit) raised: nothing
+    half-done."""
     # Checked here, before anything is stored: a callback to a host not allowed is a 400.
     callback = callback_url(dict(envelope.headers).get(CALLBACK_HEADER), settings)
+    lane = lane or lane_for(settings, envelope.method, envelope.path)
     await store.accept(envelope.task_id, envelope.owner, envelope.path,
                        envelope.method.upper(), body_aside,
                        envelope=envelope.to_dict(settings.secret_key), rerun_of=rerun_of,
-                       max_inflight=settings.max_inflight_per_owner, callback=callback)
+                       max_inflight=settings.max_inflight_per_owner, callback=callback,
+                       lane=lane)
     try:
-        await dispatcher.enqueue(envelope, secret=settings.secret_key)
+        await dispatcher.enqueue(envelope, secret=settings.secret_key, lane=lane)
     except (EnqueueError, TooLargeError):
         await store.forget(envelope.task_id)
         raise
@@ -186,7 +191,7 @@ class AsyncRequestMiddleware:
         self.app = app
         self._settings = settings
         self._store = store
-        self.dispatcher = dispatcher or Dispatcher()
+        self.dispatcher = dispatcher or Dispatcher(settings=settings)
         problem = installed_error()
         if problem:
             logger.error("async_request.E003: %s", problem)

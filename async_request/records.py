@@ -111,6 +111,8 @@ class Operation:
     expires_at: float | None = None
     cancel_requested: bool = False
     rerun_of: str | None = None
+    #: The lane it was accepted on (lanes.py); None for records written before lanes.
+    lane: str | None = None
     progress: Progress | None = None
     #: The completion webhook's URL (opened from its seal), its tries so far and last outcome.
     callback: str | None = None
@@ -144,7 +146,7 @@ class Operation:
             finished_at=when("finished_at"), attempts=int(data.get("attempts") or 0),
             result=result, error=error, expires_at=when("expires_at"),
             cancel_requested=bool(data.get("cancel_requested")),
-            rerun_of=data.get("rerun_of") or None,
+            rerun_of=data.get("rerun_of") or None, lane=data.get("lane") or None,
             progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
             callback=_opened(data.get("callback"), secret),
             webhook_tries=int(data.get("webhook_tries") or 0),

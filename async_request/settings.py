@@ -42,6 +42,7 @@ from async_request._casts import (
     non_empty_list,
     one_of,
     path_prefix,
+    route_lanes,
     route_timeouts,
     routes,
 )
@@ -150,6 +151,12 @@ class Settings:
         "ASYNC_REQUEST_ROUTE_TIMEOUTS", (), route_timeouts,
         '"METHOD path-regex seconds" time limits of routes, first match wins; other routes '
         "have ASYNC_REQUEST_REPLAY_TIMEOUT_SEC", shown="[]")
+    lanes: tuple[tuple[str, re.Pattern[str], str], ...] = _setting(
+        "ASYNC_REQUEST_LANES", (), route_lanes,
+        '"METHOD path-regex lane" entries, first match wins: the route\'s requests go to that '
+        "lane's queue (topic KAFKA_TOPIC_ASYNC_BG.lane); other routes to the lane `default` "
+        "(KAFKA_TOPIC_ASYNC_BG); workers serve every lane unless given --lanes or -Q",
+        shown="[]")
     max_inflight_per_owner: int = _setting(
         "ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER", 100, as_int(0),
         "operations of one owner not finished yet (re-runs too); more get 429 (0: no cap)")

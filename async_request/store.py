@@ -132,7 +132,7 @@ class OperationStore:
     async def accept(self, task_id: str, owner: str, endpoint: str, method: str,
                      body_aside: bytes | None = None, *, envelope: dict[str, Any] | None = None,
                      rerun_of: str | None = None, max_inflight: int = 0,
-                     callback: str | None = None) -> None:
+                     callback: str | None = None, lane: str | None = None) -> None:
         """Record an operation before it is published, with its captured `envelope` (the wire
         dict) for a re-run; StoreUnavailableError if Redis is down, TooManyInFlightError when
         `owner` already has `max_inflight` operations not finished (0: no cap)."""
@@ -141,6 +141,8 @@ class OperationStore:
                   "created_at": repr(now), "expires_at": repr(now + self.expires_sec)}
         if rerun_of:
             fields["rerun_of"] = rerun_of
+        if lane:  # a re-run and the sweep publish it to the same lane (lanes.py)
+            fields["lane"] = lane
         if callback:  # sealed: a callback URL may carry its receiver's token
             fields["callback"] = seal(callback.encode(), self.secret)
         keys = [op_key(task_id), gone_key(task_id), owner_key(owner), inflight_key(owner),

@@ -12,7 +12,8 @@ webhook `Deliverer`). Every `interval` seconds it tries to take the sweep lease
 (`SET NX PX interval`), so one sweep acts per interval whatever the number of workers; the
 holder reads at most `batch` ids overdue by ASYNC_REQUEST_REPUBLISH_AFTER_SEC
 (`ZRANGEBYSCORE ... LIMIT`: the cost follows the due batch, not the set's size), publishes
-each again with the same task id through `Dispatcher.send` (the claim makes a second
+each again with the same task id and to the lane its record names (`lanes.resolve`)
+through `Dispatcher.send` (the claim makes a second
 delivery harmless: it finds the operation running or done), and moves its score to now, so
 it is published again only after another deadline. An id whose record or envelope is gone,
 or that is no longer pending, just leaves the set.
@@ -35,6 +36,7 @@ from async_request._background import Loop
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import EnqueueError, EnvelopeError, TooLargeError
+from async_request.lanes import resolve
 from async_request.records import PENDING, PREFIX, envelope_key, op_key
 from async_request.store import OperationStore
 
@@ -94,14 +96,17 @@ class Sweeper(Loop):
         return published
 
     def _republish(self, client: redis.Redis, task_id: str, now: float) -> bool:
-        raw_state = client.hget(op_key(task_id), "state")
+        raw_state, raw_lane = client.hmget(op_key(task_id), ["state", "lane"])
         wire = client.get(envelope_key(task_id))
         if raw_state != b"pending" or wire is None:
             client.zrem(PENDING, task_id)  # claimed meanwhile, ended, withdrawn or expired
             return False
         try:
             envelope = RequestEnvelope.from_dict(dict(json.loads(wire)), self.secret)
-            self.dispatcher.send(envelope, secret=self.secret)
+            stored = raw_lane.decode() if isinstance(raw_lane, bytes) else None
+            lane = resolve(self.dispatcher.settings, stored,
+                           envelope.method, envelope.path)
+            self.dispatcher.send(envelope, secret=self.secret, lane=lane)
         except (EnvelopeError, TooLargeError) as exc:  # can never be published: leave it
             logger.warning("sweep: task %s cannot be published again: %s", task_id, exc)
             client.zrem(PENDING, task_id)

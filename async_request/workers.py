@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from celery import Celery
 
 from async_request.celery_config import get_celery_app
+from async_request.lanes import lane_queues, parse_lanes
 from async_request.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 SHORT_LIFETIME_SEC = 60
 #: Celery worker pools that work with our transport.
 POOLS = ("prefork", "threads", "solo")
+#: The help of every command's `--lanes`.
+LANES_HELP = ("lanes to serve, comma separated (`default` and those of ASYNC_REQUEST_LANES); "
+              "default: every lane")
 
 
 def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> float:
@@ -133,8 +137,13 @@ def single_worker_command(extra: Sequence[str] = ()) -> list[str]:
 
 
 def worker_options(pool: str = "prefork", concurrency: int | None = None,
-                   hostname: str | None = None) -> list[str]:
-    """Celery worker options for a pool (one of POOLS), a concurrency and a node name."""
+                   hostname: str | None = None, lanes: str | None = None,
+                   settings: Settings | None = None) -> list[str]:
+    """Celery worker options for a pool (one of POOLS), a concurrency, a node name and the
+    lanes to serve (`--lanes a,b`, as `-Q` with their queues; None: every lane).
+
+    Raises ValueError for an unknown pool, ConfigurationError for a name that is no lane.
+    """
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
     argv = ["-P", pool]
@@ -142,22 +151,31 @@ def worker_options(pool: str = "prefork", concurrency: int | None = None,
         argv += ["-c", str(concurrency)]
     if hostname:
         argv += ["-n", hostname]
+    if lanes is not None:
+        settings = settings or get_settings()
+        argv += ["-Q", ",".join(lane_queues(settings, parse_lanes(settings, lanes)))]
     return argv
 
 
 def run_worker(pool: str = "prefork", concurrency: int | None = None,
-               hostname: str | None = None) -> None:
-    """Run one worker of the project's Celery app here (`kafka_consumer_single`)."""
-    run_single_worker(get_celery_app(), get_settings(),
-                      worker_options(pool, concurrency, hostname))
+               hostname: str | None = None, lanes: str | None = None) -> None:
+    """Run one worker of the project's Celery app here (`kafka_consumer_single`), serving
+    `lanes` (`a,b`; None: every lane)."""
+    settings = get_settings()
+    run_single_worker(get_celery_app(), settings,
+                      worker_options(pool, concurrency, hostname, lanes, settings))
 
 
 def run_workers(count: int, pool: str = "prefork", concurrency: int = 1,
-                restart_delay: float = 1.0) -> None:
-    """Supervise `count` worker processes until SIGTERM/SIGINT (`kafka_consumer_multiple`).
+                restart_delay: float = 1.0, lanes: str | None = None) -> None:
+    """Supervise `count` worker processes serving `lanes` (None: every lane) until
+    SIGTERM/SIGINT (`kafka_consumer_multiple`).
 
-    Raises ValueError for a count below 1 or an unknown pool.
+    Raises ValueError for a count below 1 or an unknown pool, ConfigurationError for a name
+    that is no lane.
     """
-    worker_options(pool, concurrency)  # validate here, not in each child
+    worker_options(pool, concurrency, lanes=lanes)  # validate here, not in each child
     extra = ["--pool", pool, "--concurrency", str(concurrency)]
+    if lanes is not None:
+        extra += ["--lanes", lanes]
     Supervisor(single_worker_command(extra), count, restart_delay=restart_delay).run()

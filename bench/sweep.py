@@ -52,7 +52,8 @@ def main() -> None:
     class Counter(Dispatcher):
         sent = 0
 
-        def send(self, envelope: RequestEnvelope, *, secret: str) -> None:
+        def send(self, envelope: RequestEnvelope, *, secret: str,
+                 lane: str = "default") -> None:
             Counter.sent += 1
 
     redis_service = ensure_redis()

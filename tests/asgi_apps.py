@@ -80,9 +80,11 @@ class CapturingDispatcher:
 
     def __init__(self) -> None:
         self.published: list[Any] = []
+        self.lanes: list[str] = []
 
-    async def enqueue(self, envelope: Any, *, secret: str) -> None:
+    async def enqueue(self, envelope: Any, *, secret: str, lane: str = "default") -> None:
         self.published.append(envelope)
+        self.lanes.append(lane)
 
 
 async def drain(layer: Any, channel: str, wait: float = 0.2) -> list[dict[str, Any]]:

@@ -13,9 +13,10 @@ record says `rerun_of: <old id>`; the old one stays as it was.
 | expired, or its captured request is no longer kept | 410 |
 
 Each call queues one more run. The replay is the same request: the captured headers, query and
-body, as the same owner. A credential it carried (an `Authorization` token) is replayed as
-captured and may have expired since; as for any replay, the app decides whether it is still
-good (`dependencies.is_internal`), and a 401 it answers is the re-run's stored result.
+body, as the same owner, on the same lane (`lanes.resolve`). A credential it carried (an
+`Authorization` token) is replayed as captured and may have expired since; as for any replay,
+the app decides whether it is still good (`dependencies.is_internal`), and a 401 it answers is
+the re-run's stored result.
 
 The adapters publish with `default_dispatcher()`, the middleware's default (`Dispatcher()` on
 `celery_config.get_celery_app()`); a middleware given its own `dispatcher=` does not hand it
@@ -35,6 +36,7 @@ from async_request.auth import Owner
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import EnvelopeError, OperationGoneError, OperationStateError
+from async_request.lanes import resolve
 from async_request.middleware import accepted, queue
 from async_request.results.status import owned
 from async_request.settings import Settings, get_settings
@@ -51,8 +53,9 @@ def default_dispatcher() -> Dispatcher:
 
 
 def _captured(task_id: str, owner: Owner, store: OperationStore,
-              secret: str) -> tuple[RequestEnvelope, bytes | None]:
-    """The owner's re-runnable operation's request and its aside body; 404/409/410 otherwise."""
+              secret: str) -> tuple[RequestEnvelope, bytes | None, str | None]:
+    """The owner's re-runnable operation's request, its aside body and its lane; 404/409/410
+    otherwise."""
     operation = owned(task_id, owner, store)
     if operation.state not in RERUNNABLE:
         raise OperationStateError(
@@ -71,7 +74,7 @@ def _captured(task_id: str, owner: Owner, store: OperationStore,
         body = store.load_body(operation.task_id)
         if body is None:
             raise OperationGoneError("the request body of this operation is no longer kept")
-    return envelope, body
+    return envelope, body, operation.lane
 
 
 async def rerun(task_id: str, owner: Owner, *, store: OperationStore | None = None,
@@ -85,11 +88,13 @@ async def rerun(task_id: str, owner: Owner, *, store: OperationStore | None = No
     """
     settings = settings or get_settings()
     store = store or get_store()
-    old, body = await asyncio.to_thread(_captured, task_id, owner, store, settings.secret_key)
+    old, body, lane = await asyncio.to_thread(_captured, task_id, owner, store,
+                                              settings.secret_key)
     new_id = str(uuid.uuid4())
     envelope = dataclasses.replace(old, task_id=new_id, accepted_at=time.time(),
                                    body_ref=new_id if old.body_ref is not None else None)
     await queue(envelope, store=store, dispatcher=dispatcher or default_dispatcher(),
-                settings=settings, body_aside=body, rerun_of=old.task_id)
+                settings=settings, body_aside=body, rerun_of=old.task_id,
+                lane=resolve(settings, lane, old.method, old.path))
     answer, headers = accepted(new_id, settings)
     return 202, answer, headers

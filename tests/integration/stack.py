@@ -83,9 +83,10 @@ def own_redis_db(redis_url: str, db: int) -> str:
     owner names; on one Redis database they would share in-flight counts and event logs.
     Taken: 2 (in-process tests, `local_redis_url`), 3 (the CLI project), 4 (the own project),
     5 (the session), 6 (the sweep, and bench/sweep.py), 10 (transport tests), 11–14 (limits,
-    chaos, webhooks, soak), 15 (the push matrix); benches and tools: 7 (pipeline), 8
-    (screenshot), 9 (push), 18 (tools/failover.py), 19 (the failover test, test_failover.py).
-    The test Redis has 32 databases (`tools.services.start_redis`).
+    chaos, webhooks, soak), 15 (the push matrix), 16 (lanes), 19 (the failover test,
+    test_failover.py); benches and tools: 7 (pipeline), 8 (screenshot), 9 (push), 17
+    (bench/lanes.py), 18 (tools/failover.py). The test Redis has 32 databases
+    (`tools.services.start_redis`).
     """
     import redis
 

@@ -40,7 +40,7 @@ class FakeWorker:
         self.published: list[Any] = []
         self.timers: list[threading.Timer] = []
 
-    async def enqueue(self, envelope: Any, *, secret: str) -> None:
+    async def enqueue(self, envelope: Any, *, secret: str, lane: str = "default") -> None:
         self.published.append(envelope)
         timer = threading.Timer(self.after, self._end, args=(envelope.task_id,))
         self.timers.append(timer)

@@ -19,6 +19,7 @@ import pytest
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.records import PENDING
+from async_request.settings import Settings, load_settings
 from async_request.store import OperationStore
 from async_request.sweep import Sweeper
 from tests.integration.stack import auth, module_stack, own_redis_db
@@ -34,12 +35,14 @@ SECRET = "s" * 32
 class Recorder(Dispatcher):
     """A dispatcher that records what it would publish (the broker is not this part's subject)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings=settings)
         self.sent: list[str] = []
+        self.lanes: list[str] = []
 
-    def send(self, envelope: RequestEnvelope, *, secret: str) -> None:
+    def send(self, envelope: RequestEnvelope, *, secret: str, lane: str = "default") -> None:
         self.sent.append(envelope.task_id)
+        self.lanes.append(lane)
 
 
 @pytest.fixture
@@ -47,13 +50,14 @@ def store(redis_url: str) -> OperationStore:
     return OperationStore(own_redis_db(redis_url, DB), expires_sec=60, secret=SECRET)
 
 
-def accepted(store: OperationStore) -> str:
+def accepted(store: OperationStore, lane: str | None = None,
+             path: str = "/api/v1/orders/") -> str:
     task_id = str(uuid.uuid4())
     envelope = RequestEnvelope(task_id=task_id, owner="user:sweep", method="GET",
-                               path="/api/v1/orders/", raw_path=b"/api/v1/orders/",
+                               path=path, raw_path=path.encode(),
                                query_string=b"", headers=(), body=b"")
     asyncio.run(store.accept(task_id, "user:sweep", envelope.path, "GET",
-                             envelope=envelope.to_dict(SECRET)))
+                             envelope=envelope.to_dict(SECRET), lane=lane))
     return task_id
 
 
@@ -65,6 +69,24 @@ def test_pending_until_claimed_cancelled_or_forgotten(store: OperationStore) -> 
     assert store.cancel(cancelled, "user:sweep") == "cancelled"
     asyncio.run(store.forget(forgotten))
     assert store.client.zcard(PENDING) == 0
+
+
+def test_sweep_republishes_to_the_lane_the_record_names(store: OperationStore) -> None:
+    lanes = load_settings({"BS_ENV_FILE": "/nonexistent", "BS_ASYNC_REQUEST_LANES":
+                           '["GET ^/reports/.*$ slow", "GET ^/bulk/$ bulk"]'},
+                          django_settings=None)
+    # Accepted on `bulk` although its route is unlisted now: the record wins while the lane
+    # exists; a lane no longer configured falls back to the route's lane; no lane (a record
+    # from before lanes) is the route's lane.
+    kept = accepted(store, lane="bulk")
+    gone = accepted(store, lane="removed", path="/reports/1/")
+    old = accepted(store, path="/reports/2/")
+    for task_id in (kept, gone, old):
+        store.client.zadd(PENDING, {task_id: time.time() - 60})
+    sent = Recorder(lanes)
+    assert Sweeper(store, sent, deadline_sec=30, secret=SECRET, interval=30).sweep() == 3
+    assert dict(zip(sent.sent, sent.lanes, strict=True)) == {
+        kept: "bulk", gone: "slow", old: "slow"}
 
 
 def test_sweep_republishes_overdue_once_per_interval(store: OperationStore) -> None:

@@ -29,13 +29,29 @@ def test_worker_sets_django_up_then_runs_one_worker(calls: list[Any]) -> None:
     assert cli.main(["worker", "--settings", "myproject.settings", "--pool", "threads",
                      "--concurrency", "2", "--pythonpath", "src"]) == 0
     assert calls == [("setup_django", ("myproject.settings", ["src"]), {}),
-                     ("run_worker", ("threads", 2, None), {})]
+                     ("run_worker", ("threads", 2, None, None), {})]
 
 
 def test_workers_supervise_n(calls: list[Any]) -> None:
     assert cli.main(["workers", "--settings", "myproject.settings",
                      "--consumers-count=3"]) == 0
-    assert calls[1] == ("run_workers", (3, "prefork", 1), {"restart_delay": 1.0})
+    assert calls[1] == ("run_workers", (3, "prefork", 1),
+                        {"restart_delay": 1.0, "lanes": None})
+
+
+def test_lanes_reach_the_worker_functions(calls: list[Any]) -> None:
+    assert cli.main(["worker", "--lanes", "default,slow"]) == 0
+    assert calls[1] == ("run_worker", ("prefork", None, None, "default,slow"), {})
+    assert cli.main(["workers", "--lanes", "slow"]) == 0
+    assert calls[3][2]["lanes"] == "slow"
+
+
+def test_a_bad_lane_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "setup_django", lambda *args: None)
+    assert cli.main(["worker", "--lanes", "default,slwo"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("async-request worker: error: --lanes 'default,slwo': 'slwo' is not"), err
 
 
 def test_broker_defaults(calls: list[Any]) -> None:

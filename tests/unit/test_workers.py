@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from async_request import workers
-from async_request.settings import Settings
+from async_request.exceptions import ConfigurationError
+from async_request.settings import Settings, load_settings
 
 EXTRA = ["--pool", "solo", "--concurrency", "1"]
 
@@ -35,6 +36,25 @@ def test_worker_options() -> None:
         "-P", "threads", "-c", "4", "-n", "w1@host"]
     with pytest.raises(ValueError, match="gevent"):
         workers.worker_options("gevent")
+
+
+def lane_settings() -> Settings:
+    return load_settings({"BS_ENV_FILE": "/nonexistent", "BS_KAFKA_TOPIC_ASYNC_BG": "ar",
+                          "BS_ASYNC_REQUEST_LANES": '["GET ^/reports/.*$ slow"]'},
+                         django_settings=None)
+
+
+def test_lanes_become_the_queues_of_minus_q() -> None:
+    settings = lane_settings()
+    assert workers.worker_options("solo", lanes="slow", settings=settings) == [
+        "-P", "solo", "-Q", "ar.slow"]
+    assert workers.worker_options("solo", lanes="default, slow", settings=settings)[-1] == (
+        "ar,ar.slow")
+    with pytest.raises(ConfigurationError, match="--lanes 'fast': 'fast' is not a lane; "
+                                                 "the lanes are default, slow"):
+        workers.worker_options(lanes="fast", settings=settings)
+    with pytest.raises(ConfigurationError, match="--lanes ' ,': no lane named"):
+        workers.worker_options(lanes=" ,", settings=settings)
 
 
 class FakeApp:
@@ -75,3 +95,14 @@ def test_run_workers_supervises_count_children(monkeypatch: pytest.MonkeyPatch) 
                                   "myproject.settings", "--pool", "threads", "--concurrency", "2"]
     with pytest.raises(ValueError, match="consumers count"):
         workers.run_workers(0)
+
+
+def test_run_workers_hands_its_lanes_to_the_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[workers.Supervisor] = []
+    monkeypatch.setattr(sys, "argv", ["/srv/project/manage.py", "kafka_consumer_multiple"])
+    monkeypatch.setattr(workers.Supervisor, "run", lambda self: started.append(self))
+    workers.run_workers(2, "solo", 1, lanes="default")
+    assert started[0].command[-2:] == ["--lanes", "default"]
+    with pytest.raises(ConfigurationError, match="'nope' is not a lane"):
+        workers.run_workers(2, lanes="nope")  # refused before any child starts
+    assert len(started) == 1
