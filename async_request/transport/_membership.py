@@ -125,7 +125,7 @@ class GroupMember:
         except KafkaException as exc:
             logger.debug("kafka: resume on assign: %s", exc)
         self._watch.settled()
-        logger.debug("kafka: assigned %s", [(p.topic, p.partition) for p in partitions])
+        self._log_partitions()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._watch.joining(monotonic())
@@ -146,6 +146,13 @@ class GroupMember:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= keys
         self._lost(keys)
+        self._log_partitions()
+
+    def _log_partitions(self) -> None:
+        # at INFO: which worker holds which partition is what an operator (and
+        # bench/scaleout.py on tansu, whose DescribeGroups lists no members) needs to see
+        logger.info("kafka: partitions of this member of group %r: %s", self.options.group_id,
+                    " ".join(f"{t}[{p}]" for t, p in sorted(self.assigned)) or "none")
 
     # -- session -------------------------------------------------------------------------------
     def _rejoin_with_longer_session(self) -> None:

@@ -35,6 +35,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.partition.eof": False,
 }
 _LIBRDKAFKA_LOG = logging.getLogger("async_request.transport.librdkafka")
+#: librdkafka's `topic.metadata.refresh.interval.ms` for every client (librdkafka: 300000).
+METADATA_REFRESH_MS = 30000
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 0,
@@ -209,9 +211,12 @@ class KafkaOptions:
     def _common(self, bootstrap: str) -> dict[str, Any]:
         # librdkafka logs go to Python logging instead of raw lines on stderr. Reconnects back
         # off to 1 s at most (librdkafka: 10 s), so a broker that is back is seen within ~1 s
-        # and publishing resumes (the fail-fast answers of `_health.py` end then).
+        # and publishing resumes (the fail-fast answers of `_health.py` end then). Metadata is
+        # read again every 30 s (librdkafka: 5 min): partitions added to a live topic are
+        # then consumed (the group rebalances) and published to within 30 s.
         return {"bootstrap.servers": self.bootstrap_servers or bootstrap, "logger": _LIBRDKAFKA_LOG,
-                "reconnect.backoff.max.ms": 1000, **self.kafka_config}
+                "reconnect.backoff.max.ms": 1000,
+                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS, **self.kafka_config}
 
     def consumer_config(self, bootstrap: str) -> dict[str, Any]:
         """librdkafka config of the work consumer (group member)."""

@@ -45,6 +45,12 @@ class TopicAdmin:
         self._unreachable_timeout = unreachable_timeout or timeout
         self.health = health or Health()
         self._known: dict[str, int] = {}
+        #: When each cached count was read: counts older than the metadata refresh interval
+        #: (librdkafka's `topic.metadata.refresh.interval.ms`, which the consumers use to see
+        #: partitions added to a live topic) are read again, so publishing spreads over the
+        #: new partitions as soon as the workers consume them.
+        self._read_at: dict[str, float] = {}
+        self._max_age = int(config.get("topic.metadata.refresh.interval.ms", 300000)) / 1000
         self._lock = threading.Lock()
 
     @property
@@ -67,8 +73,17 @@ class TopicAdmin:
 
     def partitions(self, topic: str) -> int | None:
         """Partition count of `topic` (cached), or None when it does not exist."""
-        if topic in self._known:
-            return self._known[topic]
+        known = self._known.get(topic)
+        if known is not None:
+            if time.monotonic() - self._read_at.get(topic, 0.0) < self._max_age:
+                return known
+            try:  # stale: read it again (partitions may have been added)
+                return self._read_partitions(topic) or known
+            except KafkaConnectionError:  # the broker is away: the count we know still holds
+                return known
+        return self._read_partitions(topic)
+
+    def _read_partitions(self, topic: str) -> int | None:
         try:
             metadata = self._admin.list_topics(topic=topic, timeout=self._timeout)
         except KafkaException as exc:
@@ -77,15 +92,17 @@ class TopicAdmin:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             return None
+        count = len(found.partitions)
         with self._lock:
-            self._known[topic] = len(found.partitions)
-        return self._known[topic]
+            self._known[topic] = count
+            self._read_at[topic] = time.monotonic()
+        return count
 
     def ensure(self, topic: str, partitions: int, replication: int,
                config: dict[str, str]) -> int:
         """Create `topic` unless it exists; return its partition count."""
-        known = self._known.get(topic)
-        if known is not None:
+        known = self._known.get(topic) and self.partitions(topic)
+        if known:
             return known
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication,
                        config=config)
@@ -140,6 +157,7 @@ class TopicAdmin:
         """Drop `topic` from the cache (it may have vanished, e.g. a broker restart)."""
         with self._lock:
             self._known.pop(topic, None)
+            self._read_at.pop(topic, None)
 
     def delete(self, topic: str) -> None:
         """Delete `topic` (missing topics are fine)."""
