@@ -19,7 +19,7 @@ from time import monotonic
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ._group import RebalanceWatch, longer_session, stall_limit
+from ._group import BrokerGroups, RebalanceWatch, longer_session, stall_limit
 from ._offsets import PartitionKey
 from ._options import KafkaOptions
 
@@ -42,7 +42,7 @@ class GroupMember:
         self.assigned: set[PartitionKey] = set()
         #: The process ends once this connection closes (a Celery worker shutting down; set
         #: from any thread): stay in the group until `close()`, which leaves only with
-        #: `leave_group_on_shutdown`.
+        #: `leave_on_exit`.
         self.exiting = False
         self.session_rejected = False  # INVALID_SESSION_TIMEOUT seen by the fetcher
         self._session_minimum = session_minimum
@@ -51,6 +51,10 @@ class GroupMember:
         self._lost = lost
         self._session_ms = int(options.consumer_config("")["session.timeout.ms"])
         self._watch = RebalanceWatch(stall_limit(self._session_ms))
+        #: Whether an exiting worker sends a LeaveGroup: `leave_group_on_shutdown`, or what
+        #: `detect_broker` found before the first join (`_detect`).
+        self.leave_on_exit = options.leave_group_on_shutdown
+        self._detected = not options.detect_broker
 
     def subscribe(self, topics: tuple[str, ...]) -> None:
         """Be subscribed to exactly `topics` (sorted); an empty tuple unsubscribes."""
@@ -108,10 +112,28 @@ class GroupMember:
     # -- the consumer and its callbacks --------------------------------------------------------
     def _consumer(self) -> Consumer:
         if self.consumer is None:
+            self._detect()
             config = self.options.consumer_config(self.bootstrap)
             config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
             self.consumer = Consumer({**config, "error_cb": self._on_error})
         return self.consumer
+
+    def _detect(self) -> None:
+        """Once, before the first join: ask the brokers for their group settings and pick the
+        session and the shutdown behaviour for them (`BrokerGroups`)."""
+        if self._detected:
+            return
+        self._detected = True
+        groups = BrokerGroups(self._session_minimum())
+        if not self.options.session_configured:
+            self._session_ms = groups.first_session(self._session_ms)
+            self._watch.stall_after = stall_limit(self._session_ms)
+        self.leave_on_exit = groups.leaves_on_shutdown(self.options.leave_group_on_shutdown)
+        logger.info("kafka: group %r joins with session.timeout.ms=%d; a stopping worker %s "
+                    "(the broker %s its group settings)", self.options.group_id,
+                    self._session_ms, "leaves the group" if self.leave_on_exit else
+                    "does not leave the group", "reports" if groups.reports_group_config
+                    else "does not report")
 
     def _on_error(self, error: KafkaError) -> None:
         logger.warning("kafka consumer: %s", error)
@@ -182,7 +204,7 @@ class GroupMember:
     def _may_leave(self, work: Consumer) -> bool:
         """Whether this member may send its LeaveGroup now: never from an exiting worker
         unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
-        if self.exiting and not self.options.leave_group_on_shutdown:
+        if self.exiting and not self.leave_on_exit:
             return False
         return self._settle_before_leaving(work)
 
@@ -219,7 +241,7 @@ class GroupMember:
             except KafkaException as exc:  # the next owner redelivers what was not committed
                 logger.debug("kafka: commit before exit: %s", exc)
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))
-        logger.log(logging.INFO if not self.options.leave_group_on_shutdown else logging.WARNING,
+        logger.log(logging.INFO if not self.leave_on_exit else logging.WARNING,
                    "kafka: not leaving group %r (it rebalances, or leave_group_on_shutdown is "
                    "off): the broker drops this member after its session (%d ms)",
                    self.options.group_id, self._session_ms)

@@ -190,6 +190,7 @@ class KafkaOptions:
     idle_after: float = field(default=1.0, metadata=_read(_float, minimum=0.0,
                                                           allow_minimum=True))
     leave_group_on_shutdown: bool = field(default=False, metadata=_read(_bool))
+    detect_broker: bool = field(default=True, metadata=_read(_bool))
     event_exchanges: frozenset[str] = field(default=frozenset({"celeryev"}),
                                             metadata=_read(_names))
     reply_exchanges: frozenset[str] = field(default=frozenset({"reply.celery.pidbox"}),

@@ -67,11 +67,18 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``idle_after`` (1.0 s): after this long without a work record the work partitions pause and
   the exchange reader watches them instead (fewer fetches: idle worker + tansu ~2 % of a core
   instead of ~7 %); the first task after that waits ~25 ms more. 0 disables it.
-* ``leave_group_on_shutdown`` (False): a stopping Celery worker sends no LeaveGroup; the
-  broker drops it after its session (``session.timeout.ms``), as after a SIGKILL, and its
-  partitions move then. True: it leaves once its group is not rebalancing, so its partitions
-  move at once; safe on Apache Kafka, but on tansu a LeaveGroup that races a join can wedge
-  the group for good (docs/transport.md, Known issues), and a 202 must reach a result.
+* ``leave_group_on_shutdown`` (False): a stopping Celery worker sends no LeaveGroup (unless
+  ``detect_broker`` found Apache Kafka); the broker drops it after its session
+  (``session.timeout.ms``), as after a SIGKILL, and its partitions move then. True: it always
+  leaves once its group is not rebalancing, so its partitions move at once; safe on Apache
+  Kafka, but on tansu a LeaveGroup that races a join can wedge the group for good
+  (docs/transport.md, Known issues), and a 202 must reach a result.
+* ``detect_broker`` (True): before the first join, ask the brokers for their group settings
+  (DescribeConfigs). A broker that reports ``group.min.session.timeout.ms`` (Apache Kafka) is
+  joined with that minimum as the session when it is longer than ours (instead of a refused
+  join and a second one), and a stopping worker leaves its group (its partitions move at once
+  instead of after the session). A broker that reports nothing (tansu; a managed Kafka whose
+  ACLs refuse DescribeConfigs) keeps the defaults. False: the defaults everywhere.
 * ``event_exchanges`` (``["celeryev"]``): topic exchanges routed through exchange topics.
 * ``reply_exchanges`` (``["reply.celery.pidbox"]``): direct exchanges routed the same way
   (replies to remote control go to a queue only the client process has bound).
