@@ -68,6 +68,7 @@ class Outcome:
     duplicates: int
     missing: int
     partitions: list[int] = field(default_factory=list)  # partitions per worker, at start
+    finish: list[float] = field(default_factory=list)  # each worker's last end - first 202, s
 
 
 ASSIGNED = re.compile(r"partitions of this member of group '[^']*': (.*)$", re.M)
@@ -158,8 +159,11 @@ def burst(stack: Stack, base: str, token: str, records: redis.Redis,
     found = runs(records, run)
     pids = {w.process.pid: index for index, w in enumerate(workers) if w.process is not None}
     by_worker: Counter[int] = Counter()
-    for _, pid, ppid, _, _ in found:
-        by_worker[pids.get(pid, pids.get(ppid, -1))] += 1
+    last: dict[int, float] = {}
+    for _, pid, ppid, _, end in found:
+        index = pids.get(pid, pids.get(ppid, -1))
+        by_worker[index] += 1
+        last[index] = max(last.get(index, end), end)
     ends = sorted(r[4] for r in found)
     distinct = {r[0] for r in found}
     if not ends:
@@ -171,7 +175,8 @@ def burst(stack: Stack, base: str, token: str, records: redis.Redis,
         middle_rate=middle / (high - low) if high > low else float("nan"),
         shares=[by_worker.get(i, 0) for i in range(n)] + (
             [by_worker[-1]] if by_worker.get(-1) else []),
-        duplicates=len(found) - len(distinct), missing=total - len(distinct))
+        duplicates=len(found) - len(distinct), missing=total - len(distinct),
+        finish=[round(last.get(i, float("nan")) - min(accepted), 2) for i in range(n)])
 
 
 def fmt(values: list[float], digits: int = 1) -> str:
