@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ._group import BrokerGroups, RebalanceWatch, longer_session, stall_limit
 from ._offsets import PartitionKey
-from ._options import KafkaOptions
+from ._options import METADATA_REFRESH_MS, KafkaOptions
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class GroupMember:
         #: `detect_broker` found before the first join (`_detect`).
         self.leave_on_exit = options.leave_group_on_shutdown
         self._detected = not options.detect_broker
+        self._metadata_refresh_ms: int | None = None  # set for a broker that adds partitions
 
     def subscribe(self, topics: tuple[str, ...]) -> None:
         """Be subscribed to exactly `topics` (sorted); an empty tuple unsubscribes."""
@@ -115,6 +116,8 @@ class GroupMember:
             self._detect()
             config = self.options.consumer_config(self.bootstrap)
             config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
+            if self._metadata_refresh_ms is not None:
+                config["topic.metadata.refresh.interval.ms"] = self._metadata_refresh_ms
             self.consumer = Consumer({**config, "error_cb": self._on_error})
         return self.consumer
 
@@ -129,6 +132,9 @@ class GroupMember:
             self._session_ms = groups.first_session(self._session_ms)
             self._watch.stall_after = stall_limit(self._session_ms)
         self.leave_on_exit = groups.leaves_on_shutdown(self.options.leave_group_on_shutdown)
+        if groups.reports_group_config and not self.options.metadata_refresh_configured:
+            # Apache Kafka can add partitions to a live topic: rebalance onto them within 30 s
+            self._metadata_refresh_ms = METADATA_REFRESH_MS
         logger.info("kafka: group %r joins with session.timeout.ms=%d; a stopping worker %s "
                     "(the broker %s its group settings)", self.options.group_id,
                     self._session_ms, "leaves the group" if self.leave_on_exit else

@@ -35,7 +35,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.partition.eof": False,
 }
 _LIBRDKAFKA_LOG = logging.getLogger("async_request.transport.librdkafka")
-#: librdkafka's `topic.metadata.refresh.interval.ms` for every client (librdkafka: 300000).
+#: How often partition counts are read again, so that partitions added to a live topic are
+#: published to (`TopicAdmin`) and, on a broker that can add them (Apache Kafka, found by
+#: `detect_broker`), consumed: the work consumer's `topic.metadata.refresh.interval.ms`
+#: (librdkafka: 300000). tansu cannot add partitions, and its consumers keep librdkafka's.
 METADATA_REFRESH_MS = 30000
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -212,12 +215,9 @@ class KafkaOptions:
     def _common(self, bootstrap: str) -> dict[str, Any]:
         # librdkafka logs go to Python logging instead of raw lines on stderr. Reconnects back
         # off to 1 s at most (librdkafka: 10 s), so a broker that is back is seen within ~1 s
-        # and publishing resumes (the fail-fast answers of `_health.py` end then). Metadata is
-        # read again every 30 s (librdkafka: 5 min): partitions added to a live topic are
-        # then consumed (the group rebalances) and published to within 30 s.
+        # and publishing resumes (the fail-fast answers of `_health.py` end then).
         return {"bootstrap.servers": self.bootstrap_servers or bootstrap, "logger": _LIBRDKAFKA_LOG,
-                "reconnect.backoff.max.ms": 1000,
-                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS, **self.kafka_config}
+                "reconnect.backoff.max.ms": 1000, **self.kafka_config}
 
     def consumer_config(self, bootstrap: str) -> dict[str, Any]:
         """librdkafka config of the work consumer (group member)."""
@@ -267,6 +267,12 @@ class KafkaOptions:
         CreateTopics would create the topic with the broker's `num.partitions` (1)."""
         return {**self._common(bootstrap), "allow.auto.create.topics": False,
                 **self.kafka_admin_config}
+
+    @property
+    def metadata_refresh_configured(self) -> bool:
+        """True when the user set topic.metadata.refresh.interval.ms for the consumers."""
+        return "topic.metadata.refresh.interval.ms" in {**self.kafka_config,
+                                                        **self.kafka_consumer_config}
 
     @property
     def session_configured(self) -> bool:

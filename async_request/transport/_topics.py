@@ -24,6 +24,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from ._health import Health
+from ._options import METADATA_REFRESH_MS
 from .errors import KafkaChannelError, KafkaConnectionError
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,12 @@ class TopicAdmin:
         self._unreachable_timeout = unreachable_timeout or timeout
         self.health = health or Health()
         self._known: dict[str, int] = {}
-        #: When each cached count was read: counts older than the metadata refresh interval
-        #: (librdkafka's `topic.metadata.refresh.interval.ms`, which the consumers use to see
-        #: partitions added to a live topic) are read again, so publishing spreads over the
-        #: new partitions as soon as the workers consume them.
+        #: When each cached count was read: counts older than `METADATA_REFRESH_MS` (or the
+        #: configured `topic.metadata.refresh.interval.ms`) are read again, so publishing
+        #: spreads over partitions added to a live topic.
         self._read_at: dict[str, float] = {}
-        self._max_age = int(config.get("topic.metadata.refresh.interval.ms", 300000)) / 1000
+        self._max_age = int(config.get("topic.metadata.refresh.interval.ms",
+                                       METADATA_REFRESH_MS)) / 1000
         self._lock = threading.Lock()
 
     @property

@@ -128,11 +128,13 @@ def _detected(minimum: int | None, **options: Any) -> GroupMember:
 def test_on_apache_kafka_the_member_joins_with_its_minimum_and_leaves_at_shutdown() -> None:
     member = _detected(6000)
     assert (member._session_ms, member.leave_on_exit) == (6000, True)
+    assert member._metadata_refresh_ms == 30000  # partitions added to a live topic
 
 
 def test_on_tansu_the_member_keeps_the_defaults() -> None:
     member = _detected(None)
     assert (member._session_ms, member.leave_on_exit) == (1500, False)
+    assert member._metadata_refresh_ms is None  # librdkafka's; tansu adds no partitions
 
 
 def test_configured_sessions_and_disabled_detection_are_kept() -> None:
