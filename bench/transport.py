@@ -371,6 +371,13 @@ def main(argv: list[str] | None = None) -> None:
                         {"broker_url": f"kafka://{service.url}",
                          "broker_transport": "async_request.transport.kafka:Transport",
                          "broker_transport_options": {"group_id": "x"}}, kind, True))
+        if kind == "apache":  # the defaults before broker detection, for comparison
+            configs.append((f"ours on {label}, detect_broker off (tansu's defaults)",
+                            {"broker_url": f"kafka://{service.url}",
+                             "broker_transport": "async_request.transport.kafka:Transport",
+                             "broker_transport_options": {"group_id": "x",
+                                                          "detect_broker": False}},
+                            kind, True))
     if "tansu" in brokers:
         stock = f"confluentkafka://{brokers['tansu'].url}"
         configs.append(("kombu confluentkafka on tansu, tuned (research §3.4)",
