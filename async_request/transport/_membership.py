@@ -56,6 +56,9 @@ class GroupMember:
         self.leave_on_exit = options.leave_group_on_shutdown
         self._detected = not options.detect_broker
         self._metadata_refresh_ms: int | None = None  # set for a broker that adds partitions
+        #: The broker's groups survive a LeaveGroup mid-rebalance (Apache Kafka, `_detect`):
+        #: leave without first waiting for the rebalance to end.
+        self._leave_is_safe = False
 
     def subscribe(self, topics: tuple[str, ...]) -> None:
         """Be subscribed to exactly `topics` (sorted); an empty tuple unsubscribes."""
@@ -72,7 +75,7 @@ class GroupMember:
             # fetches is dropped, not acked, and redelivered to the next owner
             return
         else:
-            if not self._settle_before_leaving(consumer):
+            if not self._leave_is_safe and not self._settle_before_leaving(consumer):
                 self._warn_leaving_mid_rebalance()
             consumer.unsubscribe()
             self._watch.settled()
@@ -132,6 +135,7 @@ class GroupMember:
             self._session_ms = groups.first_session(self._session_ms)
             self._watch.stall_after = stall_limit(self._session_ms)
         self.leave_on_exit = groups.leaves_on_shutdown(self.options.leave_group_on_shutdown)
+        self._leave_is_safe = groups.reports_group_config
         if groups.reports_group_config and not self.options.metadata_refresh_configured:
             # Apache Kafka can add partitions to a live topic: rebalance onto them within 30 s
             self._metadata_refresh_ms = METADATA_REFRESH_MS
@@ -212,7 +216,7 @@ class GroupMember:
         unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
         if self.exiting and not self.leave_on_exit:
             return False
-        return self._settle_before_leaving(work)
+        return self._leave_is_safe or self._settle_before_leaving(work)
 
     def _settle_before_leaving(self, work: Consumer) -> bool:
         """Wait (bounded) until this member is not in a rebalance, so that leaving cannot

@@ -142,3 +142,12 @@ def test_configured_sessions_and_disabled_detection_are_kept() -> None:
     assert member._session_ms == 2000 and member.leave_on_exit  # the broker then says no
     member = _detected(6000, detect_broker=False)
     assert (member._session_ms, member.leave_on_exit) == (1500, False)
+
+
+def test_on_apache_kafka_an_exiting_worker_leaves_without_waiting_for_a_rebalance() -> None:
+    member = _detected(6000)
+    consumer = member.consumer = FakeConsumer()
+    member.subscribe(("t",))  # joining: a rebalance is under way
+    member.exiting = True
+    member.close()
+    assert consumer.calls == ["subscribe t", "close"]  # no wait, no abandon
