@@ -126,7 +126,8 @@ class GroupMember:
 
     def _detect(self) -> None:
         """Once, before the first join: ask the brokers for their group settings and pick the
-        session and the shutdown behaviour for them (`BrokerGroups`)."""
+        session, the shutdown behaviour and the metadata refresh for them (`BrokerGroups`).
+        A broker that cannot be asked now (down, ACLs) counts as one that reports nothing."""
         if self._detected:
             return
         self._detected = True
@@ -213,7 +214,8 @@ class GroupMember:
     # -- leaving -------------------------------------------------------------------------------
     def _may_leave(self, work: Consumer) -> bool:
         """Whether this member may send its LeaveGroup now: never from an exiting worker
-        unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
+        unless `leave_on_exit`; on a broker not known to be safe (tansu), only once its group
+        is not rebalancing."""
         if self.exiting and not self.leave_on_exit:
             return False
         return self._leave_is_safe or self._settle_before_leaving(work)
