@@ -11,14 +11,17 @@ PG_URL := $(or $(DATABASE_URL),postgresql://root@127.0.0.1:5432/test)
 # The sample on PostgreSQL: what touches the database (transport and fault tests do not differ).
 PG_TESTS ?= tests/sample tests/integration/test_e2e.py tests/integration/test_stack.py
 BENCH ?= $(wildcard bench/*.py)
-# `make test-kafka`: the tests that run against one Apache Kafka node (tools/apache_kafka.py).
-KAFKA_TESTS ?= tests/integration/transport tests/integration/test_e2e.py
+# `make test-kafka`: the tests that run against one Apache Kafka node (tools/apache_kafka.py),
+# the soak on it, and the broker failover on a 3-node cluster of its own (test_failover.py,
+# skipped by plain `make test`).
+KAFKA_TESTS ?= tests/integration/transport tests/integration/test_e2e.py \
+	tests/integration/test_soak.py tests/integration/test_failover.py
 JS := clients/js
 # The checksum of package-lock.json that node_modules was installed from (as $(STAMP) does).
 JS_STAMP := $(JS)/node_modules/.install-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run sample stop worker test test-postgres test-kafka kafka-fetch lint typecheck check \
+.PHONY: help install run sample stop worker test test-long test-postgres test-kafka kafka-fetch lint typecheck check \
 	bench test-js test-browser js-build screenshot
 
 help: ## list the targets
@@ -54,6 +57,9 @@ worker: install ## one more Celery worker in the foreground, against the running
 test: install js-build ## run the test suite (live broker, Redis, worker, web app started by fixtures)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-long: install ## the suites of minutes left out of `make test`: faults, chaos, soak, the launcher (pytest --long=only)
+	$(PY) -m pytest --long=only $(PYTEST_ARGS)
+
 test-postgres: install ## sample + end-to-end tests on PostgreSQL (DATABASE_URL, default postgresql://root@127.0.0.1:5432/test)
 	@if $(PY) -c 'import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=3).close()' \
 		'$(PG_URL)' 2>/dev/null; then \
@@ -67,7 +73,7 @@ test-postgres: install ## sample + end-to-end tests on PostgreSQL (DATABASE_URL,
 kafka-fetch: install ## fetch Apache Kafka 4.x with Maven into ~/.cache/async-request (once)
 	$(PY) tools/apache_kafka.py fetch
 
-test-kafka: kafka-fetch ## transport + end-to-end tests on Apache Kafka (AR_TEST_KAFKA=apache)
+test-kafka: kafka-fetch ## transport, end-to-end, soak and broker-failover tests on Apache Kafka (AR_TEST_KAFKA=apache)
 	AR_TEST_KAFKA=apache $(PY) -m pytest $(KAFKA_TESTS) $(PYTEST_ARGS)
 
 test-js: js-build ## the JS client's build, size check and unit tests under Node (also in `make test`)

@@ -253,7 +253,10 @@ def load_settings(
             raise ConfigurationError(f"setting {name} ({source}) = {raw!r}: {exc}") from exc
     if not values.get("broker_url"):
         servers = values.get("kafka_bootstrap_servers", Settings.kafka_bootstrap_servers)
-        values["broker_url"] = "kafka://" + ";".join(s.strip() for s in servers.split(","))
+        # One URL with the whole list (our transport parses it): a ';' list would be kombu
+        # failover alternates, and its round robin back to the first one (`kafka://h1`, a
+        # scheme) loads kombu's own confluentkafka transport, seen after a broker died.
+        values["broker_url"] = "kafka://" + ",".join(s.strip() for s in servers.split(","))
     if not values.get("secret_key"):
         values["secret_key"] = str(getattr(django_settings, "SECRET_KEY", "") or "")
     if not values.get("jwt_secret"):

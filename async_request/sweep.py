@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Any
 
 import redis
 
+from async_request._background import Loop
 from async_request.dispatch import Dispatcher
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import EnqueueError, EnvelopeError, TooLargeError
@@ -51,40 +51,26 @@ def interval_for(deadline_sec: float) -> float:
     return min(10.0, max(0.5, deadline_sec / 3))
 
 
-class Sweeper:
+class Sweeper(Loop):
     """One worker process's sweep loop over the pending set (see the module docstring)."""
+
+    thread_name = "sweep"
 
     def __init__(self, store: OperationStore, dispatcher: Dispatcher, *, deadline_sec: float,
                  secret: str, interval: float | None = None, batch: int = BATCH,
                  name: str = "sweeper") -> None:
         if deadline_sec <= 0:
             raise ValueError(f"deadline_sec must be > 0, got {deadline_sec}")
+        super().__init__(interval_for(deadline_sec) if interval is None else interval)
         self.store = store
         self.dispatcher = dispatcher
         self.deadline_sec = deadline_sec
         self.secret = secret
-        self.interval = interval_for(deadline_sec) if interval is None else interval
         self.batch = batch
         self.name = name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Run the loop in a daemon thread (idempotent)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="sweep", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep()
-            except (redis.RedisError, OSError) as exc:
-                logger.debug("sweep: Redis unreachable (%r); trying again", exc)
+    def tick(self) -> int | None:
+        return self.sweep()
 
     def sweep(self, now: float | None = None) -> int | None:
         """One sweep: None when another sweeper holds this interval, else how many ids were

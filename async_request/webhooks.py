@@ -28,15 +28,13 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import redis
-
+from async_request._background import Loop
 from async_request.exceptions import CallbackRefusedError, ConfigurationError
 from async_request.records import WEBHOOKS_DUE
 from async_request.settings import Settings
@@ -155,34 +153,20 @@ def backoff(attempt: int) -> float:
     return float(min(MAX_BACKOFF_SEC, 2 ** (attempt - 1)))
 
 
-class Deliverer:
+class Deliverer(Loop):
     """One worker process's delivery loop over the due set (see the module docstring)."""
+
+    thread_name = "webhooks"
 
     def __init__(self, store: OperationStore, settings: Settings, *,
                  interval: float = 0.5) -> None:
+        super().__init__(interval)
         self.store = store
         self.settings = settings
-        self.interval = interval
         self._claim = store.client.register_script(CLAIM_DUE)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Run the loop in a daemon thread (idempotent)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_due()
-            except (redis.RedisError, OSError) as exc:
-                logger.debug("webhooks: Redis unreachable (%r); trying again", exc)
+    def tick(self) -> int:
+        return self.run_due()
 
     def run_due(self, now: float | None = None) -> int:
         """Try every due webhook once; how many were tried."""

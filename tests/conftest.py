@@ -12,6 +12,8 @@ import importlib.util
 import os
 import secrets
 
+import pytest
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_project.settings")
 # A key of this run, not the sample's public one (which async-request warns about at start-up).
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-" + secrets.token_urlsafe(32))
@@ -40,6 +42,40 @@ from tests.live_fixtures import (  # noqa: E402,F401 - fixtures and a hook, used
     redis_url,
     stack,
 )
+
+_LONG_LEFT = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", choices=("skip", "only", "also"), default="skip",
+        help="tests marked `long` (faults, chaos, soak, the launcher: minutes each): left out "
+             "(skip, the default: `make test` stays near 10 minutes), run alone (only: `make "
+             "test-long`) or with the rest (also)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep or leave out the `long` tests as --long says; the left-out ones are deselected
+    (counted in pytest's summary line) and named at the end (`pytest_terminal_summary`)."""
+    mode = config.getoption("--long")
+    if mode == "also":
+        return
+    keep = [item for item in items if (item.get_closest_marker("long") is not None)
+            == (mode == "only")]
+    left = [item for item in items if item not in keep]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
+    config.stash[_LONG_LEFT] = len(left) if mode == "skip" else 0
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    left = config.stash.get(_LONG_LEFT, 0)
+    if left:
+        terminalreporter.write_line(
+            f"{left} long tests left out: `make test-long` (pytest --long=only) runs them",
+            yellow=True)
 
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:

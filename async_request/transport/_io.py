@@ -82,7 +82,8 @@ class KafkaIO:
         cluster is known to be away, KafkaConnectionError after `unreachable_timeout`)."""
         if wait and self.health.down:
             self.admin.ping()  # a quick metadata request: fails fast, or says it is back
-        count = self.admin.ensure(topic, partitions, self.options.replication_factor, config)
+        count = self.admin.ensure(topic, partitions, self.options.replication_factor, config,
+                                  self.options.min_insync_replicas)
         future = self.producer.send(topic, body, headers, log_errors_only=not wait,
                                     partition=self.spread.next(topic, count))
         if not wait:
@@ -111,7 +112,7 @@ class KafkaIO:
         """Add `queue` (stored in `topic`, created if missing) to the group subscription."""
         options = self.options
         self.admin.ensure(topic, options.partitions_for(queue), options.replication_factor,
-                          options.topic_config)
+                          options.topic_config, options.min_insync_replicas)
         self.work_queues[queue] = topic
         self.inbox.open(queue, work=True)
         self._subscribe()
@@ -134,7 +135,8 @@ class KafkaIO:
         binding (a reply to the request about to be sent) is never missed.
         """
         partitions = self.admin.ensure(topic, 1, self.options.replication_factor,
-                                       self.options.exchange_topic_config)
+                                       self.options.exchange_topic_config,
+                                       self.options.min_insync_replicas)
         start = self.admin.ends(topic, partitions)
         self.bound_queues.add(binding.queue)
         self.fetcher.call(lambda: self.fetcher.reader.bind(binding, topic, start))

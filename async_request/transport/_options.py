@@ -168,7 +168,8 @@ class KafkaOptions:
     num_partitions: int = field(default=4, metadata=_read(_int, minimum=1))
     queue_partitions: dict[str, int] = field(default_factory=dict,
                                              metadata=_read(_partition_counts))
-    replication_factor: int = field(default=1, metadata=_read(_int, minimum=-1))
+    replication_factor: int = field(default=0, metadata=_read(_int, minimum=-1))
+    min_insync_replicas: int = field(default=0, metadata=_read(_int, minimum=0))
     topic_config: dict[str, str] = field(default_factory=dict, metadata=_read(_str_dict))
     exchange_topic_config: dict[str, str] = field(default_factory=dict,
                                                   metadata=_read(_str_dict))

@@ -2,9 +2,16 @@
 """Topic administration: explicit creation with a metadata cache, sizes, purge, delete.
 
 Topics are created explicitly (never by broker auto-creation, which picks the broker's default
-partition count and races the first produce) and remembered, so a declare costs one metadata
+partition count and replication and races the first produce), replicated to suit the cluster
+(`replication_for`), and remembered, so a declare costs one metadata
 round trip per topic and process, not one full `list_topics()` per declare as in kombu's
 confluentkafka transport.
+
+What is remembered is dropped when the cluster was away since (`Health.outages`): a broker
+may come back without its topics (tansu keeps them in memory; a cluster rebuilt from
+scratch), and a produce to a topic it no longer knows was acknowledged by tansu without
+making the topic visible, so no consumer ever got the message. The first declare after an
+outage asks again and creates what is missing.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
+    ClusterMetadata,
     ConfigResource,
     NewTopic,
     OffsetSpec,
@@ -36,6 +44,35 @@ def _error_code(exc: BaseException) -> int | None:
     return None
 
 
+#: The most replicas `replication_for` chooses by itself; with 3, min.insync.replicas 2
+#: lets one broker die while publishes go on and nothing acknowledged is lost.
+AUTO_REPLICATION_MAX = 3
+
+
+def replication_for(brokers: int, replication: int, min_insync: int,
+                    config: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """The replication factor and topic config of a new topic on `brokers` live brokers.
+
+    `replication` 0: as many replicas as brokers, at most `AUTO_REPLICATION_MAX` (so 1 on a
+    single node or tansu); -1: the broker's default; else as given. `min_insync` 0: 2 when
+    there are 3 replicas or more (acks=all then waits for two copies and one broker may be
+    lost), else left to the broker; `min.insync.replicas` in `config` always wins.
+    """
+    if replication == 0:
+        replication = max(1, min(brokers, AUTO_REPLICATION_MAX))
+    if "min.insync.replicas" in config:
+        return replication, config
+    if min_insync == 0 and replication >= 3:
+        min_insync = 2
+    if min_insync:
+        if replication > 0 and min_insync > replication:
+            raise KafkaChannelError(
+                f"transport option 'min_insync_replicas' is {min_insync}, more than the "
+                f"replication factor {replication}: no publish could ever be acknowledged")
+        return replication, {**config, "min.insync.replicas": str(min_insync)}
+    return replication, config
+
+
 class TopicAdmin:
     """Creates and inspects topics; thread-safe; caches partition counts."""
 
@@ -46,6 +83,7 @@ class TopicAdmin:
         self._unreachable_timeout = unreachable_timeout or timeout
         self.health = health or Health()
         self._known: dict[str, int] = {}
+        self._known_since_outage = self.health.outages  # `_known` holds what was seen after it
         #: When each cached count was read: counts older than `METADATA_REFRESH_MS` (or the
         #: configured `topic.metadata.refresh.interval.ms`) are read again, so publishing
         #: spreads over partitions added to a live topic.
@@ -59,6 +97,21 @@ class TopicAdmin:
         # While the cluster is known to be away, a request waits only for a quick answer.
         return self._unreachable_timeout if self.health.down else self._connect_timeout
 
+    def _metadata(self, topic: str | None = None) -> ClusterMetadata:
+        # librdkafka sends a metadata request to one broker and fails it with _TRANSPORT when
+        # that broker's connection breaks: a node of a cluster that died or is restarting
+        # (seen: a 503 while two of three brokers served). Ask again, another broker answers;
+        # for `unreachable_timeout` at most, so a cluster that is away still fails fast.
+        deadline = time.monotonic() + min(self._timeout, self._unreachable_timeout)
+        while True:
+            try:
+                return self._admin.list_topics(topic=topic, timeout=self._timeout)
+            except KafkaException as exc:
+                if _error_code(exc) != KafkaError._TRANSPORT or time.monotonic() >= deadline:
+                    raise
+                logger.debug("kafka metadata: %s; asking again", exc)
+                time.sleep(0.05)
+
     def ping(self) -> None:
         """Raise KafkaConnectionError unless the cluster answers a metadata request (at once
         when one failed less than `unreachable_timeout` ago)."""
@@ -66,14 +119,24 @@ class TopicAdmin:
             raise KafkaConnectionError("kafka broker unreachable (a metadata request failed "
                                        f"under {self._unreachable_timeout:g}s ago)")
         try:
-            self._admin.list_topics(timeout=self._timeout)
+            self._metadata()
         except KafkaException as exc:
             self.health.mark_down()
             raise KafkaConnectionError(f"kafka broker unreachable: {exc}") from exc
         self.health.mark_up()
 
+    def _drop_if_stale(self) -> None:
+        """Forget every topic when an outage began since they were seen (module docstring)."""
+        outages = self.health.outages
+        if outages != self._known_since_outage:
+            with self._lock:
+                self._known.clear()
+                self._read_at.clear()
+                self._known_since_outage = outages
+
     def partitions(self, topic: str) -> int | None:
         """Partition count of `topic` (cached), or None when it does not exist."""
+        self._drop_if_stale()
         known = self._known.get(topic)
         if known is not None:
             if time.monotonic() - self._read_at.get(topic, 0.0) < self._max_age:
@@ -86,7 +149,7 @@ class TopicAdmin:
 
     def _read_partitions(self, topic: str) -> int | None:
         try:
-            metadata = self._admin.list_topics(topic=topic, timeout=self._timeout)
+            metadata = self._metadata(topic)
         except KafkaException as exc:
             self.health.mark_down()
             raise KafkaConnectionError(f"kafka metadata for {topic} failed: {exc}") from exc
@@ -100,11 +163,20 @@ class TopicAdmin:
         return count
 
     def ensure(self, topic: str, partitions: int, replication: int,
-               config: dict[str, str]) -> int:
-        """Create `topic` unless it exists; return its partition count."""
-        known = self._known.get(topic) and self.partitions(topic)
-        if known:
+               config: dict[str, str], min_insync: int = 0) -> int:
+        """Create `topic` unless it exists; return its partition count.
+
+        `replication` 0 and `min_insync` 0 are chosen from the cluster (`replication_for`).
+        """
+        # Metadata first (the cached count, read again when stale): after `forget` (a failed
+        # publish) the topic is there, and a CreateTopics needs the active KRaft controller,
+        # which may be the broker that just died ("Timed out waiting for controller": a 503
+        # while the topic served).
+        known = self.partitions(topic)
+        if known is not None:
             return known
+        brokers = self._brokers() if replication == 0 else 0
+        replication, config = replication_for(brokers, replication, min_insync, config)
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication,
                        config=config)
         futures = self._admin.create_topics(
@@ -131,11 +203,18 @@ class TopicAdmin:
                 raise KafkaConnectionError(f"topic {topic} not visible after creation")
             time.sleep(0.02)
 
+    def _brokers(self) -> int:
+        try:
+            return len(self._metadata().brokers)
+        except KafkaException as exc:
+            self.health.mark_down()
+            raise KafkaConnectionError(f"kafka metadata (brokers) failed: {exc}") from exc
+
     def session_timeout_minimum(self) -> int | None:
         """The brokers' `group.min.session.timeout.ms` (the largest), or None when they do
         not say (tansu answers DescribeConfigs with no entries; ACLs may refuse it)."""
         try:
-            brokers = self._admin.list_topics(timeout=self._timeout).brokers
+            brokers = self._metadata().brokers
             futures = self._admin.describe_configs(
                 [ConfigResource(ResourceType.BROKER, str(b)) for b in brokers],
                 request_timeout=self._timeout)

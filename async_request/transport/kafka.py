@@ -27,8 +27,15 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
   consumer per connection, any number of queues (topics).
 * ``num_partitions`` (4): partitions of auto-created work-queue topics; it caps how many
   workers share one queue. ``queue_partitions`` (``{}``): per-queue overrides.
-* ``replication_factor`` (1) and ``topic_config`` (``{}``): for created work-queue topics;
-  ``exchange_topic_config`` (``{}``) for exchange topics (e.g. ``{"retention.ms": "600000"}``).
+* ``replication_factor`` (0) and ``topic_config`` (``{}``): for created topics; 0 = the
+  number of brokers in the metadata, at most 3 (1 on a single node or tansu, 3 on a cluster of
+  3 or more), -1 = the broker's ``default.replication.factor`` (often 1: a cluster loses what
+  its dead broker held). ``exchange_topic_config`` (``{}``) for exchange topics
+  (e.g. ``{"retention.ms": "600000"}``).
+* ``min_insync_replicas`` (0): the ``min.insync.replicas`` of created topics, so a publish
+  (acks all) is acknowledged only once that many replicas have it; 0 = 2 on a
+  replication factor of 3 or more (one broker may die, nothing acknowledged is lost), else
+  the broker's setting. ``min.insync.replicas`` in ``topic_config`` wins.
 * ``topic_prefix`` (``""``): prepended to every topic; ``exchange_topic_prefix``
   (``"kombu.exchange."``): prepended (after ``topic_prefix``) to exchange topics.
 * ``auto_offset_reset`` (``"earliest"``): where a group with no committed offset starts.

@@ -84,8 +84,9 @@ def own_redis_db(redis_url: str, db: int) -> str:
     Taken: 2 (in-process tests, `local_redis_url`), 3 (the CLI project), 4 (the own project),
     5 (the session), 6 (the sweep, and bench/sweep.py), 10 (transport tests), 11–14 (limits,
     chaos, webhooks, soak), 15 (the push matrix); benches and tools: 7 (pipeline), 8
-    (screenshot), 9 (push), 22 and 23 (scaleout: stack, route records; transport: results,
-    Redis broker). The test Redis has 32 databases (`tools.services.start_redis`).
+    (screenshot), 9 (push), 18 (tools/failover.py), 19 (the failover test, test_failover.py),
+    22 and 23 (scaleout: stack, route records; transport: results, Redis broker).
+    The test Redis has 32 databases (`tools.services.start_redis`).
     """
     import redis
 

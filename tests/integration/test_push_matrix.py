@@ -35,7 +35,7 @@ from tests.integration.test_events_live import frames_until, sse_events, ticket
 from tests.integration.test_webhooks_live import Receiver, signature_ok, wait_calls
 from tools.services import Service
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 RESULTS = "/api/v1/async_background_response/"
 SECRET = "whsec_" + base64.b64encode(b"push-matrix-webhook-key-0123456").decode()
 TRANSPORTS = ("ws", "sse", "longpoll", "webhook")

@@ -139,6 +139,7 @@ def test_a_10s_route_with_a_1s_limit_fails_in_about_2s_and_the_next_task_runs(
     assert time.monotonic() - started < 8
 
 
+@pytest.mark.long
 def test_a_route_that_blocks_the_event_loop_still_fails_at_its_limit(
         limited: IntegrationStack, http: httpx.Client) -> None:
     limited.ensure_worker()

@@ -13,7 +13,7 @@ from tests.integration.stack import IntegrationStack, module_stack
 from tools.chaos import run_chaos
 from tools.services import Service
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 OPERATIONS = 400
 
 

@@ -14,7 +14,7 @@ from tests.integration.stack import IntegrationStack, module_stack
 from tools.services import Service
 from tools.soak import order_counter, run_soak
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")

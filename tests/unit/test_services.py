@@ -348,3 +348,14 @@ def test_a_redis_with_a_data_dir_keeps_its_data_across_a_sigkill(tmp_path: Path)
     finally:
         first.stop()
     assert data.is_dir()  # the data directory is kept at stop
+
+
+def test_the_broker_of_make_run_is_tansu_unless_kafka_says_apache(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA", raising=False)
+    assert devstack.broker_choice() == "tansu"
+    monkeypatch.setenv("KAFKA", "Apache")
+    assert devstack.broker_choice() == "apache"
+    monkeypatch.setenv("KAFKA", "redpanda")
+    with pytest.raises(devstack.StartError, match="KAFKA='redpanda'"):
+        devstack.broker_choice()

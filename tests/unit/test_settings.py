@@ -34,7 +34,7 @@ def test_environment_with_prefix_and_casts(tmp_path: Path) -> None:
         "BS_KAFKA_CONSUMER_LIFETIME_SEC": "60",
         "BS_KAFKA_AUTO_OFFSET_RESET": "Latest",
     }, django_settings=None)
-    assert settings.broker_url == "kafka://a:1;b:2"
+    assert settings.broker_url == "kafka://a:1,b:2"
     assert settings.kafka_enable_auto_commit is True
     assert settings.kafka_tasks == ("x.tasks", "y.tasks")
     assert settings.kafka_config == {"security.protocol": "SASL_SSL"}

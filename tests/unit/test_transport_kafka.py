@@ -49,6 +49,19 @@ def test_url_with_several_brokers_and_credentials() -> None:
     assert conn.as_uri().startswith("kafka://")
 
 
+def test_the_settings_broker_list_is_one_connection_with_every_broker() -> None:
+    """No kombu failover alternates: switching to one loaded kombu's own Kafka transport."""
+    from async_request.settings import load_settings
+
+    url = load_settings({"BS_KAFKA_BOOTSTRAP_SERVERS": "h1:1, h2:2,h3:3",
+                         "BS_ENV_FILE": "/nonexistent"}, django_settings=None).broker_url
+    conn = Connection(url, transport=TRANSPORT_PATH)
+    assert not conn.alt
+    conn.maybe_switch_next()
+    assert isinstance(conn.transport, Transport)
+    assert conn.transport.bootstrap == "h1:1,h2:2,h3:3"
+
+
 def test_capabilities_enable_remote_control() -> None:
     assert Transport.implements.exchange_type >= {"direct", "topic", "fanout"}
     assert Channel.supports_fanout is True
@@ -86,3 +99,19 @@ def test_a_connection_told_before_its_clients_exist_tells_them() -> None:
         assert transport.io.fetcher.member.exiting
     finally:
         transport.io.close()
+
+
+def test_an_active_declare_asks_the_broker_nothing() -> None:
+    """The count of a declare is the group's backlog (an admin request librdkafka can crash
+    on, docs/transport.md Known issues): only a passive declare asks for it. No broker
+    listens on port 1, so any request would fail."""
+    conn = Connection("kafka://127.0.0.1:1", transport=TRANSPORT_PATH,
+                      transport_options={"connect_timeout": 0.2})
+    transport = conn.transport
+    channel = Channel(transport)  # as establish_connection() does, without its ping
+    try:
+        ok = channel.queue_declare("q")
+        assert (ok.queue, ok.message_count, ok.consumer_count) == ("q", 0, 0)
+    finally:
+        channel.close()
+        conn.release()

@@ -103,7 +103,8 @@ def test_work_topics_get_num_partitions_not_the_broker_default(
 # Run in a child process: librdkafka (2.16.0 here) dereferences a NULL consumer group in the
 # admin client when ListConsumerGroupOffsets answers NOT_COORDINATOR (a restarted broker, a
 # moved coordinator), a SIGSEGV of the whole process (confluentinc/librdkafka#5040,
-# confluent-kafka-python#1982). The transport asks for it in every queue_declare (the backlog).
+# confluent-kafka-python#1982). The transport asked for it in every queue_declare (the backlog);
+# now only in passive ones (docs/transport.md, Known issues), so this may pass.
 _BROKER_DOWN = """
 import sys, time, uuid
 from kombu.exceptions import OperationalError
@@ -142,8 +143,9 @@ finally:
 
 
 @pytest.mark.xfail(reason="librdkafka SIGSEGV on NOT_COORDINATOR in ListConsumerGroupOffsets "
-                          "(confluentinc/librdkafka#5040); passes when the restarted broker "
-                          "answers COORDINATOR_LOAD_IN_PROGRESS instead", strict=False)
+                          "(confluentinc/librdkafka#5040); passed since only passive declares "
+                          "ask for offsets (2026-12-02), kept non-strict until more runs agree",
+                   strict=False)
 def test_broker_down_raises_then_recovers_in_the_same_process(kt_redis_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", _BROKER_DOWN, kt_redis_url], cwd=ROOT,
