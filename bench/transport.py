@@ -1,9 +1,11 @@
 """Benchmark our Kafka transport against kombu's stock one, Celery on Redis and raw Kafka.
 
-Plain script: `python bench/transport.py [--repeat 3]`. It starts its own tansu broker, uses
-Redis (127.0.0.1:6379 or its own) DB 11 for results and DB 12 as the Redis broker, runs every
-configuration once per round (rounds interleave configurations, so machine noise hits all
-of them alike) and prints a Markdown table of medians with (min-max) ranges.
+Plain script: `python bench/transport.py [--repeat 3] [--broker tansu] [--broker apache]`. It
+starts its own brokers (tansu by default; `--broker apache`: one Apache Kafka 4.x node,
+tools/apache_kafka.py; give both to measure our transport on each), uses Redis (127.0.0.1:6379
+or its own) DB 22 for results and DB 23 as the Redis broker, runs every configuration once per
+round (rounds interleave configurations, so machine noise hits all of them alike) and prints a
+Markdown table of medians with (min-max) ranges. kombu's stock transport runs on tansu only.
 
 Measured per Celery configuration (worker: prefork -c2, prefetch multiplier 4):
 ready (spawn to "ready."), first task (sent at "ready."), sequential `delay().get()` p50/p99,
@@ -12,7 +14,10 @@ CPU seconds they cost the worker and the servers (broker + Redis, which also hol
 the rate at which a fresh worker drains a backlog of 2000 no-ops (the worker alone), CPU% of
 worker (incl. children) + broker over 10 idle seconds (from 2 s after the last task), the
 round trip of a task sent after 2 s without tasks (median of 3), the first task after a
-SIGKILLed worker's replacement starts, and how long a warm shutdown (SIGTERM) takes.
+SIGKILLed worker's replacement starts, and how long a warm shutdown (SIGTERM) takes. Our
+transport also: the partition handover when one of two workers retires (SIGTERM to it, then 8
+tasks sent at once, spread over the 4 partitions: seconds until the last is done), without a
+LeaveGroup (the default) and with `leave_group_on_shutdown`.
 Raw: confluent-kafka produce->consume p50.
 """
 
@@ -21,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -36,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._stats import median_range, percentile  # noqa: E402
-from tools.services import ensure_redis, redis_url_with_db, start_tansu  # noqa: E402
-from tools.stack import CeleryProcess  # noqa: E402
+from tools.services import Service, ensure_redis, redis_url_with_db, start_tansu  # noqa: E402
+from tools.stack import CeleryProcess, start_broker  # noqa: E402
 
 APP = textwrap.dedent('''
     import json, os
@@ -124,6 +131,51 @@ def drain_run(conf: dict[str, Any], workdir: Path, name: str, n: int) -> float:
         client.close()
 
 
+ASSIGNED = re.compile(r"partitions of this member of group '[^']*': (.*)$", re.M)
+
+
+def holds_partitions(worker: CeleryProcess) -> bool:
+    """True when the worker's transport last logged an assignment with partitions."""
+    found = ASSIGNED.findall(worker.text())
+    return bool(found) and found[-1].strip() != "none"
+
+
+def handover_run(conf: dict[str, Any], workdir: Path, name: str, leave: bool) -> float:
+    """Seconds from SIGTERM to one of two workers until 8 tasks sent then are all done: its
+    partitions' tasks wait until the other worker owns them."""
+    from celery import Celery
+    from celery.result import ResultSet
+
+    options = {**conf["broker_transport_options"], "leave_group_on_shutdown": leave}
+    conf = fresh_names({**conf, "broker_transport_options": options},
+                       f"bt-{uuid.uuid4().hex[:8]}-handover")
+    client = Celery("bt")
+    client.conf.update(conf)
+    noop = client.signature("bt.noop")
+    queue = conf["task_default_queue"]
+    workers = [start_worker(workdir, conf, queue, workdir / f"{name}-{queue}-{i}.log")
+               for i in range(2)]
+    try:
+        for worker in workers:
+            ready(worker)
+        deadline = time.monotonic() + 60
+        while not all(holds_partitions(w) for w in workers):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"handover: both workers never held partitions ({queue})")
+            time.sleep(0.05)
+        ResultSet([noop.delay(i) for i in range(8)]).join_native(timeout=60, interval=0.005)
+        retiring = workers[0].process
+        assert retiring is not None
+        t = time.monotonic()
+        retiring.send_signal(signal.SIGTERM)
+        ResultSet([noop.delay(i) for i in range(8)]).join_native(timeout=120, interval=0.005)
+        return time.monotonic() - t
+    finally:
+        for worker in workers:
+            worker.kill()
+        client.close()
+
+
 def process_cpu(pids: list[int]) -> float:
     """User + system CPU seconds of these processes so far."""
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
@@ -143,7 +195,7 @@ def listening_pid(url: str) -> int | None:
 
 def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir: Path,
                n_seq: int, n_thru: int, kill_test: bool, n_drain: int,
-               redis_pid: int | None = None) -> dict[str, Any]:
+               redis_pid: int | None = None, handover: bool = False) -> dict[str, Any]:
     """One round of one configuration. `broker_pid`: the broker process (idle CPU);
     `redis_pid`: Redis (results, and the broker of the Redis configuration)."""
     from celery import Celery
@@ -207,6 +259,9 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
         worker.kill()
     if n_drain:
         out["drain_per_s"] = drain_run(conf, workdir, name, n_drain)
+    if handover:
+        out["handover_stay_s"] = handover_run(conf, workdir, name, leave=False)
+        out["handover_leave_s"] = handover_run(conf, workdir, name, leave=True)
     # a worker on 3 queues (the extra two stay empty), fresh queue and group: no dead members
     queue3 = f"{queue}-3q"
     conf = fresh_names(conf, queue3)
@@ -228,7 +283,7 @@ def celery_run(name: str, conf: dict[str, Any], broker_pid: int | None, workdir:
     return out
 
 
-def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
+def raw_run(bootstrap: str, n: int, kind: str = "tansu") -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -253,7 +308,8 @@ def raw_run(bootstrap: str, n: int) -> dict[str, Any]:
         if i >= 20:
             lat.append((time.perf_counter() - t) * 1000)
     consumer.close()
-    return {"config": "raw confluent-kafka (fetch.wait 5 ms)", "seq_p50_ms": percentile(lat, 50),
+    return {"config": f"raw confluent-kafka on {kind} (fetch.wait 5 ms)",
+            "seq_p50_ms": percentile(lat, 50),
             "seq_p99_ms": percentile(lat, 99)}
 
 
@@ -267,7 +323,9 @@ COLUMNS = [("ready_s", "ready s"), ("first_task_s", "first task s"),
            ("idle_cpu_pct", "idle CPU % (worker+broker)"),
            ("after_idle_ms", "first task after 2 s idle ms"),
            ("after_kill_first_task_s", "first task after kill -9 s"),
-           ("warm_shutdown_s", "warm shutdown s")]
+           ("warm_shutdown_s", "warm shutdown s"),
+           ("handover_stay_s", "handover s, no LeaveGroup"),
+           ("handover_leave_s", "handover s, LeaveGroup")]
 
 
 def fmt(values: list[float]) -> str:
@@ -292,30 +350,63 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", default=[],
                         help="run only configurations whose name contains this (repeatable)")
     parser.add_argument("--json", type=Path, help="also write raw rows as JSON lines here")
+    parser.add_argument("--broker", action="append", choices=("tansu", "apache"),
+                        help="Kafka broker(s) for our transport (repeatable; default tansu)")
+    parser.add_argument("--no-handover", action="store_true",
+                        help="skip the two handover measurements")
     args = parser.parse_args(argv)
+    kinds = list(dict.fromkeys(args.broker or ["tansu"]))
 
-    tansu = start_tansu()
+    workdir_brokers = Path(tempfile.mkdtemp(prefix="bench-transport-brokers-"))
+    brokers: dict[str, Service] = {
+        kind: start_broker(kind, workdir_brokers / f"{kind}.log") for kind in kinds}
     redis_service = ensure_redis()
-    results_url = redis_url_with_db(redis_service.url, 11)
-    redis_broker = redis_url_with_db(redis_service.url, 12)
+    results_url = redis_url_with_db(redis_service.url, 22)
+    redis_broker = redis_url_with_db(redis_service.url, 23)
     redis_pid = listening_pid(redis_service.url)
-    kafka = f"kafka://{tansu.url}"
-    configs: list[tuple[str, dict[str, Any], str, bool]] = [
-        ("ours (async_request.transport.kafka, defaults)",
-         {"broker_url": kafka, "broker_transport": "async_request.transport.kafka:Transport",
-          "broker_transport_options": {"group_id": "x"}}, "tansu", True),
-        ("kombu confluentkafka, tuned (research §3.4)",
-         {"broker_url": f"confluentkafka://{tansu.url}",
-          "broker_transport_options": STOCK_TUNED}, "tansu", False),
-        ("Celery on Redis broker", {"broker_url": redis_broker}, "redis", True),
-    ]
-    if not args.skip_stock_default:
-        configs.insert(1, ("kombu confluentkafka, defaults",
-                           {"broker_url": f"confluentkafka://{tansu.url}"}, "tansu", False))
+    configs: list[tuple[str, dict[str, Any], str, bool]] = []
+    for kind, service in brokers.items():
+        label = "tansu" if kind == "tansu" else "Apache Kafka"
+        configs.append((f"ours on {label} (async_request.transport.kafka, defaults)",
+                        {"broker_url": f"kafka://{service.url}",
+                         "broker_transport": "async_request.transport.kafka:Transport",
+                         "broker_transport_options": {"group_id": "x"}}, kind, True))
+        if kind == "apache":  # the defaults before broker detection, for comparison
+            configs.append((f"ours on {label}, detect_broker off (tansu's defaults)",
+                            {"broker_url": f"kafka://{service.url}",
+                             "broker_transport": "async_request.transport.kafka:Transport",
+                             "broker_transport_options": {"group_id": "x",
+                                                          "detect_broker": False}},
+                            kind, True))
+            # Apache Kafka answers a waiting fetch as soon as a record arrives: longer waits
+            # should cost no latency and save the empty fetches' CPU
+            configs.append((f"ours on {label}, fetch waits 500 ms",
+                            {"broker_url": f"kafka://{service.url}",
+                             "broker_transport": "async_request.transport.kafka:Transport",
+                             "broker_transport_options": {
+                                 "group_id": "x", "broadcast_fetch_wait_ms": 500,
+                                 "kafka_consumer_config": {"fetch.wait.max.ms": 500}}},
+                            kind, True))
+    if "tansu" in brokers:
+        stock = f"confluentkafka://{brokers['tansu'].url}"
+        configs.append(("kombu confluentkafka on tansu, tuned (research §3.4)",
+                        {"broker_url": stock, "broker_transport_options": STOCK_TUNED},
+                        "tansu", False))
+        if not args.skip_stock_default:
+            configs.append(("kombu confluentkafka on tansu, defaults", {"broker_url": stock},
+                            "tansu", False))
+    configs.append(("Celery on Redis broker", {"broker_url": redis_broker}, "redis", True))
     if args.only:
         configs = [c for c in configs if any(word in c[0] for word in args.only)]
     rows: list[dict[str, Any]] = []
+    alone: dict[str, float] = {}
     try:
+        time.sleep(IDLE_SETTLE)
+        for kind, service in brokers.items():  # each broker idle, no client connected yet
+            if service.process is not None:
+                c0 = process_cpu([service.process.pid])
+                time.sleep(IDLE_WINDOW)
+                alone[kind] = 100 * (process_cpu([service.process.pid]) - c0) / IDLE_WINDOW
         with tempfile.TemporaryDirectory(prefix="bench-transport-") as tmp:
             workdir = Path(tmp)
             (workdir / "btapp.py").write_text(APP)
@@ -324,30 +415,37 @@ def main(argv: list[str] | None = None) -> None:
                     conf = {**conf, "result_backend": results_url}
                     stock_default = "defaults" in name and "kombu" in name
                     n_seq = 20 if stock_default else args.n_seq
-                    if tansu.process is not None and tansu.process.poll() is not None:
+                    tansu = brokers.get("tansu")
+                    if tansu and tansu.process is not None and tansu.process.poll() is not None:
                         print("tansu died; restarting it", file=sys.stderr)
-                        tansu = start_tansu(port=int(tansu.url.rsplit(":", 1)[1]))
+                        brokers["tansu"] = start_tansu(port=int(tansu.url.rsplit(":", 1)[1]))
                     try:
-                        tansu_pid = tansu.process.pid if tansu.process else None
-                        row = celery_run(name, conf,
-                                         tansu_pid if broker == "tansu" else redis_pid,
+                        service = brokers.get(broker)
+                        broker_pid = (service.process.pid if service and service.process
+                                      else redis_pid)
+                        row = celery_run(name, conf, broker_pid,
                                          workdir, n_seq, args.n_thru, kill_test,
-                                         0 if stock_default else args.n_drain, redis_pid)
+                                         0 if stock_default else args.n_drain, redis_pid,
+                                         handover=name.startswith("ours")
+                                         and not args.no_handover)
                     except Exception as exc:  # noqa: BLE001 - record the failure, keep going
                         row = {"config": name, "error": repr(exc)[:300]}
                     row["round"] = round_
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
-                rows.append({**raw_run(tansu.url, 200), "round": round_})
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                for kind, service in brokers.items():
+                    rows.append({**raw_run(service.url, 200, kind), "round": round_})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     finally:
-        tansu.stop()
+        for service in brokers.values():
+            service.stop()
         redis_service.stop()
     if args.json:
         args.json.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     names = list(dict.fromkeys(r["config"] for r in rows))
     print(f"\n{args.repeat} round(s); median (min–max). Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cores.\n")
+          f"{os.cpu_count()} cores. Idle CPU of each broker alone (no client, "
+          f"{IDLE_WINDOW:g} s): " + ", ".join(f"{k} {v:.1f} %" for k, v in alone.items()) + "\n")
     print("| configuration | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name in names:

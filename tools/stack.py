@@ -51,40 +51,54 @@ class StartError(RuntimeError):
 
 @contextlib.contextmanager
 def private_stack(name: str, redis_db: int, root: Path = ROOT,
-                  database_url: str | None = None) -> Iterator[Stack]:
-    """A throw-away stack for benchmarks: own tansu and temp dir, Redis DB `redis_db` flushed.
+                  database_url: str | None = None, broker: str = "tansu",
+                  extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A throw-away stack for benchmarks: own broker and temp dir, Redis DB `redis_db` flushed.
 
     `root`: the source tree whose `celery_app.py`, `sample_project/` and `async_request/` the
     stack's processes run (another checkout of the project, for a before/after comparison).
     `database_url`: the sample's database (PostgreSQL); default a fresh SQLite file. The stack
     is migrated; the caller starts the web app and workers it needs; `stack.backing` holds the
-    broker and Redis. Everything is stopped on exit.
+    broker and Redis. `broker`: "tansu", or "apache" for one Apache Kafka node
+    (tools/apache_kafka.py). `extra_env`: more environment for the stack's processes.
+    Everything is stopped on exit.
     """
     import tempfile
 
     import redis
 
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    broker = start_tansu(log_path=workdir / "kafka.log")
+    broker_service = start_broker(broker, workdir / "kafka.log")
     redis_service = ensure_redis(log_path=workdir / "redis.log")
     redis_url = redis_url_with_db(redis_service.url, redis_db)
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
-    stack = Stack(kafka=broker.url, redis_url=redis_url, log_dir=workdir / "logs",
+    stack = Stack(kafka=broker_service.url, redis_url=redis_url, log_dir=workdir / "logs",
                   database_url=database_url,
                   sqlite_path=None if database_url else workdir / "db.sqlite3",
                   # One bench user sends every request: no per-owner in-flight cap (429s).
                   extra_env={"BS_KAFKA_TOPIC_ASYNC_BG": name, "BS_KAFKA_GROUP_ID": name,
-                             "BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0"},
-                  root=root, backing=[broker, redis_service])
+                             "BS_ASYNC_REQUEST_MAX_INFLIGHT_PER_OWNER": "0", **(extra_env or {})},
+                  root=root, backing=[broker_service, redis_service])
     try:
         stack.migrate()
         yield stack
     finally:
         stack.stop()
-        broker.stop()
+        broker_service.stop()
         redis_service.stop()
+
+
+def start_broker(kind: str, log_path: Path) -> Service:
+    """A broker of our own: "tansu" (no Java) or "apache" (one Apache Kafka 4.x node)."""
+    if kind == "tansu":
+        return start_tansu(log_path=log_path)
+    if kind == "apache":
+        from tools.apache_kafka import start_single
+
+        return start_single(log_path=log_path)
+    raise ValueError(f"broker {kind!r}: use 'tansu' or 'apache'")
 
 
 def tail(path: Path | None, lines: int = 40) -> str:

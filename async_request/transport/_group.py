@@ -11,7 +11,8 @@ the next step of `SESSION_LADDER`. A session the user configured is never change
 Rebalances that never end. tansu keeps naming a group leader that left (LeaveGroup) while the
 group was rebalancing; only the leader can complete the rebalance, so no member ever gets
 partitions again and no client sees an error (group study, tansu `Inner<Forming>::leave`; the
-rebalance state is otherwise healthy). The member avoids being that leader: it leaves only
+rebalance state is otherwise healthy). `BrokerGroups` tells the brokers apart. The member avoids
+being that leader: it leaves only
 when it is not rebalancing (`RebalanceWatch.rebalancing`); a worker process that
 exits while its group rebalances skips the LeaveGroup and lets its session expire (eviction
 clears the leader); and it reports a member that stays in a rebalance far longer than any
@@ -24,6 +25,38 @@ from dataclasses import dataclass
 
 #: Sessions to try, in order, when the broker refuses ours and does not say its minimum.
 SESSION_LADDER = (6000, 10000, 30000, 45000)
+
+
+@dataclass(frozen=True)
+class BrokerGroups:
+    """What the brokers said about their consumer groups before the first join (`detect_broker`).
+
+    Apache Kafka (and brokers built like it) answer DescribeConfigs with their
+    `group.min.session.timeout.ms`; tansu answers with no entries, and a managed Kafka may
+    refuse the request (ACLs). Only a broker that reports its group settings is taken for one
+    whose groups are safe to leave: tansu's wedge after a LeaveGroup (module docstring) is the
+    reason the defaults are what they are, and an unknown broker keeps them.
+    """
+
+    session_minimum_ms: int | None  # None: the broker did not say
+
+    @property
+    def reports_group_config(self) -> bool:
+        """True for Apache Kafka: it enforces a session minimum and said which."""
+        return self.session_minimum_ms is not None
+
+    def first_session(self, default_ms: int) -> int:
+        """The session to join with: ours, or the broker's minimum when that is longer (the
+        broker would refuse ours with INVALID_SESSION_TIMEOUT and we would join again)."""
+        if self.session_minimum_ms is not None and self.session_minimum_ms > default_ms:
+            return self.session_minimum_ms
+        return default_ms
+
+    def leaves_on_shutdown(self, forced: bool) -> bool:
+        """Whether a stopping worker sends its LeaveGroup: when configured to, or when the
+        broker is one whose groups survive it (its partitions then move at once instead of
+        after a session)."""
+        return forced or self.reports_group_config
 
 
 def longer_session(current_ms: int, broker_minimum_ms: int | None) -> int | None:

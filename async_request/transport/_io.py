@@ -21,6 +21,7 @@ from ._inbox import Inbox
 from ._offsets import Delivery
 from ._options import KafkaOptions
 from ._producer import DeliveryProducer
+from ._spread import Spread
 from ._topics import TopicAdmin
 from ._wakeup import Wakeup
 from .errors import DeliveryFailed, KafkaConnectionError, PublishTimeout
@@ -43,6 +44,7 @@ class KafkaIO:
         self._admin: TopicAdmin | None = None
         self._lock = threading.Lock()  # creation of the lazy producer/admin only
         self.health = health_for(bootstrap)
+        self.spread = Spread()
 
     @property
     def admin(self) -> TopicAdmin:
@@ -80,9 +82,10 @@ class KafkaIO:
         cluster is known to be away, KafkaConnectionError after `unreachable_timeout`)."""
         if wait and self.health.down:
             self.admin.ping()  # a quick metadata request: fails fast, or says it is back
-        self.admin.ensure(topic, partitions, self.options.replication_factor, config,
-                          self.options.min_insync_replicas)
-        future = self.producer.send(topic, body, headers, log_errors_only=not wait)
+        count = self.admin.ensure(topic, partitions, self.options.replication_factor, config,
+                                  self.options.min_insync_replicas)
+        future = self.producer.send(topic, body, headers, log_errors_only=not wait,
+                                    partition=self.spread.next(topic, count))
         if not wait:
             return
         try:

@@ -19,9 +19,9 @@ from time import monotonic
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ._group import RebalanceWatch, longer_session, stall_limit
+from ._group import BrokerGroups, RebalanceWatch, longer_session, stall_limit
 from ._offsets import PartitionKey
-from ._options import KafkaOptions
+from ._options import METADATA_REFRESH_MS, KafkaOptions
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class GroupMember:
         self.assigned: set[PartitionKey] = set()
         #: The process ends once this connection closes (a Celery worker shutting down; set
         #: from any thread): stay in the group until `close()`, which leaves only with
-        #: `leave_group_on_shutdown`.
+        #: `leave_on_exit`.
         self.exiting = False
         self.session_rejected = False  # INVALID_SESSION_TIMEOUT seen by the fetcher
         self._session_minimum = session_minimum
@@ -51,6 +51,14 @@ class GroupMember:
         self._lost = lost
         self._session_ms = int(options.consumer_config("")["session.timeout.ms"])
         self._watch = RebalanceWatch(stall_limit(self._session_ms))
+        #: Whether an exiting worker sends a LeaveGroup: `leave_group_on_shutdown`, or what
+        #: `detect_broker` found before the first join (`_detect`).
+        self.leave_on_exit = options.leave_group_on_shutdown
+        self._detected = not options.detect_broker
+        self._metadata_refresh_ms: int | None = None  # set for a broker that adds partitions
+        #: The broker's groups survive a LeaveGroup mid-rebalance (Apache Kafka, `_detect`):
+        #: leave without first waiting for the rebalance to end.
+        self._leave_is_safe = False
 
     def subscribe(self, topics: tuple[str, ...]) -> None:
         """Be subscribed to exactly `topics` (sorted); an empty tuple unsubscribes."""
@@ -67,7 +75,7 @@ class GroupMember:
             # fetches is dropped, not acked, and redelivered to the next owner
             return
         else:
-            if not self._settle_before_leaving(consumer):
+            if not self._leave_is_safe and not self._settle_before_leaving(consumer):
                 self._warn_leaving_mid_rebalance()
             consumer.unsubscribe()
             self._watch.settled()
@@ -108,10 +116,35 @@ class GroupMember:
     # -- the consumer and its callbacks --------------------------------------------------------
     def _consumer(self) -> Consumer:
         if self.consumer is None:
+            self._detect()
             config = self.options.consumer_config(self.bootstrap)
             config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
+            if self._metadata_refresh_ms is not None:
+                config["topic.metadata.refresh.interval.ms"] = self._metadata_refresh_ms
             self.consumer = Consumer({**config, "error_cb": self._on_error})
         return self.consumer
+
+    def _detect(self) -> None:
+        """Once, before the first join: ask the brokers for their group settings and pick the
+        session, the shutdown behaviour and the metadata refresh for them (`BrokerGroups`).
+        A broker that cannot be asked now (down, ACLs) counts as one that reports nothing."""
+        if self._detected:
+            return
+        self._detected = True
+        groups = BrokerGroups(self._session_minimum())
+        if not self.options.session_configured:
+            self._session_ms = groups.first_session(self._session_ms)
+            self._watch.stall_after = stall_limit(self._session_ms)
+        self.leave_on_exit = groups.leaves_on_shutdown(self.options.leave_group_on_shutdown)
+        self._leave_is_safe = groups.reports_group_config
+        if groups.reports_group_config and not self.options.metadata_refresh_configured:
+            # Apache Kafka can add partitions to a live topic: rebalance onto them within 30 s
+            self._metadata_refresh_ms = METADATA_REFRESH_MS
+        logger.info("kafka: group %r joins with session.timeout.ms=%d; a stopping worker %s "
+                    "(the broker %s its group settings)", self.options.group_id,
+                    self._session_ms, "leaves the group" if self.leave_on_exit else
+                    "does not leave the group", "reports" if groups.reports_group_config
+                    else "does not report")
 
     def _on_error(self, error: KafkaError) -> None:
         logger.warning("kafka consumer: %s", error)
@@ -125,7 +158,7 @@ class GroupMember:
         except KafkaException as exc:
             logger.debug("kafka: resume on assign: %s", exc)
         self._watch.settled()
-        logger.debug("kafka: assigned %s", [(p.topic, p.partition) for p in partitions])
+        self._log_partitions()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._watch.joining(monotonic())
@@ -146,6 +179,13 @@ class GroupMember:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= keys
         self._lost(keys)
+        self._log_partitions()
+
+    def _log_partitions(self) -> None:
+        # at INFO: which worker holds which partition is what an operator (and
+        # bench/scaleout.py on tansu, whose DescribeGroups lists no members) needs to see
+        logger.info("kafka: partitions of this member of group %r: %s", self.options.group_id,
+                    " ".join(f"{t}[{p}]" for t, p in sorted(self.assigned)) or "none")
 
     # -- session -------------------------------------------------------------------------------
     def _rejoin_with_longer_session(self) -> None:
@@ -174,10 +214,11 @@ class GroupMember:
     # -- leaving -------------------------------------------------------------------------------
     def _may_leave(self, work: Consumer) -> bool:
         """Whether this member may send its LeaveGroup now: never from an exiting worker
-        unless `leave_group_on_shutdown`, and only once its group is not rebalancing."""
-        if self.exiting and not self.options.leave_group_on_shutdown:
+        unless `leave_on_exit`; on a broker not known to be safe (tansu), only once its group
+        is not rebalancing."""
+        if self.exiting and not self.leave_on_exit:
             return False
-        return self._settle_before_leaving(work)
+        return self._leave_is_safe or self._settle_before_leaving(work)
 
     def _settle_before_leaving(self, work: Consumer) -> bool:
         """Wait (bounded) until this member is not in a rebalance, so that leaving cannot
@@ -212,7 +253,7 @@ class GroupMember:
             except KafkaException as exc:  # the next owner redelivers what was not committed
                 logger.debug("kafka: commit before exit: %s", exc)
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))
-        logger.log(logging.INFO if not self.options.leave_group_on_shutdown else logging.WARNING,
+        logger.log(logging.INFO if not self.leave_on_exit else logging.WARNING,
                    "kafka: not leaving group %r (it rebalances, or leave_group_on_shutdown is "
                    "off): the broker drops this member after its session (%d ms)",
                    self.options.group_id, self._session_ms)

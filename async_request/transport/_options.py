@@ -35,6 +35,11 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.partition.eof": False,
 }
 _LIBRDKAFKA_LOG = logging.getLogger("async_request.transport.librdkafka")
+#: How often partition counts are read again, so that partitions added to a live topic are
+#: published to (`TopicAdmin`) and, on a broker that can add them (Apache Kafka, found by
+#: `detect_broker`), consumed: the work consumer's `topic.metadata.refresh.interval.ms`
+#: (librdkafka: 300000). tansu cannot add partitions, and its consumers keep librdkafka's.
+METADATA_REFRESH_MS = 30000
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 0,
@@ -189,6 +194,7 @@ class KafkaOptions:
     idle_after: float = field(default=1.0, metadata=_read(_float, minimum=0.0,
                                                           allow_minimum=True))
     leave_group_on_shutdown: bool = field(default=False, metadata=_read(_bool))
+    detect_broker: bool = field(default=True, metadata=_read(_bool))
     event_exchanges: frozenset[str] = field(default=frozenset({"celeryev"}),
                                             metadata=_read(_names))
     reply_exchanges: frozenset[str] = field(default=frozenset({"reply.celery.pidbox"}),
@@ -262,6 +268,12 @@ class KafkaOptions:
         CreateTopics would create the topic with the broker's `num.partitions` (1)."""
         return {**self._common(bootstrap), "allow.auto.create.topics": False,
                 **self.kafka_admin_config}
+
+    @property
+    def metadata_refresh_configured(self) -> bool:
+        """True when the user set topic.metadata.refresh.interval.ms for the consumers."""
+        return "topic.metadata.refresh.interval.ms" in {**self.kafka_config,
+                                                        **self.kafka_consumer_config}
 
     @property
     def session_configured(self) -> bool:

@@ -99,8 +99,11 @@ class DeliveryProducer:
 
     def send(self, topic: str, value: bytes,
              headers: list[tuple[str, str | bytes | None]] | None = None,
-             log_errors_only: bool = False) -> Future[tuple[int, int]]:
-        """Produce one record; the Future resolves when the broker acknowledged it."""
+             log_errors_only: bool = False,
+             partition: int | None = None) -> Future[tuple[int, int]]:
+        """Produce one record (to `partition`, else where librdkafka's partitioner puts a
+        record without a key: a random partition); the Future resolves when the broker
+        acknowledged it."""
         future: Future[tuple[int, int]] = Future()
 
         def delivered(error: KafkaError | None, message: Message) -> None:
@@ -116,7 +119,11 @@ class DeliveryProducer:
                     future.set_exception(DeliveryFailed(f"{topic}: {error.str()}"))
 
         try:
-            self._producer.produce(topic, value, headers=headers, on_delivery=delivered)
+            if partition is None:
+                self._producer.produce(topic, value, headers=headers, on_delivery=delivered)
+            else:
+                self._producer.produce(topic, value, partition=partition, headers=headers,
+                                       on_delivery=delivered)
         except BufferError as exc:  # local queue full: the broker has been away for a while
             raise KafkaConnectionError(f"kafka producer queue is full: {exc}") from exc
         except KafkaException as exc:  # from librdkafka (e.g. unknown topic, too large)

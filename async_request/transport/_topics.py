@@ -32,6 +32,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from ._health import Health
+from ._options import METADATA_REFRESH_MS
 from .errors import KafkaChannelError, KafkaConnectionError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,12 @@ class TopicAdmin:
         self.health = health or Health()
         self._known: dict[str, int] = {}
         self._known_since_outage = self.health.outages  # `_known` holds what was seen after it
+        #: When each cached count was read: counts older than `METADATA_REFRESH_MS` (or the
+        #: configured `topic.metadata.refresh.interval.ms`) are read again, so publishing
+        #: spreads over partitions added to a live topic.
+        self._read_at: dict[str, float] = {}
+        self._max_age = int(config.get("topic.metadata.refresh.interval.ms",
+                                       METADATA_REFRESH_MS)) / 1000
         self._lock = threading.Lock()
 
     @property
@@ -124,13 +131,23 @@ class TopicAdmin:
         if outages != self._known_since_outage:
             with self._lock:
                 self._known.clear()
+                self._read_at.clear()
                 self._known_since_outage = outages
 
     def partitions(self, topic: str) -> int | None:
         """Partition count of `topic` (cached), or None when it does not exist."""
         self._drop_if_stale()
-        if topic in self._known:
-            return self._known[topic]
+        known = self._known.get(topic)
+        if known is not None:
+            if time.monotonic() - self._read_at.get(topic, 0.0) < self._max_age:
+                return known
+            try:  # stale: read it again (partitions may have been added)
+                return self._read_partitions(topic) or known
+            except KafkaConnectionError:  # the broker is away: the count we know still holds
+                return known
+        return self._read_partitions(topic)
+
+    def _read_partitions(self, topic: str) -> int | None:
         try:
             metadata = self._metadata(topic)
         except KafkaException as exc:
@@ -139,9 +156,11 @@ class TopicAdmin:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             return None
+        count = len(found.partitions)
         with self._lock:
-            self._known[topic] = len(found.partitions)
-        return self._known[topic]
+            self._known[topic] = count
+            self._read_at[topic] = time.monotonic()
+        return count
 
     def ensure(self, topic: str, partitions: int, replication: int,
                config: dict[str, str], min_insync: int = 0) -> int:
@@ -149,13 +168,11 @@ class TopicAdmin:
 
         `replication` 0 and `min_insync` 0 are chosen from the cluster (`replication_for`).
         """
-        self._drop_if_stale()
-        known = self._known.get(topic)
-        if known is None:
-            # Metadata first: after `forget` (a failed publish) the topic is there, and a
-            # CreateTopics needs the active KRaft controller, which may be the broker that just
-            # died ("Timed out waiting for controller": a 503 while the topic served).
-            known = self.partitions(topic)
+        # Metadata first (the cached count, read again when stale): after `forget` (a failed
+        # publish) the topic is there, and a CreateTopics needs the active KRaft controller,
+        # which may be the broker that just died ("Timed out waiting for controller": a 503
+        # while the topic served).
+        known = self.partitions(topic)
         if known is not None:
             return known
         brokers = self._brokers() if replication == 0 else 0
@@ -220,6 +237,7 @@ class TopicAdmin:
         """Drop `topic` from the cache (it may have vanished, e.g. a broker restart)."""
         with self._lock:
             self._known.pop(topic, None)
+            self._read_at.pop(topic, None)
 
     def delete(self, topic: str) -> None:
         """Delete `topic` (missing topics are fine)."""

@@ -74,11 +74,18 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``idle_after`` (1.0 s): after this long without a work record the work partitions pause and
   the exchange reader watches them instead (fewer fetches: idle worker + tansu ~2 % of a core
   instead of ~7 %); the first task after that waits ~25 ms more. 0 disables it.
-* ``leave_group_on_shutdown`` (False): a stopping Celery worker sends no LeaveGroup; the
-  broker drops it after its session (``session.timeout.ms``), as after a SIGKILL, and its
-  partitions move then. True: it leaves once its group is not rebalancing, so its partitions
-  move at once; safe on Apache Kafka, but on tansu a LeaveGroup that races a join can wedge
-  the group for good (docs/transport.md, Known issues), and a 202 must reach a result.
+* ``leave_group_on_shutdown`` (False): a stopping Celery worker sends no LeaveGroup (unless
+  ``detect_broker`` found Apache Kafka); the broker drops it after its session
+  (``session.timeout.ms``), as after a SIGKILL, and its partitions move then. True: it always
+  leaves once its group is not rebalancing, so its partitions move at once; safe on Apache
+  Kafka, but on tansu a LeaveGroup that races a join can wedge the group for good
+  (docs/transport.md, Known issues), and a 202 must reach a result.
+* ``detect_broker`` (True): before the first join, ask the brokers for their group settings
+  (DescribeConfigs). A broker that reports ``group.min.session.timeout.ms`` (Apache Kafka) is
+  joined with that minimum as the session when it is longer than ours (instead of a refused
+  join and a second one), and a stopping worker leaves its group (its partitions move at once
+  instead of after the session). A broker that reports nothing (tansu; a managed Kafka whose
+  ACLs refuse DescribeConfigs) keeps the defaults. False: the defaults everywhere.
 * ``event_exchanges`` (``["celeryev"]``): topic exchanges routed through exchange topics.
 * ``reply_exchanges`` (``["reply.celery.pidbox"]``): direct exchanges routed the same way
   (replies to remote control go to a queue only the client process has bound).
@@ -90,9 +97,13 @@ the dead member is gone and leads at once), ``heartbeat.interval.ms`` 500, ``gro
 classic, assignment ``range,roundrobin``, ``fetch.wait.max.ms`` 5 (tansu answers an empty
 fetch only after about half of it; 0 never returns data and is rejected), ``linger.ms`` 0,
 ``acks`` all,
-``socket.nagle.disable``. A broker that refuses the 1500 ms session (Apache Kafka:
-``group.min.session.timeout.ms``, 6000 by default) answers INVALID_SESSION_TIMEOUT; the consumer
-then rejoins with the broker's minimum (DescribeConfigs) or 6000, 10000, 30000, 45000 in turn,
+``socket.nagle.disable``. On a broker that reports its ``group.min.session.timeout.ms``
+(``detect_broker``: Apache Kafka, 6000 by default) the work consumer joins with that minimum
+and reads metadata every 30 s (``topic.metadata.refresh.interval.ms``; librdkafka's 5 min
+elsewhere), so partitions added to a live topic are consumed within 30 s; publishers read a
+topic's partition count again every 30 s and put records on its partitions round-robin. A
+broker that refuses the session anyway answers INVALID_SESSION_TIMEOUT; the consumer then
+rejoins with the broker's minimum (DescribeConfigs) or 6000, 10000, 30000, 45000 in turn,
 unless ``session.timeout.ms`` was configured (then the error is logged and left to you).
 
 Threads and event loop

@@ -85,7 +85,8 @@ def own_redis_db(redis_url: str, db: int) -> str:
     5 (the session), 6 (the sweep, and bench/sweep.py), 10 (transport tests), 11–14 (limits,
     chaos, webhooks, soak), 15 (the push matrix), 16 (lanes), 19 (the failover test,
     test_failover.py); benches and tools: 7 (pipeline), 8 (screenshot), 9 (push), 17
-    (bench/lanes.py), 18 (tools/failover.py). The test Redis has 32 databases
+    (bench/lanes.py), 18 (tools/failover.py), 22 and 23 (bench/scaleout.py: stack, route
+    records; bench/transport.py: results, Redis broker). The test Redis has 32 databases
     (`tools.services.start_redis`).
     """
     import redis

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from async_request.transport._group import (
     SESSION_LADDER,
+    BrokerGroups,
     RebalanceWatch,
     longer_session,
     stall_limit,
@@ -39,3 +40,19 @@ def test_watch_reports_a_rebalance_that_does_not_end_then_every_interval() -> No
     assert watch.overdue(120.0) == 20.0
     watch.settled()
     assert not watch.rebalancing and watch.overdue(500.0) is None
+
+
+def test_a_broker_that_reports_its_group_settings_is_joined_as_apache_kafka() -> None:
+    kafka = BrokerGroups(session_minimum_ms=6000)
+    assert kafka.reports_group_config
+    assert kafka.first_session(1500) == 6000  # not a refused join first
+    assert kafka.first_session(10000) == 10000
+    assert kafka.leaves_on_shutdown(forced=False)  # partitions move at once
+
+
+def test_a_broker_that_reports_nothing_keeps_the_tansu_safe_defaults() -> None:
+    tansu = BrokerGroups(session_minimum_ms=None)  # tansu, or DescribeConfigs refused
+    assert not tansu.reports_group_config
+    assert tansu.first_session(1500) == 1500
+    assert not tansu.leaves_on_shutdown(forced=False)
+    assert tansu.leaves_on_shutdown(forced=True)

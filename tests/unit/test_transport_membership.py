@@ -115,3 +115,39 @@ def test_an_exiting_worker_leaves_when_configured_to() -> None:
     member.exiting = True
     member.close()
     assert consumer.calls[-1] == "close"
+
+
+def _detected(minimum: int | None, **options: Any) -> GroupMember:
+    opts = KafkaOptions.from_transport_options(options)
+    member = GroupMember(opts, "h:1", lambda: minimum, apply_acks=lambda: None,
+                         gained=lambda keys: None, lost=lambda keys: None)
+    member._detect()
+    return member
+
+
+def test_on_apache_kafka_the_member_joins_with_its_minimum_and_leaves_at_shutdown() -> None:
+    member = _detected(6000)
+    assert (member._session_ms, member.leave_on_exit) == (6000, True)
+    assert member._metadata_refresh_ms == 30000  # partitions added to a live topic
+
+
+def test_on_tansu_the_member_keeps_the_defaults() -> None:
+    member = _detected(None)
+    assert (member._session_ms, member.leave_on_exit) == (1500, False)
+    assert member._metadata_refresh_ms is None  # librdkafka's; tansu adds no partitions
+
+
+def test_configured_sessions_and_disabled_detection_are_kept() -> None:
+    member = _detected(6000, kafka_consumer_config={"session.timeout.ms": 2000})
+    assert member._session_ms == 2000 and member.leave_on_exit  # the broker then says no
+    member = _detected(6000, detect_broker=False)
+    assert (member._session_ms, member.leave_on_exit) == (1500, False)
+
+
+def test_on_apache_kafka_an_exiting_worker_leaves_without_waiting_for_a_rebalance() -> None:
+    member = _detected(6000)
+    consumer = member.consumer = FakeConsumer()
+    member.subscribe(("t",))  # joining: a rebalance is under way
+    member.exiting = True
+    member.close()
+    assert consumer.calls == ["subscribe t", "close"]  # no wait, no abandon

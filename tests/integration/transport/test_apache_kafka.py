@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from tests.integration.transport.conftest import ROOT, Cluster
 from tools.services import Service
@@ -30,14 +32,56 @@ def _partitions(broker: str, topic: str) -> int:
     return len(metadata.topics[topic].partitions)
 
 
-def test_the_default_session_is_refused_and_the_worker_rejoins_with_6000(
+def test_the_worker_joins_with_the_brokers_minimum_session_and_leaves_at_shutdown(
         cluster: Cluster) -> None:
+    # detect_broker: Apache Kafka reports group.min.session.timeout.ms (6000)
+    worker = cluster.worker(pool="solo", concurrency=1)
+    worker.wait_ready()
+    app = cluster.app()
+    assert app.send_task("kt.noop", args=["x"]).get(timeout=60) == "x"
+    assert "joins with session.timeout.ms=6000; a stopping worker leaves the group" in (
+        worker.text())
+    assert "INVALID_SESSION_TIMEOUT" not in worker.text()
+    worker.term(timeout=30)
+    assert "not leaving group" not in worker.text()
+
+
+def test_without_detection_the_default_session_is_refused_and_the_worker_rejoins_with_6000(
+        cluster: Cluster) -> None:
+    cluster.options = {"detect_broker": False}
     worker = cluster.worker(pool="solo", concurrency=1)
     worker.wait_ready()
     app = cluster.app()
     assert app.send_task("kt.noop", args=["x"]).get(timeout=60) == "x"
     assert "INVALID_SESSION_TIMEOUT" in worker.text()
     assert "rejoining with 6000" in worker.text()
+
+
+def test_partitions_added_to_a_live_topic_are_published_to_and_consumed(
+        cluster: Cluster, kafka: Service) -> None:
+    # the metadata refresh (30 s by default) shortened so the test does not wait for it
+    cluster.options = {"num_partitions": 2,
+                       "kafka_config": {"topic.metadata.refresh.interval.ms": 1000}}
+    worker = cluster.worker(pool="solo", concurrency=1)
+    worker.wait_ready()
+    app = cluster.app()
+    assert app.send_task("kt.noop", args=["before"]).get(timeout=60) == "before"
+    topic = cluster.names.queue
+    admin = AdminClient({"bootstrap.servers": kafka.url})
+    admin.create_partitions([NewPartitions(topic, 4)])[topic].result(30)
+    worker.wait_for(f"{topic}[3]", 60)  # the group rebalanced onto the new partitions
+    time.sleep(1.5)  # the client's partition count is read again after the refresh interval
+    tags = [f"after-{i}" for i in range(8)]
+    for tag in tags:
+        app.send_task("kt.noop", args=[tag])
+    cluster.wait_marks("done", set(tags), 60)
+    consumer = Consumer({"bootstrap.servers": kafka.url, "group.id": "kt-watermarks"})
+    try:
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in (2, 3)]
+    finally:
+        consumer.close()
+    assert all(end >= 2 for end in ends), ends  # round-robin reached the new partitions
 
 
 def test_a_configured_session_below_the_minimum_is_never_changed(cluster: Cluster) -> None:
