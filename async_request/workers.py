@@ -30,8 +30,21 @@ logger = logging.getLogger(__name__)
 #: and each replacement is a rebalance of a few seconds, and on tansu a group whose membership
 #: changes every ~2 s (3 workers living 5-8 s) wedged within minutes (docs/transport.md).
 SHORT_LIFETIME_SEC = 60
-#: Celery worker pools that work with our transport.
-POOLS = ("prefork", "threads", "solo")
+#: Celery worker pools that work with our transport; `asyncio` is ours (pool.py).
+POOLS = ("prefork", "threads", "solo", "asyncio")
+#: Our pools by name, with their dotted paths: Celery's `-P` takes only its own names, so
+#: they go as `-P custom` with the path in CELERY_CUSTOM_WORKER_POOL (Celery's hook for it).
+OWN_POOLS = {"asyncio": "async_request.pool:AsyncioPool"}
+CUSTOM_POOL_ENV = "CELERY_CUSTOM_WORKER_POOL"
+
+
+def celery_pool(pool: str) -> tuple[str, dict[str, str]]:
+    """Celery's `-P` value for `pool` (one of POOLS) and the environment a worker needs for it."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    if pool in OWN_POOLS:
+        return "custom", {CUSTOM_POOL_ENV: OWN_POOLS[pool]}
+    return pool, {}
 
 
 def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> float:
@@ -135,9 +148,8 @@ def single_worker_command(extra: Sequence[str] = ()) -> list[str]:
 def worker_options(pool: str = "prefork", concurrency: int | None = None,
                    hostname: str | None = None) -> list[str]:
     """Celery worker options for a pool (one of POOLS), a concurrency and a node name."""
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
-    argv = ["-P", pool]
+    name, _ = celery_pool(pool)
+    argv = ["-P", name]
     if concurrency:
         argv += ["-c", str(concurrency)]
     if hostname:
@@ -148,6 +160,12 @@ def worker_options(pool: str = "prefork", concurrency: int | None = None,
 def run_worker(pool: str = "prefork", concurrency: int | None = None,
                hostname: str | None = None) -> None:
     """Run one worker of the project's Celery app here (`kafka_consumer_single`)."""
+    _, env = celery_pool(pool)
+    if env:  # Celery read the variable when it was imported: tell its table too
+        from celery.concurrency import ALIASES
+
+        os.environ.update(env)
+        ALIASES["custom"] = env[CUSTOM_POOL_ENV]
     run_single_worker(get_celery_app(), get_settings(),
                       worker_options(pool, concurrency, hostname))
 
