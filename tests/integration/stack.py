@@ -84,7 +84,8 @@ def own_redis_db(redis_url: str, db: int) -> str:
     Taken: 2 (in-process tests, `local_redis_url`), 3 (the CLI project), 4 (the own project),
     5 (the session), 6 (the sweep, and bench/sweep.py), 10 (transport tests), 11–14 (limits,
     chaos, webhooks, soak), 15 (the push matrix), 20–21 (the asyncio pool); benches and
-    tools: 7 (pipeline), 8 (screenshot), 9 (push). The test Redis has 32 databases (`tools.services.start_redis`).
+    tools: 7 (pipeline), 8 (screenshot), 9 (push). The test Redis has 32 databases
+    (`tools.services.start_redis`).
     """
     import redis
 
