@@ -6,9 +6,10 @@ notifying an owner. 0.2 s, doubling, at most 5 s between tries.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 logger = logging.getLogger(__name__)
@@ -31,4 +32,20 @@ def retry(call: Callable[[], T], *, what: str, errors: tuple[type[BaseException]
                 raise
             logger.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_SEC)
+
+
+async def aretry(call: Callable[[], Awaitable[T]], *, what: str,
+                 errors: tuple[type[BaseException], ...], deadline_sec: float) -> T:
+    """`retry` for a coroutine function: awaits `call()`, sleeping without blocking the loop."""
+    deadline = time.monotonic() + deadline_sec
+    delay = FIRST_DELAY_SEC
+    while True:
+        try:
+            return await call()
+        except errors as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_DELAY_SEC)

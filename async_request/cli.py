@@ -1,7 +1,7 @@
 """`async-request`: the package's command line; no manage.py needed (a FastAPI-only project).
 
     async-request broker  [--host 127.0.0.1] [--port 9092]
-    async-request worker  --settings myproject.settings [--pool prefork|threads|solo]
+    async-request worker  --settings myproject.settings [--pool prefork|threads|solo|asyncio]
                           [--concurrency N] [--hostname NAME] [--lanes a,b]
     async-request workers --settings myproject.settings [--consumers-count 2]
                           [--restart-delay-sec 1.0] [--pool prefork] [--concurrency 1]

@@ -13,6 +13,7 @@ other's task ids).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from async_request._loop import run
-from async_request._retry import retry
+from async_request._retry import aretry, retry
 from async_request.auth import Owner
 
 if TYPE_CHECKING:
@@ -98,15 +99,15 @@ def logged(owner: Owner | str, task_id: str, status: str,
 
 
 async def arecord(owner: Owner, task_id: str, status: str,
-                  error: str | None = None) -> int | None:
-    """`record` from async code (the web app)."""
+                  error: str | None = None, progress: dict[str, Any] | None = None) -> int | None:
+    """`record` from async code (the web app, the asyncio pool)."""
     from async_request.events import event_log
     from async_request.store import get_store
 
     try:
         return await event_log().aappend(get_store().aclient(), owner, task_id,
-                                         event_data(task_id, status, error=error),
-                                         once=status)
+                                         event_data(task_id, status, progress, error=error),
+                                         once=None if progress is not None else status)
     except _LAYER_DOWN as exc:
         logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
         return None
@@ -157,5 +158,33 @@ async def apublish(owner: Owner, task_id: str, status: str, *,
                                                                error=error))
     except _LAYER_DOWN as exc:
         logger.warning("could not notify %s about task %s: %r", owner, task_id, exc)
+        return False
+    return True
+
+
+async def anotify(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
+                  progress: dict[str, Any] | None = None, error: str | None = None,
+                  timeout_sec: float = 30, seq: int | None = None) -> bool:
+    """`publish` from a coroutine on the worker's loop (the asyncio pool): the same log,
+    retries and give-up rules, without a hop to another thread."""
+    global _warned_no_layer
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        if not _warned_no_layer:
+            logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
+            _warned_no_layer = True
+        return False
+    if seq is None:
+        seq = await arecord(owner, task_id, status, error, progress)
+    message = layer_message(task_id, status, progress, seq=seq, error=error)
+    try:
+        await aretry(lambda: asyncio.wait_for(layer.group_send(group_for(owner), message),
+                                              timeout_sec),
+                     what=f"notify {owner} about {task_id}", errors=_LAYER_DOWN,
+                     deadline_sec=deadline_sec)
+    except _LAYER_DOWN as exc:
+        logger.error("gave up notifying %s about task %s: %r", owner, task_id, exc)
         return False
     return True

@@ -77,6 +77,10 @@ logger = logging.getLogger(__name__)
 
 #: Errors that mean "Redis is not reachable now" (retried), as opposed to a wrong command.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+#: A claim of an operation that runs elsewhere polls again after this long.
+CLAIM_POLL_SEC = 0.1
+#: How long an outcome's write is retried while Redis is unreachable.
+END_DEADLINE_SEC = 600
 
 
 def _without_password(url: str) -> str:
@@ -257,33 +261,43 @@ class OperationStore:
         - Running elsewhere (lease alive): wait until that run ends or its lease expires.
         - `unknown`: no record (withdrawn after a failed publish, or expired).
         """
+        keys, args = self.claim_call(task_id, worker, event)
+        while True:
+            args[2] = repr(time.time())
+            claim = self.claim_answer(self._retry(
+                lambda: self._script("CLAIM")(keys=keys, args=args), "claim task"))
+            if claim is not None:
+                return claim
+            time.sleep(CLAIM_POLL_SEC)  # busy: poll until that run ends or its lease expires
+
+    def claim_call(self, task_id: str, worker: str,
+                   event: Append | None) -> tuple[list[str], list[Any]]:
+        """The CLAIM script's keys and args (args[2], the time, is set on each try)."""
         keys = [op_key(task_id), lease_key(task_id), PENDING]
         args: list[Any] = [worker, int(self.lease_sec * 1000), "", done_channel(task_id),
                            task_id]
         if event is not None:
             keys += event.keys
             args += [event.owner, *event.args]
-        while True:
-            args[2] = repr(time.time())
-            action, attempts, owner, payload, seq = self._retry(
-                lambda: self._script("CLAIM")(keys=keys, args=args), "claim task")
-            action = action.decode() if isinstance(action, bytes) else action
-            owner = owner.decode() if isinstance(owner, bytes) else owner
-            payload = payload.decode() if isinstance(payload, bytes) else payload
-            if action == "busy":  # poll until that run ends or its lease expires
-                time.sleep(0.1)
-                continue
-            if action == "run":
-                return Claim("resume" if int(attempts) > 1 else "run", owner, int(attempts),
-                             seq=int(seq) or None)
-            if action == "done":
-                return Claim("done", owner, int(attempts),
-                             result=json.loads(unseal(payload, self.secret)))
-            if action == "failed":
-                return Claim("failed", owner, int(attempts), error=payload)
-            if action == "cancelled":
-                return Claim("cancelled", owner, int(attempts), error=payload)
-            return Claim("unknown")
+        return keys, args
+
+    def claim_answer(self, answer: Any) -> Claim | None:
+        """The Claim a CLAIM answer means; None for `busy` (the caller polls again)."""
+        action, attempts, owner, payload, seq = (
+            item.decode() if isinstance(item, bytes) else item for item in answer)
+        if action == "busy":
+            return None
+        if action == "run":
+            return Claim("resume" if int(attempts) > 1 else "run", owner, int(attempts),
+                         seq=int(seq) or None)
+        if action == "done":
+            return Claim("done", owner, int(attempts),
+                         result=json.loads(unseal(payload, self.secret)))
+        if action == "failed":
+            return Claim("failed", owner, int(attempts), error=payload)
+        if action == "cancelled":
+            return Claim("cancelled", owner, int(attempts), error=payload)
+        return Claim("unknown")
 
     def _script(self, name: str) -> Any:
         if name not in self._scripts:
@@ -383,9 +397,7 @@ class OperationStore:
                event: Append | None = None) -> int | None:
         """Record a completed run with its result; retried until Redis takes it. With `event`
         (its terminal event), logged in the same call: its seq (None: not logged, see _end)."""
-        return self._end(task_id, {"state": "completed",
-                                   "result": seal(json.dumps(result).encode(), self.secret)},
-                         event)
+        return self._end(task_id, self.completed_fields(result, self.secret), event)
 
     def fail(self, task_id: str, error: str, event: Append | None = None) -> int | None:
         """Record a failed run (timeout, interrupted, the app could not be loaded, ...); `event`
@@ -415,6 +427,20 @@ class OperationStore:
         When the stored owner is not the one `event` names (or there is no event), its
         in-flight slot is given back here and the caller logs the event for the stored owner.
         """
+        keys, args = self.end_call(task_id, fields, event)
+
+        def write() -> tuple[int, str]:
+            seq, owner = self.end_answer(self._script("TERMINAL")(keys=keys, args=args))
+            if owner and not seq:
+                self.client.zrem(inflight_key(owner), task_id)
+            return seq, owner
+
+        seq, _ = self._retry(write, "store the outcome", deadline_sec=END_DEADLINE_SEC)
+        return seq or None
+
+    def end_call(self, task_id: str, fields: dict[str, str],
+                 event: Append | None) -> tuple[list[str], list[Any]]:
+        """The TERMINAL script's keys and args for the outcome `fields` and `event`."""
         now = time.time()
         record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}
         keys = [op_key(task_id), gone_key(task_id), lease_key(task_id), body_key(task_id),
@@ -427,16 +453,19 @@ class OperationStore:
             keys += [inflight_key(event.owner), *event.keys]
             args += [event.owner, *event.args]
         args += [item for pair in record.items() for item in pair]
+        return keys, args
 
-        def write() -> tuple[int, str]:
-            seq, owner = self._script("TERMINAL")(keys=keys, args=args)
-            owner = owner.decode() if isinstance(owner, bytes) else str(owner)
-            if owner and not seq:
-                self.client.zrem(inflight_key(owner), task_id)
-            return int(seq), owner
+    @staticmethod
+    def end_answer(answer: Any) -> tuple[int, str]:
+        """(seq, stored owner) of a TERMINAL answer; seq 0 when the event was not logged (the
+        caller then gives the owner's in-flight slot back, see `_end`)."""
+        seq, owner = answer
+        return int(seq), owner.decode() if isinstance(owner, bytes) else str(owner)
 
-        seq, _ = self._retry(write, "store the outcome", deadline_sec=600)
-        return seq or None
+    @staticmethod
+    def completed_fields(result: dict[str, Any], secret: str) -> dict[str, str]:
+        """The outcome fields of a completed run (its result sealed)."""
+        return {"state": "completed", "result": seal(json.dumps(result).encode(), secret)}
 
     def _retry(self, call: Any, what: str, deadline_sec: float = 120) -> Any:
         try:

@@ -31,11 +31,24 @@ logger = logging.getLogger(__name__)
 #: and each replacement is a rebalance of a few seconds, and on tansu a group whose membership
 #: changes every ~2 s (3 workers living 5-8 s) wedged within minutes (docs/transport.md).
 SHORT_LIFETIME_SEC = 60
-#: Celery worker pools that work with our transport.
-POOLS = ("prefork", "threads", "solo")
+#: Celery worker pools that work with our transport; `asyncio` is ours (pool.py).
+POOLS = ("prefork", "threads", "solo", "asyncio")
+#: Our pools by name, with their dotted paths: Celery's `-P` takes only its own names, so
+#: they go as `-P custom` with the path in CELERY_CUSTOM_WORKER_POOL (Celery's hook for it).
+OWN_POOLS = {"asyncio": "async_request.pool:AsyncioPool"}
+CUSTOM_POOL_ENV = "CELERY_CUSTOM_WORKER_POOL"
 #: The help of every command's `--lanes`.
 LANES_HELP = ("lanes to serve, comma separated (`default` and those of ASYNC_REQUEST_LANES); "
               "default: every lane")
+
+
+def celery_pool(pool: str) -> tuple[str, dict[str, str]]:
+    """Celery's `-P` value for `pool` (one of POOLS) and the environment a worker needs for it."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    if pool in OWN_POOLS:
+        return "custom", {CUSTOM_POOL_ENV: OWN_POOLS[pool]}
+    return pool, {}
 
 
 def lifetime_seconds(settings: Settings, rng: random.Random | None = None) -> float:
@@ -144,9 +157,8 @@ def worker_options(pool: str = "prefork", concurrency: int | None = None,
 
     Raises ValueError for an unknown pool, ConfigurationError for a name that is no lane.
     """
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
-    argv = ["-P", pool]
+    name, _ = celery_pool(pool)
+    argv = ["-P", name]
     if concurrency:
         argv += ["-c", str(concurrency)]
     if hostname:
@@ -161,6 +173,12 @@ def run_worker(pool: str = "prefork", concurrency: int | None = None,
                hostname: str | None = None, lanes: str | None = None) -> None:
     """Run one worker of the project's Celery app here (`kafka_consumer_single`), serving
     `lanes` (`a,b`; None: every lane)."""
+    _, env = celery_pool(pool)
+    if env:  # Celery read the variable when it was imported: tell its table too
+        from celery.concurrency import ALIASES
+
+        os.environ.update(env)
+        ALIASES["custom"] = env[CUSTOM_POOL_ENV]
     settings = get_settings()
     run_single_worker(get_celery_app(), settings,
                       worker_options(pool, concurrency, hostname, lanes, settings))

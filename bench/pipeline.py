@@ -24,6 +24,11 @@ always this one. A comparison table with the ratios current/baseline follows the
 
     .venv/bin/python bench/pipeline.py [--repeat 3] [--seq 200] [--e2e 100] [--burst 1000]
                                        [--pool prefork] [--idle 15] [--baseline REV]
+                                       [--pools asyncio:32,prefork:2,threads:8]
+
+`--pools` measures the current tree once per pool (`pool:concurrency`; `asyncio` is ours,
+async_request/pool.py), interleaved with each other and with `--baseline` (which runs `--pool`
+and `--concurrency`), and prints each against the baseline (or against the first pool).
 """
 
 from __future__ import annotations
@@ -240,7 +245,7 @@ def probes(stack: Stack, web: Service, worker: Service) -> list[Probe]:
 @contextlib.contextmanager
 def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
     """A fresh private stack running the code of `root`, with its web app and one worker."""
-    with private_stack("bench-pipeline", redis_db=7, root=root,
+    with private_stack("bench-pipeline", redis_db=getattr(args, "redis_db", 7), root=root,
                        database_url=os.environ.get("DATABASE_URL") or None) as stack:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
@@ -299,10 +304,16 @@ def main() -> int:
                         help="seconds of idle CPU measured after each burst")
     parser.add_argument("--pool", default="prefork", help="worker pool (celery -P)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
+    parser.add_argument("--pools", metavar="POOL:C,...",
+                        help="measure the current tree with each pool (e.g. asyncio:32,"
+                             "prefork:2,threads:8), interleaved with each other and the baseline")
+    parser.add_argument("--redis-db", type=int, default=7, help="Redis database of the stacks")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure this git revision, interleaved (see above)")
     args = parser.parse_args()
 
+    if args.pools:
+        return compare_pools(args)
     current = Tree(current_label(), ROOT)
     if args.baseline is None:  # one stack for all runs
         with running_stack(ROOT, args) as target:
@@ -322,6 +333,43 @@ def main() -> int:
             *details(baseline, PATH, args.burst, args.clients), "",
             "### current / baseline (median [min–max] of the rounds)", "",
             *comparison(current, baseline)]
+    print("\n".join(rows))
+    return 0
+
+
+def pool_spec(text: str) -> tuple[str, int]:
+    """'asyncio:32' → ('asyncio', 32); a bare pool name keeps --concurrency's default of 2."""
+    pool, _, concurrency = text.partition(":")
+    return pool, int(concurrency or 2)
+
+
+def compare_pools(args: argparse.Namespace) -> int:
+    """`--pools`: the current tree with each pool, and `--baseline` (with --pool and
+    --concurrency) when given, all interleaved (the order turns round each round); each
+    variant against the reference (the baseline, else the first pool)."""
+    variants: list[tuple[Tree, argparse.Namespace]] = []
+    for spec in args.pools.split(","):
+        pool, concurrency = pool_spec(spec)
+        variant = argparse.Namespace(**{**vars(args), "pool": pool, "concurrency": concurrency})
+        variants.append((Tree(f"{current_label()} -P {pool} -c {concurrency}", ROOT), variant))
+    with contextlib.ExitStack() as stack:
+        if args.baseline:
+            path = stack.enter_context(checkout(args.baseline))
+            label = (f"baseline ({git('rev-parse', '--short', args.baseline)}) -P {args.pool} "
+                     f"-c {args.concurrency}")
+            variants.append((Tree(label, path), args))
+        for run in range(args.repeat):
+            order = variants if run % 2 == 0 else variants[::-1]
+            for tree, variant in order:
+                run_round(tree, variant, f"round {run + 1}/{args.repeat}, {tree.label}")
+    reference = variants[-1][0] if args.baseline else variants[0][0]
+    rows: list[str] = []
+    for tree, _ in variants:
+        rows += [*details(tree, PATH, args.burst, args.clients), ""]
+    for tree, _ in variants:
+        if tree is not reference:
+            rows += [f"### {tree.label} / {reference.label} (median [min–max] of the rounds)",
+                     "", *comparison(tree, reference), ""]
     print("\n".join(rows))
     return 0
 

@@ -248,9 +248,13 @@ class Stack:
                      extra_args: Sequence[str] = (), timeout: float = 90) -> CeleryProcess:
         """A Celery worker (events on); ready when its log says `ready.`."""
         name = self.unique_name("worker")
+        env = self.env()
+        if pool == "asyncio":  # ours: Celery's -P takes it as `custom` (async_request/workers.py)
+            pool = "custom"
+            env["CELERY_CUSTOM_WORKER_POOL"] = "async_request.pool:AsyncioPool"
         args = ["worker", "-E", "-l", "INFO", "-P", pool, "-c", str(concurrency),
                 "-n", f"{name}@%h", *extra_args]
-        worker = CeleryProcess.start(name, CELERY_APP, args, self._log(name), self.env(),
+        worker = CeleryProcess.start(name, CELERY_APP, args, self._log(name), env,
                                      cwd=self.root)
         self.services.append(worker)
         worker.wait_ready(timeout, interval=0.2)

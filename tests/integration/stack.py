@@ -84,9 +84,10 @@ def own_redis_db(redis_url: str, db: int) -> str:
     Taken: 2 (in-process tests, `local_redis_url`), 3 (the CLI project), 4 (the own project),
     5 (the session), 6 (the sweep, and bench/sweep.py), 10 (transport tests), 11–14 (limits,
     chaos, webhooks, soak), 15 (the push matrix), 16 (lanes), 19 (the failover test,
-    test_failover.py); benches and tools: 7 (pipeline), 8 (screenshot), 9 (push), 17
-    (bench/lanes.py), 18 (tools/failover.py), 22 and 23 (bench/scaleout.py: stack, route
-    records; bench/transport.py: results, Redis broker). The test Redis has 32 databases
+    test_failover.py), 20–21 (the asyncio pool); benches and tools: 7 (pipeline), 8
+    (screenshot), 9 (push), 17 (bench/lanes.py), 18 (tools/failover.py), 22 and 23
+    (bench/scaleout.py: stack, route records; bench/transport.py: results, Redis broker).
+    The test Redis has 32 databases
     (`tools.services.start_redis`).
     """
     import redis
@@ -102,13 +103,16 @@ def own_redis_db(redis_url: str, db: int) -> str:
 
 @contextlib.contextmanager
 def module_stack(kafka: str, redis_url: str, workdir: Path, db: int,
-                 env: dict[str, str]) -> Iterator[IntegrationStack]:
+                 env: dict[str, str], *,
+                 worker: tuple[str, int] = ("prefork", 2)) -> Iterator[IntegrationStack]:
     """A started stack of a test module's own: the session's broker, its own Redis database
-    (`own_redis_db`), work directory, consumer group and settings (`env`); stopped after."""
+    (`own_redis_db`), work directory, consumer group and settings (`env`), its default worker
+    of `worker` (pool, concurrency); stopped after."""
     stack = IntegrationStack(kafka=kafka, redis_url=own_redis_db(redis_url, db),
                              workdir=workdir,
                              database_url=os.environ.get("DATABASE_URL") or None,
                              extra_env=env)
+    stack._worker_options = (*worker, ())
     try:
         stack.start()
         yield stack
@@ -162,7 +166,8 @@ class IntegrationStack:
         self._stack.migrate()
         self.web = self._stack.start_web()
         self.base_url = self.web.url
-        self.worker = self.start_worker()
+        pool, concurrency, extra = self._worker_options
+        self.worker = self.start_worker(pool, concurrency, extra)
 
     def restart_web(self) -> None:
         """Stop the web server and start it again on the same port (clients see it go away)."""

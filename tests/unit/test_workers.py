@@ -57,6 +57,18 @@ def test_lanes_become_the_queues_of_minus_q() -> None:
         workers.worker_options(lanes=" ,", settings=settings)
 
 
+def test_the_asyncio_pool_goes_to_celery_as_its_custom_pool() -> None:
+    """Celery's -P takes only its own names: ours is `custom`, its path in the environment."""
+    assert workers.worker_options("asyncio", 32) == ["-P", "custom", "-c", "32"]
+    assert workers.celery_pool("asyncio") == (
+        "custom", {"CELERY_CUSTOM_WORKER_POOL": "async_request.pool:AsyncioPool"})
+    assert workers.celery_pool("threads") == ("threads", {})
+    from celery.utils.imports import symbol_by_name
+
+    from async_request.pool import AsyncioPool
+    assert symbol_by_name(workers.OWN_POOLS["asyncio"]) is AsyncioPool
+
+
 class FakeApp:
     def __init__(self) -> None:
         self.argv: list[str] = []
