@@ -74,7 +74,7 @@ kafka-fetch: install ## fetch Apache Kafka 4.x with Maven into ~/.cache/async-re
 	$(PY) tools/apache_kafka.py fetch
 
 test-kafka: kafka-fetch ## transport, end-to-end, soak and broker-failover tests on Apache Kafka (AR_TEST_KAFKA=apache)
-	AR_TEST_KAFKA=apache $(PY) -m pytest $(KAFKA_TESTS) $(PYTEST_ARGS)
+	AR_TEST_KAFKA=apache $(PY) -m pytest --long=also $(KAFKA_TESTS) $(PYTEST_ARGS)
 
 test-js: js-build ## the JS client's build, size check and unit tests under Node (also in `make test`)
 	node --test $(JS)/test/
