@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # `python tools/failover.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.apache_kafka import KafkaCluster, start_cluster, version  # noqa: E402
-from tools.soak import RESULTS  # noqa: E402
+from tools.soak import collect_outcomes  # noqa: E402
 from tools.stack import Stack  # noqa: E402
 
 REDIS_DB = 18
@@ -250,28 +250,9 @@ def run_failover(stack: Stack, cluster: KafkaCluster, base_url: str, token: str,
     say(f"burst sent in {time.monotonic() - started:.0f}s: {report.accepted} accepted, "
         f"{report.unavailable} 503; waiting for results")
     pending = set(accepted)
-    deadline = time.monotonic() + settle_timeout
-    with httpx.Client(base_url=base_url, timeout=30) as http:
-        while pending and time.monotonic() < deadline:
-            if _exited(stack):
-                break  # the web app or a worker died: what is pending now stays so
-            for task_id in list(pending):
-                try:
-                    response = http.get(RESULTS.format(task_id),
-                                        headers={"authorization": f"Bearer {token}"})
-                except httpx.HTTPError:
-                    break
-                if response.status_code != 200:
-                    continue
-                pending.discard(task_id)
-                body = response.json()
-                if body["state"] == "completed" and body["status"] == 201:
-                    report.completed += 1
-                else:
-                    report.failed += 1
-                    report.failures.append(f"{task_id}: {body}")
-            if pending:
-                time.sleep(1)
+    # the web app or a worker died: what is pending then stays so
+    collect_outcomes(base_url, token, pending, report, settle_timeout,
+                     stop=lambda: bool(_exited(stack)))
     report.lost = len(pending)
     report.exited = _exited(stack)
     every = _orders(stack)

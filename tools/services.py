@@ -183,9 +183,10 @@ def start_redis(port: int | None = None, log_path: Path | None = None,
                 data_dir: Path | None = None) -> Service:
     """Start a private redis-server and wait until it answers.
 
-    With `data_dir` it keeps an append-only file there (`appendfsync everysec`: every write
+    With `data_dir` it keeps an append-only file there (`appendfsync everysec`: a write
     reaches the kernel before the reply, so a SIGKILLed server loses nothing and a crash of
-    the machine at most a second), and a server started again on that directory has every
+    the machine at most a second; only while a slow disk's fsync is in progress does Redis
+    postpone writes, up to 2 s), and a server started again on that directory has every
     operation and result accepted before: what `make run` does. Without it, nothing is kept
     (tests and benchmarks, in a temporary directory removed at stop).
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -45,6 +46,41 @@ class SoakReport:
                 f" / lost {self.lost} / side effects {self.side_effects} / duplicated "
                 f"{self.duplicated} / refused {self.refused} / kills {self.kills} / "
                 f"{self.seconds:.0f}s")
+
+
+class Outcomes(Protocol):
+    """What `collect_outcomes` counts into (the soak's and the failover's reports)."""
+
+    completed: int
+    failed: int
+    failures: list[str]
+
+
+def collect_outcomes(base_url: str, token: str, pending: set[str], report: Outcomes,
+                     timeout: float, stop: Callable[[], bool] = lambda: False) -> None:
+    """Read the result of every operation in `pending` (order creations) until none is left,
+    `timeout` passed or `stop()` says the stack broke: a 201 counts as completed, anything
+    else as failed (named in `report.failures`); what never ended stays in `pending`."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        while pending and time.monotonic() < deadline and not stop():
+            for task_id in list(pending):
+                try:
+                    response = http.get(RESULTS.format(task_id),
+                                        headers={"authorization": f"Bearer {token}"})
+                except httpx.HTTPError:  # the web app went away: look again next round
+                    break
+                if response.status_code != 200:
+                    continue
+                pending.discard(task_id)
+                body = response.json()
+                if body["state"] == "completed" and body["status"] == 201:
+                    report.completed += 1
+                else:
+                    report.failed += 1
+                    report.failures.append(f"{task_id}: {body}")
+            if pending:
+                time.sleep(1)
 
 
 def run_soak(base_url: str, token: str, *, requests: int, clients: int,
@@ -98,23 +134,7 @@ def run_soak(base_url: str, token: str, *, requests: int, clients: int,
     sending.clear()
     report.accepted = len(accepted)
     pending = set(accepted)
-    deadline = time.monotonic() + settle_timeout
-    with httpx.Client(base_url=base_url, timeout=30) as http:
-        while pending and time.monotonic() < deadline:
-            for task_id in list(pending):
-                response = http.get(RESULTS.format(task_id),
-                                    headers={"authorization": f"Bearer {token}"})
-                if response.status_code != 200:
-                    continue
-                pending.discard(task_id)
-                body = response.json()
-                if body["state"] == "completed" and body["status"] == 201:
-                    report.completed += 1
-                else:
-                    report.failed += 1
-                    report.failures.append(f"{task_id}: {body}")
-            if pending:
-                time.sleep(1)
+    collect_outcomes(base_url, token, pending, report, settle_timeout)
     report.lost = len(pending)
     report.side_effects, distinct = count_orders(accepted)
     report.duplicated = report.side_effects - distinct
