@@ -122,14 +122,8 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
 
     Returns False when no channel layer is configured (warned once) or the deadline passed.
     """
-    global _warned_no_layer
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
+    layer = _configured_layer()
     if layer is None:
-        if not _warned_no_layer:
-            logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
-            _warned_no_layer = True
         return False
     if seq is None:
         seq = record(owner, task_id, status, progress, error)
@@ -142,6 +136,19 @@ def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 12
         logger.error("gave up notifying %s about task %s: %r", owner, task_id, exc)
         return False
     return True
+
+
+def _configured_layer() -> Any:
+    """The channel layer, or None when CHANNEL_LAYERS names none (warned once per process:
+    notifications are off, everything else works)."""
+    global _warned_no_layer
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None and not _warned_no_layer:
+        logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
+        _warned_no_layer = True
+    return layer
 
 
 async def apublish(owner: Owner, task_id: str, status: str, *,
@@ -167,14 +174,8 @@ async def anotify(owner: Owner, task_id: str, status: str, *, deadline_sec: floa
                   timeout_sec: float = 30, seq: int | None = None) -> bool:
     """`publish` from a coroutine on the worker's loop (the asyncio pool): the same log,
     retries and give-up rules, without a hop to another thread."""
-    global _warned_no_layer
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
+    layer = _configured_layer()
     if layer is None:
-        if not _warned_no_layer:
-            logger.warning("no channel layer configured (CHANNEL_LAYERS): notifications are off")
-            _warned_no_layer = True
         return False
     if seq is None:
         seq = await arecord(owner, task_id, status, error, progress)
