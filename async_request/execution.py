@@ -248,17 +248,24 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
     return {"task_id": task_id, "state": "completed", "status": result.status}
 
 
+def check_resume(envelope: RequestEnvelope, claim: Claim, settings: Settings) -> None:
+    """A run after one that died mid-way (`claim.action == "resume"`) goes on only when the
+    request may run again (`may_run_again`); else ReplayInterruptedError. Both pools' replays."""
+    if claim.action != "resume":
+        return
+    if not may_run_again(envelope, settings):
+        raise ReplayInterruptedError(
+            f"an earlier run of this {envelope.method} request stopped mid-way; it is not "
+            "run again because the method is not idempotent")
+    logger.warning("task %s: earlier run died mid-way; running attempt %d", envelope.task_id,
+                   claim.attempt)
+
+
 def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore,
             worker: str) -> ReplayResult:
     settings = get_settings()
     task_id = envelope.task_id
-    if claim.action == "resume" and not may_run_again(envelope, settings):
-        raise ReplayInterruptedError(
-            f"an earlier run of this {envelope.method} request stopped mid-way; it is not "
-            "run again because the method is not idempotent")
-    if claim.action == "resume":
-        logger.warning("task %s: earlier run died mid-way; running attempt %d", task_id,
-                       claim.attempt)
+    check_resume(envelope, claim, settings)
     body = envelope.body if envelope.body is not None else store.load_body(task_id)
     if body is None:
         raise EnvelopeError(f"the stored body of task {task_id} has expired")

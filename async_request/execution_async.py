@@ -33,7 +33,13 @@ from async_request.exceptions import (
     ReplayCancelledError,
     ReplayInterruptedError,
 )
-from async_request.execution import _started, load_asgi_app, may_run_again, short_error, time_limit
+from async_request.execution import (
+    _started,
+    check_resume,
+    load_asgi_app,
+    short_error,
+    time_limit,
+)
 from async_request.lifespan import Lifespan
 from async_request.notifications import anotify, logged
 from async_request.progress import Progress, ProgressReporter
@@ -174,13 +180,7 @@ async def _replay(envelope: RequestEnvelope, claim: Claim, store: OperationStore
                   worker: str) -> ReplayResult:
     settings = get_settings()
     task_id = envelope.task_id
-    if claim.action == "resume" and not may_run_again(envelope, settings):
-        raise ReplayInterruptedError(
-            f"an earlier run of this {envelope.method} request stopped mid-way; it is not "
-            "run again because the method is not idempotent")
-    if claim.action == "resume":
-        logger.warning("task %s: earlier run died mid-way; running attempt %d", task_id,
-                       claim.attempt)
+    check_resume(envelope, claim, settings)
     body = envelope.body if envelope.body is not None else await astore.load_body(store,
                                                                                   task_id)
     if body is None:
