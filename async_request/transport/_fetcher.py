@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from kombu.utils.json import loads
 
+from ._gaps import GapGuard
 from ._inbox import Inbox, Record
 from ._membership import GroupMember
 from ._offsets import OffsetTracker, PartitionKey
@@ -69,6 +70,7 @@ class Fetcher:
                              auto_offset_reset=options.auto_offset_reset,
                              next_offset=self.tracker.next_offset, watch=self.reader.watch,
                              unwatch=lambda: self.reader.unwatch(set(self.reader.watched)))
+        self.gaps = GapGuard(options.offset_gap_wait)
         self._requests: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._acks: deque[int] = deque()
         self._signal = threading.Event()
@@ -164,9 +166,16 @@ class Fetcher:
         if first is None:
             return
         batches: dict[str, list[Record]] = {}
-        self._on_work_record(first, batches)
+        refetch: dict[PartitionKey, int] = {}  # partitions to fetch again from an offset
+        self._on_work_record(first, batches, refetch)
         for msg in work.consume(num_messages=BATCH - 1, timeout=0):
-            self._on_work_record(msg, batches)
+            self._on_work_record(msg, batches, refetch)
+        for (topic, partition), offset in refetch.items():
+            try:
+                work.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # not fetching it now: it resumes from there anyway
+                logger.debug("kafka: fetching %s[%d] again from %d: %s",
+                             topic, partition, offset, exc)
         for queue, records in batches.items():
             if not self.inbox.put(queue, records):  # queue closed meanwhile
                 self._drop(records)
@@ -189,6 +198,7 @@ class Fetcher:
         for key in keys:
             self.tracker.revoke(key)
         self.pauser.forget(keys)
+        self.gaps.forget(keys)
         self.reader.unwatch(keys)
         # buffered records of revoked partitions go to their next owner, not to kombu
         self._drop(self.inbox.remove(lambda rec: rec.key in keys))
@@ -198,14 +208,26 @@ class Fetcher:
             if isinstance(rec.tag, int):
                 self.tracker.drop(rec.tag)
 
-    def _on_work_record(self, msg: Message, batches: dict[str, list[Record]]) -> None:
+    def _on_work_record(self, msg: Message, batches: dict[str, list[Record]],
+                        refetch: dict[PartitionKey, int]) -> None:
         error = msg.error()
         if error is not None:
             self._on_consumer_error(error)
             return
         topic, partition, offset = str(msg.topic()), msg.partition() or 0, msg.offset() or 0
         key = (topic, partition)
-        self.pauser.pacer.worked(monotonic())
+        now = monotonic()
+        self.pauser.pacer.worked(now)
+        if key in refetch:  # after a skipped offset in this batch: fetched again
+            return
+        expected = self.tracker.next_offset(key)
+        if expected is not None and not self.gaps.admit(key, expected, offset, now):
+            refetch[key] = expected  # a record before this one is not visible yet: _gaps.py
+            return
+        if expected is not None and offset > expected:
+            logger.warning("kafka: %s[%d] offsets %d-%d stayed missing for %.1fs "
+                           "(offset_gap_wait); delivering from %d", topic, partition, expected,
+                           offset - 1, self.options.offset_gap_wait, offset)
         tag = self.tracker.delivered(key, offset)
         queue = self._work_topics.get(topic)
         try:

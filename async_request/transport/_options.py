@@ -193,6 +193,8 @@ class KafkaOptions:
     max_buffered: int = field(default=32, metadata=_read(_int, minimum=1))
     idle_after: float = field(default=1.0, metadata=_read(_float, minimum=0.0,
                                                           allow_minimum=True))
+    offset_gap_wait: float = field(default=1.0, metadata=_read(_float, minimum=0.0,
+                                                               allow_minimum=True))
     leave_group_on_shutdown: bool = field(default=False, metadata=_read(_bool))
     detect_broker: bool = field(default=True, metadata=_read(_bool))
     event_exchanges: frozenset[str] = field(default=frozenset({"celeryev"}),

@@ -74,6 +74,10 @@ Validated when the connection is built; a bad value raises `KafkaConfigError` na
 * ``idle_after`` (1.0 s): after this long without a work record the work partitions pause and
   the exchange reader watches them instead (fewer fetches: idle worker + tansu ~2 % of a core
   instead of ~7 %); the first task after that waits ~25 ms more. 0 disables it.
+* ``offset_gap_wait`` (1.0 s): a work record whose offset jumps past the next one expected
+  is held back and the partition fetched again from the missing offset (tansu can make a
+  record visible before an earlier one: `_gaps.py`); a gap that stays this long is accepted
+  with a warning.
 * ``leave_group_on_shutdown`` (False): a stopping Celery worker sends no LeaveGroup (unless
   ``detect_broker`` found Apache Kafka); the broker drops it after its session
   (``session.timeout.ms``), as after a SIGKILL, and its partitions move then. True: it always
