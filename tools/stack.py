@@ -247,11 +247,11 @@ class Stack:
     def start_worker(self, pool: str = "prefork", concurrency: int = 2,
                      extra_args: Sequence[str] = (), timeout: float = 90) -> CeleryProcess:
         """A Celery worker (events on); ready when its log says `ready.`."""
+        from async_request.workers import celery_pool  # `asyncio` is ours: `-P custom` + env
+
         name = self.unique_name("worker")
-        env = self.env()
-        if pool == "asyncio":  # ours: Celery's -P takes it as `custom` (async_request/workers.py)
-            pool = "custom"
-            env["CELERY_CUSTOM_WORKER_POOL"] = "async_request.pool:AsyncioPool"
+        pool, pool_env = celery_pool(pool)
+        env = {**self.env(), **pool_env}
         args = ["worker", "-E", "-l", "INFO", "-P", pool, "-c", str(concurrency),
                 "-n", f"{name}@%h", *extra_args]
         worker = CeleryProcess.start(name, CELERY_APP, args, self._log(name), env,
