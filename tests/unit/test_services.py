@@ -234,6 +234,8 @@ def _process(code: str) -> subprocess.Popen[bytes]:
 def test_an_exited_worker_web_or_redis_is_replaced_and_the_stack_keeps_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.delenv("AR_WORKER_POOL", raising=False)
+    monkeypatch.delenv("AR_WORKER_CONCURRENCY", raising=False)
     stack = Stack(kafka="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0", log_dir=tmp_path)
     crashed = _process("raise SystemExit(3)")
     crashed.wait(10)
@@ -242,7 +244,8 @@ def test_an_exited_worker_web_or_redis_is_replaced_and_the_stack_keeps_running(
     stack.services += [web, old]
     replacements: list[services.Service] = []
 
-    def start_worker() -> services.Service:
+    def start_worker(pool: str, concurrency: int) -> services.Service:
+        assert (pool, concurrency) == ("asyncio", 32)  # make run's default (AR_WORKER_POOL)
         new = services.Service("worker-2", "worker-2@", _process("import time; time.sleep(60)"))
         stack.services.append(new)
         replacements.append(new)
@@ -365,3 +368,19 @@ def test_the_broker_of_make_run_is_tansu_unless_kafka_says_apache(
     monkeypatch.setenv("KAFKA", "redpanda")
     with pytest.raises(devstack.StartError, match="KAFKA='redpanda'"):
         devstack.broker_choice()
+
+
+def test_make_runs_worker_pool_comes_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AR_WORKER_CONCURRENCY", raising=False)
+    monkeypatch.delenv("AR_WORKER_POOL", raising=False)
+    assert devstack.worker_pool() == ("asyncio", 32)
+    monkeypatch.setenv("AR_WORKER_POOL", "Prefork")
+    assert devstack.worker_pool() == ("prefork", 2)
+    monkeypatch.setenv("AR_WORKER_CONCURRENCY", "4")
+    assert devstack.worker_pool() == ("prefork", 4)
+    for name, value, named in (("AR_WORKER_CONCURRENCY", "0", "'0'"),
+                               ("AR_WORKER_POOL", "gevent", "'gevent'")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit, match=f"{name} .*{named}"):
+            devstack.worker_pool()
