@@ -89,17 +89,19 @@ RUN_DIR = Path(os.environ.get("AR_RUN_DIR") or ROOT / ".run")
 
 def worker_pool() -> tuple[str, int]:
     """The pool and concurrency of the stack's workers (`AR_WORKER_POOL`,
-    `AR_WORKER_CONCURRENCY`); SystemExit naming a bad value."""
+    `AR_WORKER_CONCURRENCY`); StartError naming a bad value, as `broker_choice`."""
     from async_request.workers import POOLS
 
     pool = (os.environ.get("AR_WORKER_POOL") or "asyncio").strip().lower()
     if pool not in POOLS:
-        raise SystemExit(f"AR_WORKER_POOL must be one of {', '.join(POOLS)}, got {pool!r}")
+        raise StartError(f"AR_WORKER_POOL must be one of {', '.join(POOLS)}, got {pool!r}")
     default = 32 if pool in ("asyncio", "threads") else 2
     raw = os.environ.get("AR_WORKER_CONCURRENCY") or str(default)
     if not raw.strip().isdigit() or int(raw) < 1:
-        raise SystemExit(f"AR_WORKER_CONCURRENCY must be a whole number >= 1, got {raw!r}")
+        raise StartError(f"AR_WORKER_CONCURRENCY must be a whole number >= 1, got {raw!r}")
     return pool, int(raw)
+
+
 # The request the printed curl line defers; any endpoint of the sample works.
 DEMO_PATH = "/api/v1/analytics/slow/?seconds=2"
 # Where the FastAPI docs may be served; the first that answers 200 is printed.
@@ -262,7 +264,6 @@ def restart_apache(old: Service) -> Service:
 
 def run() -> int:
     """Start the whole stack in the foreground until SIGINT/SIGTERM."""
-    worker_pool()  # a bad AR_WORKER_POOL stops here, before anything started
     lock_path = RUN_DIR / "devstack.pid"
     lock = acquire_lock(lock_path)
     if isinstance(lock, str):
@@ -283,6 +284,7 @@ def run() -> int:
     started: list[Service] = []
     stack: Stack | None = None
     try:
+        pool, concurrency = worker_pool()  # a bad value stops here, before anything started
         external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if external:
             kafka = Service("kafka", external)
@@ -326,7 +328,6 @@ def run() -> int:
         web_port = choose_port(int(os.environ.get("WEB_PORT", "8000")), "web app", say)
         say(f"starting the web app on 127.0.0.1:{web_port}")
         web = stack.start_web(web_port)
-        pool, concurrency = worker_pool()
         say(f"starting a Celery worker (pool {pool}, concurrency {concurrency})")
         stack.start_worker(pool, concurrency)
         flower_port = choose_port(int(os.environ.get("FLOWER_PORT", "5555")), "Flower", say)
@@ -400,6 +401,11 @@ def status() -> int:
 
 def worker() -> int:
     """Replace this process with one more Celery worker for the running stack (`make worker`)."""
+    try:
+        pool, concurrency = worker_pool()
+    except StartError as exc:
+        say(f"start failed: {exc}")
+        return 1
     info = RUN_DIR / "stack.json"
     if running_pid(RUN_DIR / "devstack.pid") is not None and info.exists():
         data = json.loads(info.read_text())
@@ -413,7 +419,6 @@ def worker() -> int:
                   extra_env={"DJANGO_SECRET_KEY": secret})
     from async_request.workers import celery_pool
 
-    pool, concurrency = worker_pool()
     celery_name, pool_env = celery_pool(pool)
     argv = [python(), "-m", "celery", "-A", CELERY_APP, "worker", "-E", "-l", "INFO",
             "-P", celery_name, "-c", str(concurrency), "-n", f"extra-{os.getpid()}@%h"]

@@ -382,5 +382,5 @@ def test_make_runs_worker_pool_comes_from_the_environment(
     for name, value, named in (("AR_WORKER_CONCURRENCY", "0", "'0'"),
                                ("AR_WORKER_POOL", "gevent", "'gevent'")):
         monkeypatch.setenv(name, value)
-        with pytest.raises(SystemExit, match=f"{name} .*{named}"):
+        with pytest.raises(devstack.StartError, match=f"{name} .*{named}"):
             devstack.worker_pool()
