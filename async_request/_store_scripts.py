@@ -7,6 +7,7 @@ from which state to which.
 from __future__ import annotations
 
 from async_request.events import APPEND_FUNCTION
+from async_request.layers import TELL_FUNCTION
 
 #: Record a new operation, unless its owner is at the in-flight cap. KEYS op, gone, owner
 #: index, inflight, body, envelope, pending (the sweep's set, `sweep.py`); ARGV task id,
@@ -51,47 +52,50 @@ return 0
 #: (`events.Append.args`). Any claim takes the operation out of the sweep's pending set: a
 #: worker has its message, the broker did not lose it. The event is logged only when that
 #: owner is the stored one (the message never decides who hears about an operation); else
-#: the caller logs it for the stored owner.
-#: Returns {action, attempts, owner, result-or-error, seq (0: not logged)}; action is unknown,
-#: done, failed, cancelled, busy (a live lease elsewhere) or run.
-CLAIM = APPEND_FUNCTION + """
+#: the caller logs it for the stored owner. With a sixth key (the owner's channel-layer group)
+#: and ARGV[12] (`layers.Tell.spec`), a logged event is also sent to the group (`tell_group`).
+#: Returns {action, attempts, owner, result-or-error, seq (0: not logged), told (1: sent)};
+#: action is unknown, done, failed, cancelled, busy (a live lease elsewhere) or run.
+CLAIM = APPEND_FUNCTION + TELL_FUNCTION + """
 local op = redis.call('HMGET', KEYS[1], 'state', 'owner', 'result', 'error', 'attempts')
 local state, owner = op[1], op[2]
 redis.call('ZREM', KEYS[3], ARGV[5])
-if not state then return {'unknown', 0, '', '', 0} end
+if not state then return {'unknown', 0, '', '', 0, 0} end
 local attempts = tonumber(op[5] or 0)
-if state == 'completed' then return {'done', attempts, owner, op[3] or '', 0} end
-if state == 'failed' then return {'failed', attempts, owner, op[4] or '', 0} end
-if state == 'cancelled' then return {'cancelled', attempts, owner, op[4] or '', 0} end
+if state == 'completed' then return {'done', attempts, owner, op[3] or '', 0, 0} end
+if state == 'failed' then return {'failed', attempts, owner, op[4] or '', 0, 0} end
+if state == 'cancelled' then return {'cancelled', attempts, owner, op[4] or '', 0, 0} end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'busy', attempts, owner, '', 0}
+  return {'busy', attempts, owner, '', 0, 0}
 end
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'worker', ARGV[1])
 if state ~= 'running' then redis.call('PUBLISH', ARGV[4], 'running') end
-local seq = 0
-if #KEYS == 5 and owner == ARGV[6] then
+local seq, told = 0, 0
+if #KEYS >= 5 and owner == ARGV[6] then
   seq = append_event(KEYS[4], KEYS[5], KEYS[1], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+  if #KEYS == 6 then told = tell_group(KEYS[6], ARGV[12], seq, ARGV[3]) end
 end
-return {'run', attempts, owner, '', seq}
+return {'run', attempts, owner, '', seq, told}
 """
 
 #: The outcome of a run, in one call. KEYS op, gone, lease, body, envelope, webhooks due,
 #: pending (the sweep's set), then optionally inflight, seq and log of the owner the message
-#: names; ARGV state, now,
-#: expires sec, gone sec, task id, done channel, then (with those keys) that owner and the
-#: terminal event (`events.Append.args`), then the op's field/value pairs from ARGV[13].
+#: names, then optionally that owner's channel-layer group; ARGV state, now, expires sec,
+#: gone sec, task id, done channel, then (with those keys) that owner and the terminal event
+#: (`events.Append.args`), the group's `layers.Tell.spec` ('' without), then the op's
+#: field/value pairs from ARGV[14]. A logged event is also sent to the group (`tell_group`).
 #: The captured request (body, envelope) stays as long as the record of a failed or
 #: cancelled run (its owner may re-run it); a completed one is never re-run. With a callback
 #: its webhook is due now (webhooks.py). The in-flight slot and the event go to the stored
-#: owner only when it is the one named; returns {seq (0: not logged), stored owner}, so the
-#: caller does both itself otherwise.
-TERMINAL = APPEND_FUNCTION + """
+#: owner only when it is the one named; returns {seq (0: not logged), stored owner, told (1:
+#: sent)}, so the caller does both itself otherwise.
+TERMINAL = APPEND_FUNCTION + TELL_FUNCTION + """
 local op = redis.call('HMGET', KEYS[1], 'owner', 'callback')
 local owner, callback = op[1], op[2]
 local expires = tonumber(ARGV[3])
 if callback then redis.call('ZADD', KEYS[6], ARGV[2], ARGV[5]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 13))
+redis.call('HSET', KEYS[1], unpack(ARGV, 14))
 redis.call('EXPIRE', KEYS[1], expires)
 redis.call('EXPIRE', KEYS[2], expires + tonumber(ARGV[4]))
 redis.call('DEL', KEYS[3])
@@ -102,13 +106,14 @@ else
   redis.call('EXPIRE', KEYS[4], expires)
   redis.call('EXPIRE', KEYS[5], expires)
 end
-local seq = 0
-if #KEYS == 10 and owner and owner == ARGV[7] then
+local seq, told = 0, 0
+if #KEYS >= 10 and owner and owner == ARGV[7] then
   redis.call('ZREM', KEYS[8], ARGV[5])
   seq = append_event(KEYS[9], KEYS[10], KEYS[1], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+  if #KEYS == 11 then told = tell_group(KEYS[11], ARGV[13], seq, ARGV[2]) end
 end
 redis.call('PUBLISH', ARGV[6], ARGV[1])
-return {seq, owner or ''}
+return {seq, owner or '', told}
 """
 
 #: Cancel by the owner. KEYS op, lease, inflight, webhooks due, pending; ARGV owner, now,

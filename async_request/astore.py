@@ -18,7 +18,7 @@ import redis
 
 from async_request import _store_scripts
 from async_request._retry import aretry
-from async_request.events import Append
+from async_request.events import Append, Logged
 from async_request.progress import Progress
 from async_request.records import Claim, body_key, inflight_key, lease_key, op_key
 from async_request.seal import unseal
@@ -91,32 +91,34 @@ async def progress(store: OperationStore, task_id: str, worker: str, report: Pro
 
 
 async def finish(store: OperationStore, task_id: str, result: dict[str, Any],
-                 event: Append | None = None) -> int | None:
+                 event: Append | None = None) -> Logged:
     """`OperationStore.finish` from a coroutine."""
     return await _end(store, task_id, store.completed_fields(result, store.secret), event)
 
 
 async def fail(store: OperationStore, task_id: str, error: str,
-               event: Append | None = None) -> int | None:
+               event: Append | None = None) -> Logged:
     """`OperationStore.fail` from a coroutine."""
     return await _end(store, task_id, {"state": "failed", "error": error[:300]}, event)
 
 
 async def cancelled(store: OperationStore, task_id: str, reason: str,
-                    event: Append | None = None) -> int | None:
+                    event: Append | None = None) -> Logged:
     """`OperationStore.cancelled` from a coroutine."""
     return await _end(store, task_id, {"state": "cancelled", "error": reason[:300]}, event)
 
 
 async def _end(store: OperationStore, task_id: str, fields: dict[str, str],
-               event: Append | None) -> int | None:
+               event: Append | None) -> Logged:
     keys, args = store.end_call(task_id, fields, event)
 
-    async def write() -> tuple[int, str]:
-        seq, owner = store.end_answer(await _script(store, "TERMINAL")(keys=keys, args=args))
-        if owner and not seq:
+    async def write() -> Logged:
+        logged, owner = store.end_answer(await _script(store, "TERMINAL")(keys=keys,
+                                                                           args=args))
+        if owner and logged.seq is None:
             await store.aclient().zrem(inflight_key(owner), task_id)
-        return seq, owner
+        return logged
 
-    seq, _ = await _retry(store, write, "store the outcome", deadline_sec=END_DEADLINE_SEC)
-    return seq or None
+    ended: Logged = await _retry(store, write, "store the outcome",
+                                 deadline_sec=END_DEADLINE_SEC)
+    return ended

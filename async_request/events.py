@@ -27,6 +27,7 @@ import redis
 import redis.asyncio as aredis
 
 from async_request.auth import Owner
+from async_request.layers import Tell
 from async_request.records import events_key, op_key, seq_key
 
 #: How long the sequence counter lives after the last event (well past the log itself).
@@ -65,11 +66,23 @@ return append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4
 @dataclass(frozen=True)
 class Append:
     """One event to append, as the arguments of `append_event`: the owner's counter and log
-    (KEYS of the calling script) and the event with the log's sizes (its ARGV)."""
+    (KEYS of the calling script) and the event with the log's sizes (its ARGV); with `tell`,
+    also its live send, for the script to run once logged (`layers.Fold`)."""
 
     owner: str
     keys: tuple[str, str]
     args: tuple[str, int, int, int, str]
+    tell: Tell | None = None
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What a store call did with the `Append` it was given: the event's seq (None: not
+    logged, as when the stored owner is not the one named; the caller logs it for the stored
+    one) and whether the same call also sent it live (then nobody sends it again)."""
+
+    seq: int | None = None
+    told: bool = False
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,8 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         return {"task_id": task_id, "state": "cancelled", "status": None}
     # Started: its owner hears `running` (logged once per operation, so a resumed run says it
     # again with the same seq); a short try, the run does not wait for a slow layer.
-    publish(owner, task_id, "running", deadline_sec=0, timeout_sec=5, seq=claim.seq)
+    publish(owner, task_id, "running", deadline_sec=0, timeout_sec=5, seq=claim.seq,
+            told=claim.told)
     try:
         # Opened after the claim, so an envelope that cannot be opened (the secret changed)
         # ends as a recorded failure its owner hears about.
@@ -235,16 +236,17 @@ def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -> dict
         result = _replay(envelope, claim, store, worker)
     # Each outcome is stored and logged in one call (its seq), then pushed.
     except ReplayCancelledError as exc:
-        seq = store.cancelled(task_id, str(exc), logged(owner, task_id, "cancelled", str(exc)))
-        publish(owner, task_id, "cancelled", error=str(exc), seq=seq)
+        ended = store.cancelled(task_id, str(exc),
+                                logged(owner, task_id, "cancelled", str(exc)))
+        publish(owner, task_id, "cancelled", error=str(exc), seq=ended.seq, told=ended.told)
         return {"task_id": task_id, "state": "cancelled", "status": None}
     except Exception as exc:
         error = short_error(exc)
-        seq = store.fail(task_id, error, logged(owner, task_id, "failed", error))
-        publish(owner, task_id, "failed", error=error, seq=seq)
+        ended = store.fail(task_id, error, logged(owner, task_id, "failed", error))
+        publish(owner, task_id, "failed", error=error, seq=ended.seq, told=ended.told)
         raise
-    seq = store.finish(task_id, result.to_dict(), logged(owner, task_id, "completed"))
-    publish(owner, task_id, "completed", seq=seq)
+    ended = store.finish(task_id, result.to_dict(), logged(owner, task_id, "completed"))
+    publish(owner, task_id, "completed", seq=ended.seq, told=ended.told)
     return {"task_id": task_id, "state": "completed", "status": result.status}
 
 

@@ -156,23 +156,26 @@ async def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -
     if claim.action == "cancelled":
         logger.info("task %s was cancelled before it ran; not replayed", task_id)
         return {"task_id": task_id, "state": "cancelled", "status": None}
-    await anotify(owner, task_id, "running", deadline_sec=0, timeout_sec=5, seq=claim.seq)
+    await anotify(owner, task_id, "running", deadline_sec=0, timeout_sec=5, seq=claim.seq,
+                  told=claim.told)
     try:
         envelope = RequestEnvelope.from_dict(envelope_data, get_settings().secret_key)
         result = await _replay(envelope, claim, store, worker)
     except ReplayCancelledError as exc:
-        seq = await astore.cancelled(store, task_id, str(exc),
-                                     logged(owner, task_id, "cancelled", str(exc)))
-        await anotify(owner, task_id, "cancelled", error=str(exc), seq=seq)
+        ended = await astore.cancelled(store, task_id, str(exc),
+                                       logged(owner, task_id, "cancelled", str(exc)))
+        await anotify(owner, task_id, "cancelled", error=str(exc), seq=ended.seq,
+                      told=ended.told)
         return {"task_id": task_id, "state": "cancelled", "status": None}
     except Exception as exc:
         error = short_error(exc)
-        seq = await astore.fail(store, task_id, error, logged(owner, task_id, "failed", error))
-        await anotify(owner, task_id, "failed", error=error, seq=seq)
+        ended = await astore.fail(store, task_id, error,
+                                  logged(owner, task_id, "failed", error))
+        await anotify(owner, task_id, "failed", error=error, seq=ended.seq, told=ended.told)
         raise
-    seq = await astore.finish(store, task_id, result.to_dict(),
-                              logged(owner, task_id, "completed"))
-    await anotify(owner, task_id, "completed", seq=seq)
+    ended = await astore.finish(store, task_id, result.to_dict(),
+                                logged(owner, task_id, "completed"))
+    await anotify(owner, task_id, "completed", seq=ended.seq, told=ended.told)
     return {"task_id": task_id, "state": "completed", "status": result.status}
 
 

@@ -16,15 +16,29 @@ the stock one, receives what it sends. With several hosts (sharding) it is chann
 
 It builds on channels_redis' helpers for the key names and the per-channel messages
 (`_group_key`, `_map_channel_keys_to_connection`), tested with channels-redis 4.2 and 4.3.
+
+**Folded sends.** A worker's `running` and outcome events are each logged by the store's
+script that makes the change (`_store_scripts.CLAIM`, `TERMINAL`). When this layer lives in
+the store's Redis (one host, the same URL), sends msgpack without encryption and has no
+per-channel capacities, `Fold.tell` turns the event into arguments for `TELL_FUNCTION`, which
+that same script runs: the group's members, the expiry and capacity rules and the message
+above, in the round trip that changes the state instead of two more. The script adds the
+`seq` it just logged and each key's `__asgi_channel__` to the msgpack map it is given. Any
+other layer (the stock one, sharded, encrypted, in-memory) is told by `group_send` as before.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 from channels_redis.core import RedisChannelLayer as _RedisChannelLayer
+from channels_redis.serializers import MsgPackSerializer
+from redis.connection import parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +66,99 @@ for i = 1, n do
 end
 return over
 """
+
+
+#: `tell_group(group_key, spec, seq, now)`: `group_send` inside a store script, after it logged
+#: the event as `seq` (`Fold.tell` packs `spec`: the channels' key prefix, the group's and the
+#: messages' expiry, the capacity, the serializer's random prefix, the event's entry count and
+#: its msgpack entries). Run under pcall: a failure changes nothing the script did before it;
+#: returns 1 when sent (also to an empty group), 0 when the caller should send it itself.
+TELL_FUNCTION = """
+local function tell_group(group_key, spec, seq, now)
+  local ok = pcall(function()
+    local prefix, group_expiry, expiry, capacity, noise, count, entries =
+      unpack(cmsgpack.unpack(spec))
+    now = tonumber(now)
+    redis.call('ZREMRANGEBYSCORE', group_key, 0, math.floor(now) - group_expiry)
+    local by_key, order = {}, {}
+    for _, name in ipairs(redis.call('ZRANGE', group_key, 0, -1)) do
+      local bang = string.find(name, '!', 1, true)
+      local key = prefix .. (bang and string.sub(name, 1, bang) or name)
+      if not by_key[key] then by_key[key] = {}; order[#order + 1] = key end
+      table.insert(by_key[key], name)
+    end
+    local tail = cmsgpack.pack('seq', seq)
+    for _, key in ipairs(order) do
+      redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - expiry)
+      if redis.call('ZCOUNT', key, '-inf', '+inf') < capacity then
+        redis.call('ZADD', key, now, noise .. string.char(128 + count + 2) .. entries .. tail
+                   .. cmsgpack.pack('__asgi_channel__', by_key[key]))
+        redis.call('EXPIRE', key, expiry)
+      end
+    end
+  end)
+  if ok then return 1 end
+  return 0
+end
+"""
+
+#: A fixmap holds up to 15 entries; the script adds two (`seq`, `__asgi_channel__`).
+_MAX_ENTRIES = 13
+
+
+@dataclass(frozen=True)
+class Tell:
+    """One event's `group_send`, for a store script to run (`TELL_FUNCTION`)."""
+
+    group_key: bytes
+    spec: bytes
+
+
+class Fold:
+    """Whether a layer's sends can run inside the store's scripts, and their arguments."""
+
+    def __init__(self, layer: Any, redis_url: str) -> None:
+        self.layer = layer
+        self.redis_url = redis_url
+        self.able = _foldable(layer, redis_url)
+
+    def tell(self, group: str, message: dict[str, Any]) -> Tell | None:
+        """`message` (without its `seq`) sent to `group` by the script that logs it; None when
+        this layer cannot be folded or the message is not a small map."""
+        if not self.able or len(message) > _MAX_ENTRIES or "seq" in message:
+            return None
+        layer = self.layer
+        length = layer._serializer.random_prefix_length
+        noise = random.getrandbits(8 * length).to_bytes(length, "big") if length else b""
+        entries = msgpack.packb(message)[1:]  # without the fixmap's header byte
+        spec = msgpack.packb([layer.prefix, int(layer.group_expiry), int(layer.expiry),
+                              int(layer.capacity), noise, len(message), entries],
+                             use_bin_type=False)  # raw strings: what cmsgpack reads
+        return Tell(layer._group_key(group), spec)
+
+
+def _foldable(layer: Any, redis_url: str) -> bool:
+    """This module's layer on the store's one Redis, msgpack unencrypted, one capacity."""
+    if not isinstance(layer, RedisChannelLayer) or layer.ring_size != 1:
+        return False
+    serializer = layer._serializer
+    if type(serializer) is not MsgPackSerializer or serializer.crypter is not None:
+        return False
+    if layer.channel_capacity:
+        return False
+    address = layer.hosts[0].get("address")
+    if not isinstance(address, str) or set(layer.hosts[0]) - {
+            "address", "socket_timeout", "max_connections", "socket_connect_timeout",
+            "health_check_interval", "retry_on_timeout"}:
+        return False
+    where = ("host", "port", "db", "path", "username", "password")
+    try:
+        ours, theirs = parse_url(redis_url), parse_url(address)  # type: ignore[no-untyped-call]
+    except ValueError:
+        return False
+    defaults = {"host": "localhost", "port": 6379, "db": 0}
+    return all(ours.get(name, defaults.get(name)) == theirs.get(name, defaults.get(name))
+               for name in where)
 
 
 class RedisChannelLayer(_RedisChannelLayer):  # type: ignore[misc]

@@ -14,6 +14,7 @@ other's task ids).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ import redis
 from async_request._loop import run
 from async_request._retry import aretry, retry
 from async_request.auth import Owner
+from async_request.layers import Fold
 
 if TYPE_CHECKING:
     from async_request.events import Append
@@ -37,6 +39,7 @@ EXTRAS = ("seq", "progress", "error")
 #: What "the channel layer is unreachable now" looks like (retried, then given up).
 _LAYER_DOWN = (OSError, ConnectionError, TimeoutError, redis.RedisError)
 _warned_no_layer = False
+_folding: Fold | None = None
 
 
 def group_for(owner: Owner) -> str:
@@ -91,11 +94,34 @@ def record(owner: Owner, task_id: str, status: str, progress: dict[str, Any] | N
 def logged(owner: Owner | str, task_id: str, status: str,
            error: str | None = None) -> Append:
     """The append of a state event, for the store to log in the call that makes the change
-    (`OperationStore.claim`, `finish`, `fail`, `cancelled`): what `record` would log."""
+    (`OperationStore.claim`, `finish`, `fail`, `cancelled`): what `record` would log; with
+    the live send when the channel layer can be folded into that call (`layers.Fold`)."""
     from async_request.events import event_log
 
-    return event_log().entry(owner, task_id, event_data(task_id, status, error=error),
-                             once=status)
+    entry = event_log().entry(owner, task_id, event_data(task_id, status, error=error),
+                              once=status)
+    fold = _fold()
+    if fold is None:
+        return entry
+    parsed = owner if isinstance(owner, Owner) else Owner.parse(owner)
+    tell = fold.tell(group_for(parsed), layer_message(task_id, status, error=error))
+    return entry if tell is None else dataclasses.replace(entry, tell=tell)
+
+
+def _fold() -> Fold | None:
+    """The configured layer's `Fold` against the store's Redis (made once per layer)."""
+    global _folding
+    from channels.layers import get_channel_layer
+
+    from async_request.store import get_store
+
+    layer = get_channel_layer()
+    if layer is None:
+        return None
+    url = get_store().redis_url
+    if _folding is None or _folding.layer is not layer or _folding.redis_url != url:
+        _folding = Fold(layer, url)
+    return _folding
 
 
 async def arecord(owner: Owner, task_id: str, status: str,
@@ -115,13 +141,16 @@ async def arecord(owner: Owner, task_id: str, status: str,
 
 def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
             progress: dict[str, Any] | None = None, error: str | None = None,
-            timeout_sec: float = 30, seq: int | None = None) -> bool:
+            timeout_sec: float = 30, seq: int | None = None, told: bool = False) -> bool:
     """Log a task update (`record`) and send it to the owner's group; retried while the layer
     is unreachable, each try given up (and cancelled) after `timeout_sec`. `seq`: the update
-    was already logged (in the store's call that made the change, see `logged`) as this seq.
+    was already logged (in the store's call that made the change, see `logged`) as this seq;
+    `told`: that call sent it too, nothing is left to do.
 
     Returns False when no channel layer is configured (warned once) or the deadline passed.
     """
+    if told:
+        return True
     layer = _configured_layer()
     if layer is None:
         return False
@@ -171,9 +200,11 @@ async def apublish(owner: Owner, task_id: str, status: str, *,
 
 async def anotify(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
                   progress: dict[str, Any] | None = None, error: str | None = None,
-                  timeout_sec: float = 30, seq: int | None = None) -> bool:
+                  timeout_sec: float = 30, seq: int | None = None, told: bool = False) -> bool:
     """`publish` from a coroutine on the worker's loop (the asyncio pool): the same log,
     retries and give-up rules, without a hop to another thread."""
+    if told:
+        return True
     layer = _configured_layer()
     if layer is None:
         return False

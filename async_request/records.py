@@ -165,3 +165,5 @@ class Claim:
     error: str | None = None
     #: The seq of its `running` event when the claim logged it (see OperationStore.claim).
     seq: int | None = None
+    #: Whether the claim also sent that event live (`events.Append.tell`).
+    told: bool = False

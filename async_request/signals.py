@@ -49,9 +49,10 @@ def on_task_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     operation = store.get(task_id)
     if operation is None or operation.state in TERMINAL_STATES:
         return  # not ours (forged or expired), or it had ended already
-    seq = store.cancelled(task_id, REVOKED_ERROR,
-                          logged(operation.owner, task_id, "cancelled", REVOKED_ERROR))
-    publish(Owner.parse(operation.owner), task_id, "cancelled", error=REVOKED_ERROR, seq=seq)
+    ended = store.cancelled(task_id, REVOKED_ERROR,
+                            logged(operation.owner, task_id, "cancelled", REVOKED_ERROR))
+    publish(Owner.parse(operation.owner), task_id, "cancelled", error=REVOKED_ERROR,
+            seq=ended.seq, told=ended.told)
 
 
 def connect() -> None:

@@ -51,7 +51,7 @@ import redis.asyncio as aredis
 from async_request import _store_scripts
 from async_request._retry import retry
 from async_request.cancel_watch import CHANNEL as CANCELS_CHANNEL
-from async_request.events import Append
+from async_request.events import Append, Logged
 from async_request.exceptions import StoreUnavailableError, TooManyInFlightError
 from async_request.progress import Progress
 from async_request.records import (
@@ -271,25 +271,28 @@ class OperationStore:
             time.sleep(CLAIM_POLL_SEC)  # busy: poll until that run ends or its lease expires
 
     def claim_call(self, task_id: str, worker: str,
-                   event: Append | None) -> tuple[list[str], list[Any]]:
+                   event: Append | None) -> tuple[list[str | bytes], list[Any]]:
         """The CLAIM script's keys and args (args[2], the time, is set on each try)."""
-        keys = [op_key(task_id), lease_key(task_id), PENDING]
+        keys: list[str | bytes] = [op_key(task_id), lease_key(task_id), PENDING]
         args: list[Any] = [worker, int(self.lease_sec * 1000), "", done_channel(task_id),
                            task_id]
         if event is not None:
             keys += event.keys
             args += [event.owner, *event.args]
+            if event.tell is not None:
+                keys.append(event.tell.group_key)
+                args.append(event.tell.spec)
         return keys, args
 
     def claim_answer(self, answer: Any) -> Claim | None:
         """The Claim a CLAIM answer means; None for `busy` (the caller polls again)."""
-        action, attempts, owner, payload, seq = (
+        action, attempts, owner, payload, seq, told = (
             item.decode() if isinstance(item, bytes) else item for item in answer)
         if action == "busy":
             return None
         if action == "run":
             return Claim("resume" if int(attempts) > 1 else "run", owner, int(attempts),
-                         seq=int(seq) or None)
+                         seq=int(seq) or None, told=bool(int(told)))
         if action == "done":
             return Claim("done", owner, int(attempts),
                          result=json.loads(unseal(payload, self.secret)))
@@ -394,12 +397,12 @@ class OperationStore:
         return found, last
 
     def finish(self, task_id: str, result: dict[str, Any],
-               event: Append | None = None) -> int | None:
+               event: Append | None = None) -> Logged:
         """Record a completed run with its result; retried until Redis takes it. With `event`
-        (its terminal event), logged in the same call: its seq (None: not logged, see _end)."""
+        (its terminal event), logged (and with its `tell` sent) in the same call, see _end."""
         return self._end(task_id, self.completed_fields(result, self.secret), event)
 
-    def fail(self, task_id: str, error: str, event: Append | None = None) -> int | None:
+    def fail(self, task_id: str, error: str, event: Append | None = None) -> Logged:
         """Record a failed run (timeout, interrupted, the app could not be loaded, ...); `event`
         as in `finish`."""
         return self._end(task_id, {"state": "failed", "error": error[:300]}, event)
@@ -416,51 +419,56 @@ class OperationStore:
         self.client.hset(op_key(task_id), mapping={"webhook_tries": tries,
                                                    "webhook_outcome": outcome[:200]})
 
-    def cancelled(self, task_id: str, reason: str, event: Append | None = None) -> int | None:
+    def cancelled(self, task_id: str, reason: str, event: Append | None = None) -> Logged:
         """Record a run that was stopped (its owner cancelled it, or Flower revoked it);
         `event` as in `finish`."""
         return self._end(task_id, {"state": "cancelled", "error": reason[:300]}, event)
 
-    def _end(self, task_id: str, fields: dict[str, str], event: Append | None) -> int | None:
-        """The terminal write (`_store_scripts.TERMINAL`); the seq of `event` when logged.
+    def _end(self, task_id: str, fields: dict[str, str], event: Append | None) -> Logged:
+        """The terminal write (`_store_scripts.TERMINAL`); what became of `event`.
 
         When the stored owner is not the one `event` names (or there is no event), its
         in-flight slot is given back here and the caller logs the event for the stored owner.
         """
         keys, args = self.end_call(task_id, fields, event)
 
-        def write() -> tuple[int, str]:
-            seq, owner = self.end_answer(self._script("TERMINAL")(keys=keys, args=args))
-            if owner and not seq:
+        def write() -> Logged:
+            logged, owner = self.end_answer(self._script("TERMINAL")(keys=keys, args=args))
+            if owner and logged.seq is None:
                 self.client.zrem(inflight_key(owner), task_id)
-            return seq, owner
+            return logged
 
-        seq, _ = self._retry(write, "store the outcome", deadline_sec=END_DEADLINE_SEC)
-        return seq or None
+        ended: Logged = self._retry(write, "store the outcome", deadline_sec=END_DEADLINE_SEC)
+        return ended
 
     def end_call(self, task_id: str, fields: dict[str, str],
-                 event: Append | None) -> tuple[list[str], list[Any]]:
+                 event: Append | None) -> tuple[list[str | bytes], list[Any]]:
         """The TERMINAL script's keys and args for the outcome `fields` and `event`."""
         now = time.time()
         record = {**fields, "finished_at": repr(now), "expires_at": repr(now + self.expires_sec)}
-        keys = [op_key(task_id), gone_key(task_id), lease_key(task_id), body_key(task_id),
-                envelope_key(task_id), WEBHOOKS_DUE, PENDING]
+        keys: list[str | bytes] = [op_key(task_id), gone_key(task_id), lease_key(task_id),
+                                   body_key(task_id), envelope_key(task_id), WEBHOOKS_DUE,
+                                   PENDING]
         args: list[Any] = [fields["state"], repr(now), self.expires_sec, GONE_SEC, task_id,
                            done_channel(task_id)]
         if event is None:
-            args += [""] * 6
+            args += [""] * 7
         else:
             keys += [inflight_key(event.owner), *event.keys]
-            args += [event.owner, *event.args]
+            args += [event.owner, *event.args, b""]
+            if event.tell is not None:
+                keys.append(event.tell.group_key)
+                args[-1] = event.tell.spec
         args += [item for pair in record.items() for item in pair]
         return keys, args
 
     @staticmethod
-    def end_answer(answer: Any) -> tuple[int, str]:
-        """(seq, stored owner) of a TERMINAL answer; seq 0 when the event was not logged (the
-        caller then gives the owner's in-flight slot back, see `_end`)."""
-        seq, owner = answer
-        return int(seq), owner.decode() if isinstance(owner, bytes) else str(owner)
+    def end_answer(answer: Any) -> tuple[Logged, str]:
+        """(what became of the event, stored owner) of a TERMINAL answer; not logged when the
+        stored owner is another (the caller then gives its in-flight slot back, see `_end`)."""
+        seq, owner, told = answer
+        return (Logged(int(seq) or None, bool(int(told))),
+                owner.decode() if isinstance(owner, bytes) else str(owner))
 
     @staticmethod
     def completed_fields(result: dict[str, Any], secret: str) -> dict[str, str]:

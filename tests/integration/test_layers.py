@@ -1,16 +1,22 @@
 """async_request.layers.RedisChannelLayer on a real Redis: what its two-call group_send sends,
-the stock channels_redis layer receives, with the same expiry and capacity rules."""
+and what the store's scripts send for it (`layers.Fold`), the stock channels_redis layer
+receives, with the same expiry and capacity rules."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 
 import pytest
 from channels_redis.core import RedisChannelLayer as StockLayer
 
-from async_request.layers import RedisChannelLayer
+from async_request.auth import Owner
+from async_request.events import Append, EventLog, Logged
+from async_request.layers import Fold, RedisChannelLayer
+from async_request.notifications import event_data, group_for, layer_message
+from async_request.store import OperationStore
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +63,91 @@ def test_capacity_and_group_expiry_hold(local_redis_url: str) -> None:
         await stock.flush()
 
     asyncio.run(scenario())
+
+
+# Folded sends: the store's CLAIM and TERMINAL scripts tell the owner's group themselves.
+
+def folded(local_redis_url: str, **config: object) -> tuple[OperationStore, Fold, StockLayer]:
+    ours, stock = layers(local_redis_url, **config)
+    store = OperationStore(local_redis_url, expires_sec=60, secret="s" * 32, lease_sec=5)
+    return store, Fold(ours, local_redis_url), stock
+
+
+def entry(fold: Fold, owner: str, task_id: str, status: str, named: str | None = None,
+          error: str | None = None) -> Append:
+    """What notifications.logged builds, with this test's layer."""
+    named = named or owner
+    log = EventLog(max_length=1000, ttl_sec=60)
+    base = log.entry(named, task_id, event_data(task_id, status, error=error), once=status)
+    tell = fold.tell(group_for(Owner.parse(named)), layer_message(task_id, status, error=error))
+    assert tell is not None
+    return dataclasses.replace(base, tell=tell)
+
+
+def test_claim_and_outcome_send_their_events_in_the_same_call(local_redis_url: str) -> None:
+    store, fold, stock = folded(local_redis_url)
+    owner, task_id = f"user:fold-{uuid.uuid4()}", str(uuid.uuid4())
+    asyncio.run(store.accept(task_id, owner, "/api/x/", "GET"))
+
+    async def listen() -> tuple[str, str]:
+        local, plain = await stock.new_channel(), f"plain-{uuid.uuid4().hex}"
+        for channel in (local, plain):
+            await stock.group_add(group_for(Owner.parse(owner)), channel)
+        return local, plain
+
+    local, plain = asyncio.run(listen())
+    claim = store.claim(task_id, "w1", entry(fold, owner, task_id, "running"))
+    assert (claim.action, claim.seq, claim.told) == ("run", 1, True)
+    ended = store.fail(task_id, "boom", entry(fold, owner, task_id, "failed", error="boom"))
+    assert ended == Logged(2, True)
+
+    async def received() -> list[dict[str, object]]:
+        return [await stock.receive(channel) for channel in (local, plain, local, plain)]
+
+    running = {"type": "async_request.task", "task_id": task_id, "status": "running",
+               "action": "async_request", "seq": 1}
+    failed = {**running, "status": "failed", "seq": 2, "error": "boom"}
+    assert asyncio.run(received()) == [running, running, failed, failed]
+
+
+def test_a_claim_for_another_owner_is_not_sent_and_a_failed_send_changes_nothing(
+        local_redis_url: str) -> None:
+    store, fold, _ = folded(local_redis_url)
+    owner, task_id = f"user:fold-{uuid.uuid4()}", str(uuid.uuid4())
+    asyncio.run(store.accept(task_id, owner, "/api/x/", "GET"))
+    forged = f"user:forged-{uuid.uuid4()}"
+    claim = store.claim(task_id, "w1", entry(fold, owner, task_id, "running", named=forged))
+    assert (claim.action, claim.seq, claim.told) == ("run", None, False)
+    # A group key that is not a sorted set: the send fails, the outcome is stored and logged.
+    store.client.set(fold.layer._group_key(group_for(Owner.parse(owner))), "not a zset")
+    ended = store.finish(task_id, {"status": 200}, entry(fold, owner, task_id, "completed"))
+    assert ended == Logged(1, False)
+    operation = store.get(task_id)
+    assert operation is not None and operation.state == "completed"
+
+
+def test_capacity_holds_for_folded_sends(local_redis_url: str) -> None:
+    store, fold, stock = folded(local_redis_url, capacity=1)
+    owner = f"user:fold-{uuid.uuid4()}"
+    channel = asyncio.run(stock.new_channel())
+    asyncio.run(stock.group_add(group_for(Owner.parse(owner)), channel))
+    for _ in range(2):  # the second claim's event is over the channel's capacity: dropped
+        task_id = str(uuid.uuid4())
+        asyncio.run(store.accept(task_id, owner, "/api/x/", "GET"))
+        assert store.claim(task_id, "w1", entry(fold, owner, task_id, "running")).told
+    key = stock.prefix + stock.non_local_name(channel)
+    assert store.client.zcard(key) == 1
+
+
+@pytest.mark.parametrize("config, url", [
+    ({}, "redis://127.0.0.1:1/0"),                     # another Redis
+    ({"symmetric_encryption_keys": ["k" * 32]}, ""),   # encrypted messages
+    ({"channel_capacity": {"http.*": 5}}, ""),          # capacities per channel
+])
+def test_only_a_plain_layer_on_the_store_redis_is_folded(
+        local_redis_url: str, config: dict[str, object], url: str) -> None:
+    ours, stock = layers(local_redis_url, **config)
+    assert not Fold(ours, url or local_redis_url).able
+    assert not Fold(stock, local_redis_url).able
+    assert Fold(layers(local_redis_url)[0], local_redis_url).able
+    assert Fold(ours, url or local_redis_url).tell("g", {"type": "t"}) is None

@@ -128,9 +128,9 @@ def test_claim_and_outcome_log_their_events_in_the_same_call(store: OperationSto
                                                                  "status": "running"}, "running"))
     assert claim.action == "run" and claim.seq == 1
     done = log.entry(owner, task_id, {"task_id": task_id, "status": "completed"}, "completed")
-    assert store.finish(task_id, {"status": 200}, done) == 2
+    assert store.finish(task_id, {"status": 200}, done).seq == 2
     # A redelivered outcome is logged once: the first seq comes back.
-    assert store.finish(task_id, {"status": 200}, done) == 2
+    assert store.finish(task_id, {"status": 200}, done).seq == 2
     assert logged_events(store, owner) == [(1, task_id, "running"), (2, task_id, "completed")]
     assert not store.client.zcard(inflight_key(owner))
 
@@ -144,7 +144,7 @@ def test_an_event_for_another_owner_than_the_stored_one_is_not_logged(
     claim = store.claim(task_id, "w1", running)
     assert claim.action == "run" and claim.seq is None and claim.owner == owner
     failed = log.entry(named, task_id, {"task_id": task_id, "status": "failed"}, "failed")
-    assert store.fail(task_id, "boom", failed) is None
+    assert store.fail(task_id, "boom", failed).seq is None
     assert logged_events(store, named) == [] and logged_events(store, owner) == []
     # The stored owner's in-flight slot is given back all the same.
     assert not store.client.zcard(inflight_key(owner))
