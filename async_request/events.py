@@ -19,6 +19,7 @@ transports use for their catch-up).
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ import redis
 import redis.asyncio as aredis
 
 from async_request.auth import Owner
-from async_request.layers import Tell
+from async_request.layers import TELL_FUNCTION, Tell
 from async_request.records import events_key, op_key, seq_key
 
 #: How long the sequence counter lives after the last event (well past the log itself).
@@ -60,6 +61,14 @@ end
 #: KEYS seq, log, op; ARGV event JSON, max length, log ttl sec, seq ttl sec, once-field.
 APPEND = APPEND_FUNCTION + """
 return append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+
+#: APPEND, then the event sent to the owner's channel-layer group (`layers.TELL_FUNCTION`):
+#: KEYS as APPEND's, then the group; ARGV as APPEND's, then `Tell.spec` and now. Returns
+#: {seq, told}.
+APPEND_TELL = APPEND_FUNCTION + TELL_FUNCTION + """
+local seq = append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return {seq, tell_group(KEYS[4], ARGV[6], seq, ARGV[7])}
 """
 
 
@@ -134,6 +143,17 @@ class EventLog:
                       data: dict[str, Any], *, once: str | None = None) -> int:
         """Append an event of `task_id` (async: the web app); its seq."""
         return int(await client.eval(*self._call(owner, task_id, data, once)))
+
+    async def aappend_and_tell(self, client: aredis.Redis, owner: Owner | str, task_id: str,
+                               data: dict[str, Any], tell: Tell, *,
+                               once: str | None = None) -> Logged:
+        """`aappend`, and the event sent live in the same call (`layers.Fold`: the web app's
+        `pending`, one round trip instead of three)."""
+        entry = self.entry(owner, task_id, data, once)
+        seq, told = await client.eval(APPEND_TELL, 4, *entry.keys, op_key(task_id),
+                                      tell.group_key, *entry.args, tell.spec,
+                                      repr(time.time()))
+        return Logged(int(seq), bool(int(told)))
 
     async def since(self, client: aredis.Redis, owner: Owner | str, after: int) -> Backlog:
         """The owner's events with a seq above `after`, oldest first (at most MAX_CATCH_UP)."""

@@ -25,10 +25,10 @@ import redis
 from async_request._loop import run
 from async_request._retry import aretry, retry
 from async_request.auth import Owner
-from async_request.layers import Fold
+from async_request.layers import Fold, Tell
 
 if TYPE_CHECKING:
-    from async_request.events import Append
+    from async_request.events import Append, Logged
 
 logger = logging.getLogger(__name__)
 
@@ -182,11 +182,21 @@ def _configured_layer() -> Any:
 
 async def apublish(owner: Owner, task_id: str, status: str, *,
                    error: str | None = None) -> bool:
-    """`publish` from async code (the web app): one try, False when the layer is unreachable."""
+    """`publish` from async code (the web app): one try, False when the layer is unreachable.
+    Logged and sent in one Redis call when the layer can be folded (`layers.Fold`)."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    seq = await arecord(owner, task_id, status, error)
+    fold = _fold()
+    tell = None if fold is None else fold.tell(group_for(owner),
+                                               layer_message(task_id, status, error=error))
+    if tell is None:
+        seq = await arecord(owner, task_id, status, error)
+    else:
+        done = await _append_and_tell(owner, task_id, status, error, tell)
+        if done is not None and done.told:
+            return True
+        seq = None if done is None else done.seq
     if layer is None:
         return False
     try:
@@ -196,6 +206,21 @@ async def apublish(owner: Owner, task_id: str, status: str, *,
         logger.warning("could not notify %s about task %s: %r", owner, task_id, exc)
         return False
     return True
+
+
+async def _append_and_tell(owner: Owner, task_id: str, status: str, error: str | None,
+                           tell: Tell) -> Logged | None:
+    """`arecord` and the send in one call; None when Redis is down (warned)."""
+    from async_request.events import event_log
+    from async_request.store import get_store
+
+    try:
+        return await event_log().aappend_and_tell(
+            get_store().aclient(), owner, task_id, event_data(task_id, status, error=error),
+            tell, once=status)
+    except _LAYER_DOWN as exc:
+        logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
+        return None
 
 
 async def anotify(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,

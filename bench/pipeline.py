@@ -29,6 +29,8 @@ always this one. A comparison table with the ratios current/baseline follows the
 `--pools` measures the current tree once per pool (`pool:concurrency`; `asyncio` is ours,
 async_request/pool.py), interleaved with each other and with `--baseline` (which runs `--pool`
 and `--concurrency`), and prints each against the baseline (or against the first pool).
+`--databases sqlite,postgresql://...` runs each pool on each database, interleaved too (the
+SQLite against PostgreSQL ratio from one invocation).
 """
 
 from __future__ import annotations
@@ -245,8 +247,9 @@ def probes(stack: Stack, web: Service, worker: Service) -> list[Probe]:
 @contextlib.contextmanager
 def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
     """A fresh private stack running the code of `root`, with its web app and one worker."""
+    database_url = getattr(args, "database_url", os.environ.get("DATABASE_URL") or None)
     with private_stack("bench-pipeline", redis_db=getattr(args, "redis_db", 7), root=root,
-                       database_url=os.environ.get("DATABASE_URL") or None) as stack:
+                       database_url=database_url) as stack:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
         web = stack.start_web()
@@ -307,6 +310,9 @@ def main() -> int:
     parser.add_argument("--pools", metavar="POOL:C,...",
                         help="measure the current tree with each pool (e.g. asyncio:32,"
                              "prefork:2,threads:8), interleaved with each other and the baseline")
+    parser.add_argument("--databases", metavar="sqlite,URL",
+                        help="with --pools: each pool on each of these databases (`sqlite`, or "
+                             "a PostgreSQL URL), interleaved; the first is the reference")
     parser.add_argument("--redis-db", type=int, default=7, help="Redis database of the stacks")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure this git revision, interleaved (see above)")
@@ -348,10 +354,17 @@ def compare_pools(args: argparse.Namespace) -> int:
     --concurrency) when given, all interleaved (the order turns round each round); each
     variant against the reference (the baseline, else the first pool)."""
     variants: list[tuple[Tree, argparse.Namespace]] = []
+    databases = args.databases.split(",") if args.databases else [None]
     for spec in args.pools.split(","):
         pool, concurrency = pool_spec(spec)
-        variant = argparse.Namespace(**{**vars(args), "pool": pool, "concurrency": concurrency})
-        variants.append((Tree(f"{current_label()} -P {pool} -c {concurrency}", ROOT), variant))
+        for database in databases:
+            label = f"{current_label()} -P {pool} -c {concurrency}"
+            settings: dict[str, Any] = {"pool": pool, "concurrency": concurrency}
+            if database is not None:
+                settings["database_url"] = None if database == "sqlite" else database
+                label += " on SQLite" if database == "sqlite" else " on PostgreSQL"
+            variant = argparse.Namespace(**{**vars(args), **settings})
+            variants.append((Tree(label, ROOT), variant))
     with contextlib.ExitStack() as stack:
         if args.baseline:
             path = stack.enter_context(checkout(args.baseline))

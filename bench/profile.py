@@ -6,10 +6,11 @@ samples the worker and its pool children with py-spy (`--gil`: only the thread h
 GIL, so threads parked in C are not counted as busy) while a burst of async requests runs,
 and prints the functions with the largest share of the samples, inclusive (the function and
 what it calls) and by self time, plus the /proc CPU per request of each process.
+`--process web` samples the web server (uvicorn) instead, without the worker's categories.
 
     .venv/bin/pip install py-spy
     .venv/bin/python bench/profile.py [--burst 600] [--pool prefork] [--concurrency 2]
-                                      [--raw prof.txt] [--top 40]
+                                      [--process worker|web] [--raw prof.txt] [--top 40]
     .venv/bin/python bench/profile.py --report prof.txt     # the tables of a kept profile
 """
 
@@ -120,6 +121,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--pool", default="prefork")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--process", choices=("worker", "web"), default="worker",
+                        help="the process to sample")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     parser.add_argument("--top", type=int, default=40)
@@ -130,13 +133,13 @@ def main() -> int:
         print("\n".join([*categories(args.report), "", *report(args.report, args.top)]))
         return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    raw = args.raw or Path(tempfile.mkdtemp(prefix="profile-")) / "worker.txt"
+    raw = args.raw or Path(tempfile.mkdtemp(prefix="profile-")) / f"{args.process}.txt"
     with running_stack(ROOT, args) as target:
         warm = burst(target, 50, 4)  # imports, connections, the lifespan: not in the profile
-        worker = next(p.pid for p in target.probes if p.name == "worker")
+        sampled = next(p.pid for p in target.probes if p.name == args.process)
         spy_proc = subprocess.Popen(
             [spy, "record", "--subprocesses", "--gil", "-r", str(args.rate),
-             "--format", "raw", "-o", str(raw), "-p", str(worker)],
+             "--format", "raw", "-o", str(raw), "-p", str(sampled)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2)  # py-spy attaches
         result = burst(target, args.burst, args.clients)
@@ -146,7 +149,8 @@ def main() -> int:
           f"{result['completed_per_s']:.0f}/s (slowed by the sampler), lost {result['lost']}")
     print("CPU ms/request: " + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms"].items()
                                          if v is not None))
-    print("\n".join([*categories(raw), "", *report(raw, args.top)]))
+    tables = report(raw, args.top)
+    print("\n".join([*categories(raw), "", *tables] if args.process == "worker" else tables))
     print(f"raw profile: {raw}")
     return 0
 

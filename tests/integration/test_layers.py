@@ -151,3 +151,23 @@ def test_only_a_plain_layer_on_the_store_redis_is_folded(
     assert not Fold(stock, local_redis_url).able
     assert Fold(layers(local_redis_url)[0], local_redis_url).able
     assert Fold(ours, url or local_redis_url).tell("g", {"type": "t"}) is None
+
+
+def test_the_web_apps_pending_is_logged_and_sent_in_one_call(local_redis_url: str) -> None:
+    store, fold, stock = folded(local_redis_url)
+    owner, task_id = f"anon:fold-{uuid.uuid4()}", str(uuid.uuid4())
+    log = EventLog(max_length=1000, ttl_sec=60)
+
+    async def scenario() -> tuple[Logged, dict[str, object]]:
+        channel = await stock.new_channel()
+        await stock.group_add(group_for(Owner.parse(owner)), channel)
+        tell = fold.tell(group_for(Owner.parse(owner)), layer_message(task_id, "pending"))
+        assert tell is not None
+        done = await log.aappend_and_tell(store.aclient(), owner, task_id,
+                                          event_data(task_id, "pending"), tell, once="pending")
+        return done, await stock.receive(channel)
+
+    done, message = asyncio.run(scenario())
+    assert done == Logged(1, True)
+    assert message == {"type": "async_request.task", "task_id": task_id, "status": "pending",
+                       "action": "async_request", "seq": 1}
