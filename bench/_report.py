@@ -105,6 +105,10 @@ def details(tree: Tree, path: str, burst: int, clients: int) -> list[str]:
     total = cpu_total(rounds)
     rows.append("| **all measured server processes** | "
                 + " | ".join(f"{v:.2f}" for v in total) + f" | {statistics.median(total):.2f} |")
+    if all("client_ms" in b for b in bursts):
+        own = [b["client_ms"] for b in bursts]
+        rows.append("| the measuring clients (this script, not a server) | "
+                    + " | ".join(f"{v:.2f}" for v in own) + f" | {statistics.median(own):.2f} |")
     if all("idle_pct" in b for b in bursts):
         idle = [b["idle_pct"] for b in bursts]
         rows.append("| idle after the burst: worker + broker, % of one core | "
@@ -143,6 +147,9 @@ def comparison(current: Tree, baseline: Tree) -> list[str]:
                 cpu_values(baseline.rounds, name), 2, name) for name, title in PROCESSES.items()]
     series.append(("CPU ms/request: **all measured server processes**",
                    cpu_total(current.rounds), cpu_total(baseline.rounds), 2, ""))
+    if all("client_ms" in r.burst for r in (*current.rounds, *baseline.rounds)):
+        series.append(("CPU ms/request: the measuring clients (not a server)",
+                       bursts(current, "client_ms"), bursts(baseline, "client_ms"), 2, ""))
     rows = [f"| measure | {current.label} | {baseline.label} | current/baseline |",
             "|---|---|---|---|"]
     for title, cur, base, digits, name in series:

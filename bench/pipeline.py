@@ -8,7 +8,8 @@ Prints a table:
 - 1000 async requests from 16 concurrent clients: accepted/s, completed/s, lost, and the CPU
   milliseconds per completed request of each server process over the burst (from /proc, see
   bench/_cpu.py): web server (uvicorn), worker (Celery main process + pool), broker (tansu),
-  Redis, database (PostgreSQL with DATABASE_URL; SQLite has no server), and their sum;
+  Redis, database (PostgreSQL with DATABASE_URL; SQLite has no server), and their sum, and
+  beside it this script's own (the measuring clients share the cores);
 - then `--idle` seconds with nothing sent: the worker's and the broker's CPU, % of one core.
 
 Each measurement is repeated (`--repeat`); the table gives the median of the runs' p50 and p99
@@ -40,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -173,6 +175,7 @@ def burst(target: Target, total: int, clients: int, timeout: float = 60) -> dict
         await asyncio.gather(*(client(n) for n in share))
 
     cpu_before = sample(target.probes)
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     asyncio.run(run_clients())
     t_accepted = time.perf_counter() - t0
@@ -180,6 +183,7 @@ def burst(target: Target, total: int, clients: int, timeout: float = 60) -> dict
     while time.monotonic() < deadline and not set(accepted) <= done.keys():
         time.sleep(0.05)
     cpu_after = sample(target.probes)
+    own_after = resource.getrusage(resource.RUSAGE_SELF)
     stop.set()
     listener.join(5)
     completed = [done[t] for t in accepted if t in done]
@@ -197,7 +201,11 @@ def burst(target: Target, total: int, clients: int, timeout: float = 60) -> dict
             "accepted_per_s": len(accepted) / t_accepted,
             "completed": len(completed), "completed_per_s": len(completed) / t_completed,
             "unnotified": unnotified, "lost": lost,
-            "cpu_ms": ms_per_request(cpu_before, cpu_after, len(completed))}
+            "cpu_ms": ms_per_request(cpu_before, cpu_after, len(completed)),
+            # The measuring clients and their WebSocket listener (this process) share the
+            # cores with the servers: their CPU per request, beside the servers' sum.
+            "client_ms": ((own_after.ru_utime + own_after.ru_stime - own_before.ru_utime
+                           - own_before.ru_stime) * 1000 / max(len(completed), 1))}
 
 
 def measure(target: Target, args: argparse.Namespace, label: str) -> Round:

@@ -5,6 +5,7 @@ receives, with the same expiry and capacity rules."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -171,3 +172,49 @@ def test_the_web_apps_pending_is_logged_and_sent_in_one_call(local_redis_url: st
     assert done == Logged(1, True)
     assert message == {"type": "async_request.task", "task_id": task_id, "status": "pending",
                        "action": "async_request", "seq": 1}
+
+
+# Receive: one call per message while messages wait on a process-local channel.
+
+def test_our_receive_gets_every_message_in_order_and_leaves_no_backup(
+        local_redis_url: str) -> None:
+    async def scenario() -> None:
+        ours, stock = layers(local_redis_url)
+        first, second = await ours.new_channel(), await ours.new_channel()
+        await stock.group_add("g", first)
+        for seq in range(5):
+            await stock.group_send("g", {"type": "t", "seq": seq})
+            await stock.send(second, {"type": "t", "seq": 10 + seq})
+        assert [(await ours.receive(first))["seq"] for _ in range(5)] == list(range(5))
+        assert [(await ours.receive(second))["seq"] for _ in range(5)] == list(range(10, 15))
+        key = ours.prefix + ours.non_local_name(first)
+        connection = ours.connection(0)
+        assert await connection.zcard(key) == 0
+        # The last delivered message's backup entry goes with the next receive's call.
+        await stock.send(first, {"type": "t", "seq": 99})
+        assert (await ours.receive(first))["seq"] == 99
+        assert await connection.zcard(ours._backup_channel_name(key)) == 1
+        assert 0 < await connection.ttl(ours._backup_channel_name(key)) <= ours.expiry
+        await ours.flush()
+        await stock.flush()
+
+    asyncio.run(scenario())
+
+
+def test_a_receive_cancelled_while_waiting_loses_nothing(local_redis_url: str) -> None:
+    async def scenario() -> None:
+        ours, stock = layers(local_redis_url)
+        channel = await ours.new_channel()
+        waiting = asyncio.ensure_future(ours.receive(channel))
+        await asyncio.sleep(0.2)  # blocked in BZPOPMIN on the empty channel
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await stock.send(channel, {"type": "t", "seq": 1})
+        await stock.send(channel, {"type": "t", "seq": 2})
+        got = [(await asyncio.wait_for(ours.receive(channel), 10))["seq"] for _ in range(2)]
+        assert got == [1, 2]
+        await ours.flush()
+        await stock.flush()
+
+    asyncio.run(scenario())
