@@ -25,7 +25,7 @@ import redis
 from async_request._loop import run
 from async_request._retry import aretry, retry
 from async_request.auth import Owner
-from async_request.layers import Fold, Tell
+from async_request.layers import Fold
 
 if TYPE_CHECKING:
     from async_request.events import Append, Logged
@@ -125,18 +125,27 @@ def _fold() -> Fold | None:
 
 
 async def arecord(owner: Owner, task_id: str, status: str,
-                  error: str | None = None, progress: dict[str, Any] | None = None) -> int | None:
-    """`record` from async code (the web app, the asyncio pool)."""
-    from async_request.events import event_log
+                  error: str | None = None, progress: dict[str, Any] | None = None) -> Logged:
+    """`record` from async code (the web app, the asyncio pool); when the layer can be folded
+    (`layers.Fold`) the event is also sent in the same Redis call (`Logged.told`), one round
+    trip instead of three. Not logged (seq None) when Redis is down."""
+    from async_request.events import Logged, event_log
     from async_request.store import get_store
 
+    data = event_data(task_id, status, progress, error=error)
+    once = None if progress is not None else status
+    fold = _fold()
+    tell = None if fold is None else fold.tell(
+        group_for(owner), layer_message(task_id, status, progress, error=error))
+    client = get_store().aclient()
     try:
-        return await event_log().aappend(get_store().aclient(), owner, task_id,
-                                         event_data(task_id, status, progress, error=error),
-                                         once=None if progress is not None else status)
+        if tell is not None:
+            return await event_log().aappend_and_tell(client, owner, task_id, data, tell,
+                                                      once=once)
+        return Logged(await event_log().aappend(client, owner, task_id, data, once=once))
     except _LAYER_DOWN as exc:
         logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
-        return None
+        return Logged()
 
 
 def publish(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
@@ -182,45 +191,22 @@ def _configured_layer() -> Any:
 
 async def apublish(owner: Owner, task_id: str, status: str, *,
                    error: str | None = None) -> bool:
-    """`publish` from async code (the web app): one try, False when the layer is unreachable.
-    Logged and sent in one Redis call when the layer can be folded (`layers.Fold`)."""
+    """`publish` from async code (the web app): one try, False when the layer is unreachable."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    fold = _fold()
-    tell = None if fold is None else fold.tell(group_for(owner),
-                                               layer_message(task_id, status, error=error))
-    if tell is None:
-        seq = await arecord(owner, task_id, status, error)
-    else:
-        done = await _append_and_tell(owner, task_id, status, error, tell)
-        if done is not None and done.told:
-            return True
-        seq = None if done is None else done.seq
+    logged = await arecord(owner, task_id, status, error)
+    if logged.told:
+        return True
     if layer is None:
         return False
     try:
-        await layer.group_send(group_for(owner), layer_message(task_id, status, seq=seq,
+        await layer.group_send(group_for(owner), layer_message(task_id, status, seq=logged.seq,
                                                                error=error))
     except _LAYER_DOWN as exc:
         logger.warning("could not notify %s about task %s: %r", owner, task_id, exc)
         return False
     return True
-
-
-async def _append_and_tell(owner: Owner, task_id: str, status: str, error: str | None,
-                           tell: Tell) -> Logged | None:
-    """`arecord` and the send in one call; None when Redis is down (warned)."""
-    from async_request.events import event_log
-    from async_request.store import get_store
-
-    try:
-        return await event_log().aappend_and_tell(
-            get_store().aclient(), owner, task_id, event_data(task_id, status, error=error),
-            tell, once=status)
-    except _LAYER_DOWN as exc:
-        logger.warning("could not log the %s event of task %s: %r", status, task_id, exc)
-        return None
 
 
 async def anotify(owner: Owner, task_id: str, status: str, *, deadline_sec: float = 120,
@@ -234,7 +220,10 @@ async def anotify(owner: Owner, task_id: str, status: str, *, deadline_sec: floa
     if layer is None:
         return False
     if seq is None:
-        seq = await arecord(owner, task_id, status, error, progress)
+        logged = await arecord(owner, task_id, status, error, progress)
+        if logged.told:
+            return True
+        seq = logged.seq
     message = layer_message(task_id, status, progress, seq=seq, error=error)
     try:
         await aretry(lambda: asyncio.wait_for(layer.group_send(group_for(owner), message),
