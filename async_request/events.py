@@ -148,7 +148,7 @@ class EventLog:
                                data: dict[str, Any], tell: Tell, *,
                                once: str | None = None) -> Logged:
         """`aappend`, and the event sent live in the same call (`layers.Fold`: the web app's
-        `pending`, one round trip instead of three)."""
+        `pending`, the worker's progress; one round trip instead of three)."""
         entry = self.entry(owner, task_id, data, once)
         seq, told = await client.eval(APPEND_TELL, 4, *entry.keys, op_key(task_id),
                                       tell.group_key, *entry.args, tell.spec,

@@ -29,7 +29,8 @@ guarantee stays: a receive cancelled after the pop leaves its message in the bac
 next receive puts it back.
 
 **Folded sends.** A worker's `running` and outcome events are each logged by the store's
-script that makes the change (`_store_scripts.CLAIM`, `TERMINAL`). When this layer lives in
+script that makes the change (`_store_scripts.CLAIM`, `TERMINAL`), the web app's `pending`
+and the worker's progress by `events.APPEND_TELL`. When this layer lives in
 the store's Redis (one host, the same URL), sends msgpack without encryption and has no
 per-channel capacities, `Fold.tell` turns the event into arguments for `TELL_FUNCTION`, which
 that same script runs: the group's members, the expiry and capacity rules and the message

@@ -25,7 +25,7 @@ import redis
 from async_request._loop import run
 from async_request._retry import aretry, retry
 from async_request.auth import Owner
-from async_request.layers import Fold
+from async_request.layers import Fold, Tell
 
 if TYPE_CHECKING:
     from async_request.events import Append, Logged
@@ -100,12 +100,17 @@ def logged(owner: Owner | str, task_id: str, status: str,
 
     entry = event_log().entry(owner, task_id, event_data(task_id, status, error=error),
                               once=status)
-    fold = _fold()
-    if fold is None:
-        return entry
     parsed = owner if isinstance(owner, Owner) else Owner.parse(owner)
-    tell = fold.tell(group_for(parsed), layer_message(task_id, status, error=error))
+    tell = _tell(parsed, task_id, status, error=error)
     return entry if tell is None else dataclasses.replace(entry, tell=tell)
+
+
+def _tell(owner: Owner, task_id: str, status: str, progress: dict[str, Any] | None = None,
+          error: str | None = None) -> Tell | None:
+    """The event's send for a script to run, when the layer can be folded (`layers.Fold`)."""
+    fold = _fold()
+    return None if fold is None else fold.tell(
+        group_for(owner), layer_message(task_id, status, progress, error=error))
 
 
 def _fold() -> Fold | None:
@@ -134,9 +139,7 @@ async def arecord(owner: Owner, task_id: str, status: str,
 
     data = event_data(task_id, status, progress, error=error)
     once = None if progress is not None else status
-    fold = _fold()
-    tell = None if fold is None else fold.tell(
-        group_for(owner), layer_message(task_id, status, progress, error=error))
+    tell = _tell(owner, task_id, status, progress, error)
     client = get_store().aclient()
     try:
         if tell is not None:
