@@ -12,9 +12,11 @@ stored or logged: the owner is `anon:<keyed hash of the name>`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +37,11 @@ logger = logging.getLogger(__name__)
 CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{22,64}")
 #: A random name has many different characters; "aaaa…" or "abab…" has few.
 CHANNEL_MIN_DISTINCT = 10
+#: Tokens `verify_jwt` remembers as verified, per process (a client sends the same one again
+#: and again: decoding it was 7 % of the web server's CPU in a burst, docs/benchmarks.md).
+VERIFIED_TOKENS = 1024
+#: digest of (secret, algorithms, token) → (claims, exp): accepted tokens only.
+_verified: dict[bytes, tuple[dict[str, Any], float]] = {}
 
 
 @dataclass(frozen=True)
@@ -100,10 +107,26 @@ def verify_jwt(token: str, settings: Settings) -> dict[str, Any]:
     """Verify a JWT (signature, `exp`, `sub`) and return its claims.
 
     AuthenticationError says why a token is refused; the reason is also logged at INFO (the
-    token never is), so "401" in a client has an answer in the server's log.
+    token never is), so "401" in a client has an answer in the server's log. A token accepted
+    before, with the same secret and algorithms, is accepted again without decoding until its
+    `exp`: its signature cannot have changed, and `nbf` or `iat` were already past. Refused
+    tokens are not remembered, nor is any token itself: the cache's keys are digests.
     """
     if not settings.jwt_secret:
         raise AuthenticationError("token verification is not configured (no JWT secret)")
+    key = hashlib.sha256("\0".join((settings.jwt_secret, *settings.jwt_algorithms,
+                                     token)).encode()).digest()
+    known = _verified.get(key)
+    if known is not None and time.time() < known[1]:
+        return dict(known[0])
+    claims = _decode(token, settings)
+    if len(_verified) >= VERIFIED_TOKENS:
+        _verified.clear()  # a burst of distinct tokens: start again rather than track age
+    _verified[key] = (claims, float(claims["exp"]))
+    return dict(claims)
+
+
+def _decode(token: str, settings: Settings) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token, settings.jwt_secret, algorithms=list(settings.jwt_algorithms),

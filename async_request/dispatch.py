@@ -73,21 +73,23 @@ class Dispatcher:
                 *conn.channel_errors)
 
     async def enqueue(self, envelope: RequestEnvelope, *, secret: str,
-                      lane: str = DEFAULT_LANE) -> None:
+                      lane: str = DEFAULT_LANE, sealed: dict[str, Any] | None = None) -> None:
         """Publish `envelope` sealed with `secret` to `lane`; return once the broker
-        acknowledged it.
+        acknowledged it. `sealed`: its `to_dict(secret)` when the caller has it already (the
+        middleware stores the same), so it is not sealed twice.
 
         Raises EnqueueError when the broker did not take it.
         """
         _ = self.errors  # built here, not inside the thread: it loads the transport
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.send(envelope, secret=secret, lane=lane))
+            None, lambda: self.send(envelope, secret=secret, lane=lane, sealed=sealed))
 
-    def send(self, envelope: RequestEnvelope, *, secret: str, lane: str = DEFAULT_LANE) -> None:
+    def send(self, envelope: RequestEnvelope, *, secret: str, lane: str = DEFAULT_LANE,
+             sealed: dict[str, Any] | None = None) -> None:
         """`enqueue` from synchronous code (the sweep re-publishes with it), blocking."""
         errors = self.errors
         kwargs: dict[str, Any] = {
-            "args": [envelope.to_dict(secret)],
+            "args": [sealed if sealed is not None else envelope.to_dict(secret)],
             "queue": queue_name(self.settings, lane),
             # What Celery logs, its task events and Flower show instead of the arguments.
             "argsrepr": summary(envelope),

@@ -52,7 +52,7 @@ from async_request.lifespan import Lifespan
 from async_request.notifications import logged, publish
 from async_request.progress import Progress, ProgressReporter
 from async_request.records import Claim
-from async_request.replay import Cancel, ReplayResult, replay
+from async_request.replay import Cancel, ReplayResult, replay, wait_for_tails
 from async_request.results.status import progress_body
 from async_request.settings import Settings, get_settings
 from async_request.store import OperationStore, get_store
@@ -64,6 +64,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Past its limit (and a cancel's grace) a replay gets this long before the worker stops
 #: waiting for an event loop that a route blocks.
 LOOP_MARGIN_SEC = 1.0
+#: How long a stopping worker waits for what its replays run after their answer.
+TAILS_GRACE_SEC = 10.0
 
 
 def may_run_again(envelope: RequestEnvelope, settings: Settings) -> bool:
@@ -136,8 +138,13 @@ def start_replay_target(**_: Any) -> None:
 
 
 def stop_replay_target(**_: Any) -> None:
-    """Run the lifespan shutdown of this process's replay target (worker or pool exit)."""
-    for key in [k for k in _started if k[0] == os.getpid()]:
+    """Run the lifespan shutdown of this process's replay target (worker or pool exit), once
+    what replays left running after their answer (`replay.wait_for_tails`) ended or had
+    TAILS_GRACE_SEC."""
+    started = [k for k in _started if k[0] == os.getpid()]
+    if started:  # else nothing replayed here
+        run(wait_for_tails(TAILS_GRACE_SEC), timeout=TAILS_GRACE_SEC + 5)
+    for key in started:
         run(_started.pop(key).shutdown(), timeout=70)
 
 

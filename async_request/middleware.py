@@ -117,13 +117,13 @@ async def queue(envelope: RequestEnvelope, *, store: OperationStore, dispatcher:
     # Checked here, before anything is stored: a callback to a host not allowed is a 400.
     callback = callback_url(dict(envelope.headers).get(CALLBACK_HEADER), settings)
     lane = lane or lane_for(settings, envelope.method, envelope.path)
+    sealed = envelope.to_dict(settings.secret_key)  # stored and published alike
     await store.accept(envelope.task_id, envelope.owner, envelope.path,
-                       envelope.method.upper(), body_aside,
-                       envelope=envelope.to_dict(settings.secret_key), rerun_of=rerun_of,
+                       envelope.method.upper(), body_aside, envelope=sealed, rerun_of=rerun_of,
                        max_inflight=settings.max_inflight_per_owner, callback=callback,
                        lane=lane)
     try:
-        await dispatcher.enqueue(envelope, secret=settings.secret_key, lane=lane)
+        await dispatcher.enqueue(envelope, secret=settings.secret_key, lane=lane, sealed=sealed)
     except (EnqueueError, TooLargeError):
         await store.forget(envelope.task_id)
         raise

@@ -21,6 +21,10 @@ from async_request.types import ASGIApp, Message
 
 logger = logging.getLogger(__name__)
 
+#: Apps still running after they answered (the rest of a middleware, background tasks), kept
+#: referenced until they end or their replay's time limit stops them (`wait_for_tails`).
+_tails: set[asyncio.Task[None]] = set()
+
 
 class Cancel:
     """A running replay's cancel switch: the worker flips it (any thread), the app reads it.
@@ -79,6 +83,12 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
 
     An exception raised by the app after the response started is ignored (the response stands,
     as a server would send it); one raised before it becomes a 500 answer, as a server would.
+
+    The result is returned once the response's last body chunk is sent, as a client would have
+    it, not when the app returns: what runs after that (the rest of a middleware such as the
+    sample's `close_old_connections`, Starlette's background tasks) goes on as a tail of the
+    replay (`_tails`) while the outcome is stored and told: a thread hop less on every
+    operation's way to its owner.
     """
     status: int | None = None
     headers: list[tuple[str, str]] = []
@@ -99,6 +109,14 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
             waiting.cancel()
         return {"type": "http.disconnect"}
 
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[None] = loop.create_future()  # last body chunk sent, or ended
+
+    def answer(_: object = None) -> None:
+        finished.set()
+        if not answered.done():
+            answered.set_result(None)
+
     async def send(message: Message) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
@@ -108,21 +126,23 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
         elif message["type"] == "http.response.body":
             chunks.append(bytes(message.get("body", b"")))
             if not message.get("more_body", False):
-                finished.set()
+                answer()
 
     async def run() -> None:
-        try:
-            await app(scope, receive, send)
-        finally:
-            finished.set()
+        await app(scope, receive, send)
 
     # A fresh context: nothing of the worker's contextvars leaks into the app, and back.
-    task = asyncio.get_running_loop().create_task(run(), context=contextvars.Context())
+    task = loop.create_task(run(), context=contextvars.Context())
+    task.add_done_callback(answer)
     try:
         if cancel is None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+            await asyncio.wait_for(answered, timeout)
         else:
-            await _until_done_or_cancelled(task, cancel, timeout)
+            await _until_done_or_cancelled(task, answered, cancel, timeout)
+        if task.done():
+            task.result()  # re-raise what the app raised
+        else:
+            _keep_tail(task, task_id, endpoint, timeout)
     except TimeoutError as exc:
         task.cancel()
         raise ReplayTimeoutError(
@@ -140,24 +160,48 @@ async def replay(app: ASGIApp, scope: dict[str, Any], body: bytes, *, task_id: s
     return ReplayResult(task_id, status, endpoint, headers, b"".join(chunks))
 
 
-async def _until_done_or_cancelled(task: asyncio.Task[None], cancel: Cancel,
-                                   timeout: float) -> None:
-    """Wait for the app's task; on cancel give it `grace` seconds, then stop it."""
-    switch = asyncio.ensure_future(cancel.event.wait())
+async def _until_done_or_cancelled(task: asyncio.Task[None], answered: asyncio.Future[None],
+                                   cancel: Cancel, timeout: float) -> None:
+    """Wait for the app's answer; on cancel give it `grace` seconds, then stop it."""
+    switch: asyncio.Future[Any] = asyncio.ensure_future(cancel.event.wait())
+    waits: set[asyncio.Future[Any]] = {answered, switch}
     try:
-        done, _ = await asyncio.wait({task, switch}, timeout=timeout,
+        done, _ = await asyncio.wait(waits, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
     finally:
         switch.cancel()
-    if task in done:
-        task.result()  # re-raise what the app raised
-        if not cancel.is_set():
-            return
+    if answered in done and not cancel.is_set():
+        return
     if not done:
         raise TimeoutError
-    if not task.done():
+    if not answered.done():
         try:
-            await asyncio.wait_for(asyncio.shield(task), cancel.grace)
+            await asyncio.wait_for(asyncio.shield(answered), cancel.grace)
         except TimeoutError:
             task.cancel()
     raise ReplayCancelledError("cancelled by its owner while it ran")
+
+
+def _keep_tail(task: asyncio.Task[None], task_id: str, endpoint: str, timeout: float) -> None:
+    """Let an app that answered run on, for its replay's time limit at most; log what it
+    raises."""
+    stop = asyncio.get_running_loop().call_later(timeout, task.cancel)
+    _tails.add(task)
+
+    def ended(tail: asyncio.Task[None]) -> None:
+        stop.cancel()
+        _tails.discard(tail)
+        if not tail.cancelled() and tail.exception() is not None:
+            logger.error("task %s: the application raised after answering %s", task_id,
+                         endpoint, exc_info=tail.exception())
+
+    task.add_done_callback(ended)
+
+
+async def wait_for_tails(timeout: float) -> None:
+    """Give the apps still running after their answer up to `timeout` seconds to end (a
+    stopping worker); those still running then are cancelled."""
+    if _tails:
+        _, running = await asyncio.wait(set(_tails), timeout=timeout)
+        for tail in running:
+            tail.cancel()

@@ -102,11 +102,12 @@ class Sweeper(Loop):
             client.zrem(PENDING, task_id)  # claimed meanwhile, ended, withdrawn or expired
             return False
         try:
-            envelope = RequestEnvelope.from_dict(dict(json.loads(wire)), self.secret)
+            sealed = dict(json.loads(wire))
+            envelope = RequestEnvelope.from_dict(sealed, self.secret)  # still opens: checked
             stored = raw_lane.decode() if isinstance(raw_lane, bytes) else None
             lane = resolve(self.dispatcher.settings, stored,
                            envelope.method, envelope.path)
-            self.dispatcher.send(envelope, secret=self.secret, lane=lane)
+            self.dispatcher.send(envelope, secret=self.secret, lane=lane, sealed=sealed)
         except (EnvelopeError, TooLargeError) as exc:  # can never be published: leave it
             logger.warning("sweep: task %s cannot be published again: %s", task_id, exc)
             client.zrem(PENDING, task_id)

@@ -82,7 +82,8 @@ class CapturingDispatcher:
         self.published: list[Any] = []
         self.lanes: list[str] = []
 
-    async def enqueue(self, envelope: Any, *, secret: str, lane: str = "default") -> None:
+    async def enqueue(self, envelope: Any, *, secret: str, lane: str = "default",
+                      sealed: Any = None) -> None:
         self.published.append(envelope)
         self.lanes.append(lane)
 

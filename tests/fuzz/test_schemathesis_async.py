@@ -169,7 +169,10 @@ def test_accepted_tasks_complete_and_worker_survives(live: Live) -> None:
 
 @settings(max_examples=150, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(task_id=st.one_of(st.text(max_size=60), st.uuids().map(str),
+# "." and ".." are dot segments: the client removes them from the URL (RFC 3986 5.2.4), so the
+# server would see another path (the list of operations, or /api/v1/), not this task id.
+@given(task_id=st.one_of(st.text(max_size=60).filter(lambda text: text not in (".", "..")),
+                         st.uuids().map(str),
                          st.uuids().map(lambda u: str(u).upper())),
        authorised=st.booleans())
 def test_results_task_id_is_404_400_or_401(live: Live, task_id: str, authorised: bool) -> None:

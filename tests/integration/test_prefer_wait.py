@@ -40,7 +40,8 @@ class FakeWorker:
         self.published: list[Any] = []
         self.timers: list[threading.Timer] = []
 
-    async def enqueue(self, envelope: Any, *, secret: str, lane: str = "default") -> None:
+    async def enqueue(self, envelope: Any, *, secret: str, lane: str = "default",
+                      sealed: Any = None) -> None:
         self.published.append(envelope)
         timer = threading.Timer(self.after, self._end, args=(envelope.task_id,))
         self.timers.append(timer)

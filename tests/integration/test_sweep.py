@@ -40,7 +40,8 @@ class Recorder(Dispatcher):
         self.sent: list[str] = []
         self.lanes: list[str] = []
 
-    def send(self, envelope: RequestEnvelope, *, secret: str, lane: str = "default") -> None:
+    def send(self, envelope: RequestEnvelope, *, secret: str, lane: str = "default",
+             sealed: object = None) -> None:
         self.sent.append(envelope.task_id)
         self.lanes.append(lane)
 

@@ -57,6 +57,20 @@ def test_refused_credentials(headers: dict[str, str]) -> None:
         resolve_owner(headers, SETTINGS)
 
 
+def test_a_remembered_token_is_still_refused_after_its_exp_or_with_another_key() -> None:
+    short = jwt.encode({"sub": "7", "exp": time.time() + 1.0}, "s" * 32, algorithm="HS256")
+    headers = {"authorization": f"Bearer {short}"}
+    assert resolve_owner(headers, SETTINGS) == Owner("user", "7")
+    assert resolve_owner(headers, SETTINGS) == Owner("user", "7")  # from the cache
+    with pytest.raises(AuthenticationError, match="signature"):
+        resolve_owner(headers, replace(SETTINGS, jwt_secret="t" * 32))
+    with pytest.raises(AuthenticationError, match="algorithm"):
+        resolve_owner(headers, replace(SETTINGS, jwt_algorithms=("HS512",)))
+    time.sleep(1.1)
+    with pytest.raises(AuthenticationError, match="expired"):
+        resolve_owner(headers, SETTINGS)
+
+
 def test_anonymous_channel() -> None:
     owner = resolve_owner({"x-async-request": "abcdefghij_KLMNOP-12345"}, SETTINGS)
     # Stored and logged as a keyed hash: the name is the anonymous client's only credential.

@@ -80,3 +80,43 @@ def test_a_cancelled_replay_hears_disconnect_and_is_stopped_after_the_grace() ->
 
     assert asyncio.run(run(polite)) < 1 and heard == ["http.disconnect"]
     assert asyncio.run(run(stubborn)) < 1 and heard[-1] == "stopped"
+
+
+def test_the_answer_is_returned_before_what_the_app_does_after_it() -> None:
+    """The outcome is the response as a client has it; the rest of the app (a middleware's
+    cleanup, background tasks) runs on as a tail, and a stopping worker waits for it."""
+    from async_request.replay import wait_for_tails
+
+    events: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        await asyncio.sleep(0.2)  # a background task
+        events.append("tail ended")
+        raise RuntimeError("raised after answering: logged, the response stands")
+
+    async def main() -> None:
+        result = await replay(app, dict(SCOPE), b"", task_id="t", endpoint="/x", timeout=5)
+        events.append(f"answered {result.status} {result.body!r}")
+        await wait_for_tails(5)
+
+    asyncio.run(main())
+    assert events == ["answered 200 b'done'", "tail ended"]
+
+
+def test_a_tail_is_stopped_at_the_replay_limit() -> None:
+    from async_request.replay import _tails
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        await asyncio.sleep(60)
+
+    async def main() -> None:
+        result = await replay(app, dict(SCOPE), b"", task_id="t", endpoint="/x", timeout=0.2)
+        assert result.status == 204 and len(_tails) == 1
+        await asyncio.sleep(0.4)
+        assert not _tails
+
+    asyncio.run(main())
