@@ -10,7 +10,10 @@ wakes it directly instead of waking a helper thread that then wakes it (measured
 instead of 180-190 µs per confirmed publish on tansu). One poller at a time (`_poll_lock`),
 so a report is never taken by a thread that then sleeps on; other waiters wait on their
 futures. A daemon thread serves the reports nobody waits for (events) every
-`_SERVE_SECONDS`.
+`_SERVE_SECONDS` while librdkafka holds a message or report, and every `_IDLE_SERVE_SECONDS`
+when it holds none (then it only serves librdkafka's error callback, which tells `health`
+that no broker is up): an idle process's thread woke 20 times a second for nothing, 0.4 % of
+a core in each worker and web process.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .errors import DeliveryFailed, KafkaConnectionError, MessageTooLarge
 logger = logging.getLogger(__name__)
 
 _SERVE_SECONDS = 0.05
+_IDLE_SERVE_SECONDS = 0.5
 #: Longest single poll of a waiting caller (it re-checks its future in between).
 _WAIT_POLL_SECONDS = 0.005
 
@@ -60,9 +64,14 @@ class DeliveryProducer:
         logger.warning("kafka producer: %s", error)
 
     def _serve(self) -> None:
-        while not self._closed.wait(_SERVE_SECONDS):
+        interval = _SERVE_SECONDS
+        while not self._closed.wait(interval):
             with self._poll_lock:
                 self._producer.poll(0)
+            # len(): messages queued or in flight plus reports not served yet. One sent
+            # while this sleeps the longer interval is served by its waiter, or at the
+            # latest then (a report nobody waits for only logs a failed delivery).
+            interval = _SERVE_SECONDS if len(self._producer) else _IDLE_SERVE_SECONDS
 
     def wait(self, future: Future[tuple[int, int]], timeout: float) -> tuple[int, int]:
         """The result of `future` (from `send()`), serving delivery reports meanwhile.
