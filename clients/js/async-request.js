@@ -553,7 +553,7 @@ export class AsyncRequestClient extends Emitter {
     if (this.active !== "websocket" || !socket) return;
     socket.send('{"type":"ping"}');
     clearTimeout(this._pong);
-    this._pong = setTimeout(() => socket.close(), PONG_TIMEOUT_MS);
+    this._pong = setTimeout(() => this._drop(socket), PONG_TIMEOUT_MS);
   }
 
   _connected(resumed) {
@@ -692,8 +692,15 @@ export class AsyncRequestClient extends Emitter {
     const socket = this._socket;
     if (!socket) return false;
     if (this.active === "sse") socket.onerror();
-    else socket.close();
+    else this._drop(socket);
     return true;
+  }
+
+  /** Give up on `socket` now: on a dead network its close handshake (and its `onclose`,
+   *  ignored once another socket or none is current) can take 30 s and more (Chromium). */
+  _drop(socket) {
+    socket.close();
+    if (this._socket === socket) this._disconnected(false);
   }
 
   /** Stop: close the connection and timers; unfinished operations' `done` rejects. */

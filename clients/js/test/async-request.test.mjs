@@ -117,6 +117,30 @@ test("reconnects with after=<last seq>, de-duplicates, and re-reads after a gap"
   await assert.rejects(op.done);
 });
 
+test("a drop counts at once, though the dead socket's close never ends", async () => {
+  const { client: c } = client({
+    "GET /api/v1/x": () => [202, { meta: { async_request_id: ID } }],
+    [`GET ${R}${ID}/`]: () => [202, { task_id: ID, state: "running" }],
+  });
+  const connection = [];
+  c.on("connection", ({ connected }) => connection.push(connected));
+  const pending = c.submit("/api/v1/x");
+  await until(() => FakeSocket.all.length === 1, "a socket");
+  const dead = FakeSocket.all[0];
+  dead.frame({ type: "subscribed" });
+  await pending;
+  dead.close = () => { dead.closed = true; };   // an offline network: no onclose comes
+  assert.equal(c._debugDrop(), true);
+  assert.equal(dead.closed, true);
+  assert.equal(c.connected, false);
+  assert.deepEqual(connection, [true, false]);
+  await until(() => FakeSocket.all.length === 2, "a new socket");
+  dead.onclose?.({ code: 1006 });   // the late close of the dead one changes nothing
+  FakeSocket.all[1].frame({ type: "subscribed" });
+  assert.equal(c.connected, true);
+  c.close();
+});
+
 test("a 4403 close stops the push connection and polls the status URL", async () => {
   let reads = 0;
   const { client: c } = client({
