@@ -18,7 +18,7 @@ from bench._stats import median_range, percentile
 PROCESSES = {
     "web": "web server (uvicorn)",
     "worker": "worker (Celery main + pool)",
-    "broker": "broker (tansu)",
+    "broker": "broker (tansu, or Kafka with --broker apache)",
     "redis": "Redis",
     "database": "database (PostgreSQL)",
 }
@@ -113,6 +113,12 @@ def details(tree: Tree, path: str, burst: int, clients: int) -> list[str]:
         idle = [b["idle_pct"] for b in bursts]
         rows.append("| idle after the burst: worker + broker, % of one core | "
                     + " | ".join(f"{v:.2f}" for v in idle) + f" | {statistics.median(idle):.2f} |")
+    if all("trickle_pct" in b for b in bursts):
+        for key, title in (("trickle_pct", "trickle: worker + broker, % of one core"),
+                           ("trickle_ms", "trickle: send → WebSocket, p50 ms")):
+            values = [b[key] for b in bursts]
+            rows.append(f"| {title} | " + " | ".join(f"{v:.2f}" for v in values)
+                        + f" | {statistics.median(values):.2f} |")
     return rows
 
 
@@ -143,6 +149,11 @@ def comparison(current: Tree, baseline: Tree) -> list[str]:
     if all("idle_pct" in r.burst for r in (*current.rounds, *baseline.rounds)):
         series.append(("idle: worker + broker, % of one core", bursts(current, "idle_pct"),
                        bursts(baseline, "idle_pct"), 2, ""))
+    if all("trickle_pct" in r.burst for r in (*current.rounds, *baseline.rounds)):
+        series += [("trickle: worker + broker, % of one core", bursts(current, "trickle_pct"),
+                    bursts(baseline, "trickle_pct"), 2, ""),
+                   ("trickle: send → WebSocket, p50 ms", bursts(current, "trickle_ms"),
+                    bursts(baseline, "trickle_ms"), 2, "")]
     series += [(f"CPU ms/request: {title}", cpu_values(current.rounds, name),
                 cpu_values(baseline.rounds, name), 2, name) for name, title in PROCESSES.items()]
     series.append(("CPU ms/request: **all measured server processes**",

@@ -10,12 +10,16 @@ Prints a table:
   bench/_cpu.py): web server (uvicorn), worker (Celery main process + pool), broker (tansu),
   Redis, database (PostgreSQL with DATABASE_URL; SQLite has no server), and their sum, and
   beside it this script's own (the measuring clients share the cores);
-- then `--idle` seconds with nothing sent: the worker's and the broker's CPU, % of one core.
+- then `--idle` seconds with nothing sent: the worker's and the broker's CPU, % of one core;
+- then `--trickle` seconds of one async request every `--trickle-every` seconds (a worker that
+  is neither busy nor idle): the worker's and the broker's CPU, % of one core, and the send →
+  WebSocket p50 of those requests.
 
 Each measurement is repeated (`--repeat`); the table gives the median of the runs' p50 and p99
 and the range (min–max) of the runs' p50. It starts its own tansu broker and uses Redis
 (`REDIS_URL` when it answers, which it then cannot measure, else its own), database 7, flushed
-first. The sample's database is a fresh SQLite file, or `DATABASE_URL` when set.
+first. The sample's database is a fresh SQLite file, or `DATABASE_URL` when set. `--broker
+apache`: one Apache Kafka node (tools/apache_kafka.py) instead of tansu.
 
 `--baseline REV` measures a checkout of REV (a temporary `git worktree`, removed at the end)
 in the same invocation, interleaved with the current tree: round 1 current then baseline,
@@ -26,6 +30,7 @@ always this one. A comparison table with the ratios current/baseline follows the
     .venv/bin/python bench/pipeline.py [--repeat 3] [--seq 200] [--e2e 100] [--burst 1000]
                                        [--pool prefork] [--idle 15] [--baseline REV]
                                        [--pools asyncio:32,prefork:2,threads:8]
+                                       [--trickle 20 --trickle-every 0.5] [--broker apache]
 
 `--pools` measures the current tree once per pool (`pool:concurrency`; `asyncio` is ours,
 async_request/pool.py), interleaved with each other and with `--baseline` (which runs `--pool`
@@ -43,6 +48,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,6 +257,10 @@ def measure(target: Target, args: argparse.Namespace, label: str) -> Round:
     result = burst(target, args.burst, args.clients, client_kind=args.client)
     step(f"{label}: idle for {args.idle:g} s")
     result["idle_pct"] = idle_percent(target, args.idle)
+    if args.trickle > 0:
+        step(f"{label}: one request every {args.trickle_every:g} s for {args.trickle:g} s")
+        result["trickle_pct"], result["trickle_ms"] = trickle(target, args.trickle,
+                                                              args.trickle_every)
     return Round(sync_ms, async_ms, e2e_ms, result)
 
 
@@ -263,6 +273,30 @@ def idle_percent(target: Target, seconds: float, settle: float = 3.0) -> float:
     time.sleep(seconds)
     after = sample(probes)
     return sum((after[p.name] or 0.0) - (before[p.name] or 0.0) for p in probes) * 100 / seconds
+
+
+def trickle(target: Target, seconds: float, every: float) -> tuple[float, float]:
+    """(% of one core of the worker and the broker, send → WebSocket p50 ms) while one
+    request is sent every `every` seconds for `seconds`: the load of a quiet service, where
+    a consumer's empty fetches, not its requests, are most of the work."""
+    probes = [p for p in target.probes if p.name in ("worker", "broker")]
+    auth = {"authorization": f"Bearer {target.token}", "x-async-request": "true"}
+    times: list[float] = []
+    with connect(target.ws_url) as ws, httpx.Client(base_url=target.base, timeout=30) as http:
+        ws.recv(timeout=10)
+        before, start = sample(probes), time.monotonic()
+        while time.monotonic() - start < seconds:
+            t0 = time.perf_counter()
+            task_id = http.get(PATH, headers=auth).json()["meta"]["async_request_id"]
+            while True:
+                data = json.loads(json.loads(ws.recv(timeout=60))["data"])
+                if data["task_id"] == task_id and data["status"] in TERMINAL:
+                    break
+            times.append((time.perf_counter() - t0) * 1000)
+            time.sleep(max(0.0, every - (time.perf_counter() - t0)))
+        after, elapsed = sample(probes), time.monotonic() - start
+    cpu = sum((after[p.name] or 0.0) - (before[p.name] or 0.0) for p in probes)
+    return cpu * 100 / elapsed, statistics.median(times)
 
 
 # -- stacks and trees -----------------------------------------------------------------------
@@ -290,7 +324,7 @@ def running_stack(root: Path, args: argparse.Namespace) -> Iterator[Target]:
     """A fresh private stack running the code of `root`, with its web app and one worker."""
     database_url = getattr(args, "database_url", os.environ.get("DATABASE_URL") or None)
     with private_stack("bench-pipeline", redis_db=getattr(args, "redis_db", 7), root=root,
-                       database_url=database_url) as stack:
+                       database_url=database_url, broker=args.broker) as stack:
         stack.create_user("bench", "bench")
         token = stack.issue_token("bench")
         web = stack.start_web()
@@ -348,6 +382,12 @@ def main() -> int:
                         help="the burst's HTTP client (raw: hand-written HTTP/1.1, less CPU)")
     parser.add_argument("--idle", type=float, default=15,
                         help="seconds of idle CPU measured after each burst")
+    parser.add_argument("--trickle", type=float, default=0,
+                        help="seconds of sparse requests after the idle period (0: none)")
+    parser.add_argument("--trickle-every", type=float, default=0.5,
+                        help="seconds between the sparse requests of --trickle")
+    parser.add_argument("--broker", choices=("tansu", "apache"), default="tansu",
+                        help="the stacks' broker: tansu, or one Apache Kafka node")
     parser.add_argument("--pool", default="prefork", help="worker pool (celery -P)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
     parser.add_argument("--pools", metavar="POOL:C,...",

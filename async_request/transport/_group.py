@@ -45,6 +45,12 @@ class BrokerGroups:
         """True for Apache Kafka: it enforces a session minimum and said which."""
         return self.session_minimum_ms is not None
 
+    @property
+    def holds_fetches(self) -> bool:
+        """True for Apache Kafka: it holds an empty fetch up to `fetch.wait.max.ms` and
+        answers it as soon as a record arrives (tansu answers after about half the wait)."""
+        return self.reports_group_config
+
     def first_session(self, default_ms: int) -> int:
         """The session to join with: ours, or the broker's minimum when that is longer (the
         broker would refuse ours with INVALID_SESSION_TIMEOUT and we would join again)."""

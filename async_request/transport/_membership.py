@@ -16,12 +16,13 @@ import ctypes
 import logging
 from collections.abc import Callable
 from time import monotonic
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ._group import BrokerGroups, RebalanceWatch, longer_session, stall_limit
 from ._offsets import PartitionKey
-from ._options import METADATA_REFRESH_MS, KafkaOptions
+from ._options import HELD_FETCH_WAIT_MS, METADATA_REFRESH_MS, KafkaOptions
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class GroupMember:
         self.leave_on_exit = options.leave_group_on_shutdown
         self._detected = not options.detect_broker
         self._metadata_refresh_ms: int | None = None  # set for a broker that adds partitions
+        #: The broker holds an empty fetch until a record arrives (Apache Kafka, `_detect`): the
+        #: work consumer waits HELD_FETCH_WAIT_MS per fetch instead of the tansu default.
+        self.holds_fetches = False
         #: The broker's groups survive a LeaveGroup mid-rebalance (Apache Kafka, `_detect`):
         #: leave without first waiting for the rebalance to end.
         self._leave_is_safe = False
@@ -117,12 +121,18 @@ class GroupMember:
     def _consumer(self) -> Consumer:
         if self.consumer is None:
             self._detect()
-            config = self.options.consumer_config(self.bootstrap)
-            config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
-            if self._metadata_refresh_ms is not None:
-                config["topic.metadata.refresh.interval.ms"] = self._metadata_refresh_ms
-            self.consumer = Consumer({**config, "error_cb": self._on_error})
+            self.consumer = Consumer({**self._consumer_config(), "error_cb": self._on_error})
         return self.consumer
+
+    def _consumer_config(self) -> dict[str, Any]:
+        """The work consumer's config with what `_detect` chose for the broker."""
+        config = self.options.consumer_config(self.bootstrap)
+        config["session.timeout.ms"] = self._session_ms  # may have grown after a refusal
+        if self._metadata_refresh_ms is not None:
+            config["topic.metadata.refresh.interval.ms"] = self._metadata_refresh_ms
+        if self.holds_fetches:
+            config["fetch.wait.max.ms"] = HELD_FETCH_WAIT_MS
+        return config
 
     def _detect(self) -> None:
         """Once, before the first join: ask the brokers for their group settings and pick the
@@ -140,11 +150,14 @@ class GroupMember:
         if groups.reports_group_config and not self.options.metadata_refresh_configured:
             # Apache Kafka can add partitions to a live topic: rebalance onto them within 30 s
             self._metadata_refresh_ms = METADATA_REFRESH_MS
-        logger.info("kafka: group %r joins with session.timeout.ms=%d; a stopping worker %s "
-                    "(the broker %s its group settings)", self.options.group_id,
-                    self._session_ms, "leaves the group" if self.leave_on_exit else
-                    "does not leave the group", "reports" if groups.reports_group_config
-                    else "does not report")
+        self.holds_fetches = groups.holds_fetches and not self.options.fetch_wait_configured
+        logger.info("kafka: group %r joins with session.timeout.ms=%d and fetch.wait.max.ms=%s; "
+                    "a stopping worker %s (the broker %s its group settings)",
+                    self.options.group_id, self._session_ms,
+                    HELD_FETCH_WAIT_MS if self.holds_fetches
+                    else self.options.consumer_config("")["fetch.wait.max.ms"],
+                    "leaves the group" if self.leave_on_exit else "does not leave the group",
+                    "reports" if groups.reports_group_config else "does not report")
 
     def _on_error(self, error: KafkaError) -> None:
         logger.warning("kafka consumer: %s", error)

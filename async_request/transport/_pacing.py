@@ -12,7 +12,10 @@ Two reasons to pause the work consumer's partitions:
   happens. Idle, the partitions are paused and the exchange reader, which fetches every
   `broadcast_fetch_wait_ms` anyway, watches them from the paused position; its first record
   there wakes the work consumer (resume + seek: librdkafka fetches a resumed partition at
-  once only when it is also seeked, see `Pauser._resume`).
+  once only when it is also seeked, see `Pauser._resume`). On Apache Kafka, where the work
+  consumer waits `HELD_FETCH_WAIT_MS` per fetch (`GroupMember.holds_fetches`), idle mode
+  still saves that consumer's 10 fetches a second (measured: idle worker + broker 1.25x
+  without it).
 
 `Pacer` decides, as pure logic; `Pauser` carries its decisions out on the work consumer
 (pause, resume, the positions to resume from). The fetcher (`_fetcher.py`) calls `Pauser.pace`

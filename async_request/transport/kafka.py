@@ -100,12 +100,14 @@ JoinGroup for session/2, 1 s at least; with 1.5 s a killed worker's replacement 
 the dead member is gone and leads at once), ``heartbeat.interval.ms`` 500, ``group.protocol``
 classic, assignment ``range,roundrobin``, ``fetch.wait.max.ms`` 5 (tansu answers an empty
 fetch only after about half of it; 0 never returns data and is rejected), ``linger.ms`` 0,
-``acks`` all,
-``socket.nagle.disable``. On a broker that reports its ``group.min.session.timeout.ms``
-(``detect_broker``: Apache Kafka, 6000 by default) the work consumer joins with that minimum
-and reads metadata every 30 s (``topic.metadata.refresh.interval.ms``; librdkafka's 5 min
-elsewhere), so partitions added to a live topic are consumed within 30 s; publishers read a
-topic's partition count again every 30 s and put records on its partitions round-robin. A
+``acks`` all, ``socket.nagle.disable``. On a broker that reports its
+``group.min.session.timeout.ms`` (``detect_broker``: Apache Kafka, 6000 by default) the work
+consumer joins with that minimum, fetches with ``fetch.wait.max.ms`` 100 unless configured
+(Kafka holds an empty fetch until a record arrives, so 5 ms only multiplies empty fetches:
+15-20 % of a core of the broker per worker), and reads metadata every 30 s
+(``topic.metadata.refresh.interval.ms``; librdkafka's 5 min elsewhere), so partitions
+added to a live topic are consumed within 30 s; publishers read a topic's partition count
+again every 30 s and put records on its partitions round-robin. A
 broker that refuses the session anyway answers INVALID_SESSION_TIMEOUT; the consumer then
 rejoins with the broker's minimum (DescribeConfigs) or 6000, 10000, 30000, 45000 in turn,
 unless ``session.timeout.ms`` was configured (then the error is logged and left to you).

@@ -144,6 +144,16 @@ def test_configured_sessions_and_disabled_detection_are_kept() -> None:
     assert (member._session_ms, member.leave_on_exit) == (1500, False)
 
 
+def test_on_apache_kafka_the_work_consumer_waits_for_records_unless_configured() -> None:
+    member = _detected(6000)
+    assert member.holds_fetches
+    assert member._consumer_config()["fetch.wait.max.ms"] == 100
+    assert _detected(None)._consumer_config()["fetch.wait.max.ms"] == 5  # tansu: short waits
+    member = _detected(6000, kafka_consumer_config={"fetch.wait.max.ms": 100})
+    assert not member.holds_fetches and member._consumer_config()["fetch.wait.max.ms"] == 100
+    assert not _detected(6000, detect_broker=False).holds_fetches
+
+
 def test_on_apache_kafka_an_exiting_worker_leaves_without_waiting_for_a_rebalance() -> None:
     member = _detected(6000)
     consumer = member.consumer = FakeConsumer()
