@@ -76,7 +76,7 @@ class CancelWatch:
         while True:
             client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2,
                                           health_check_interval=10)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 pubsub.subscribe(CHANNEL)
                 self.subscribed.set()

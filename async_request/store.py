@@ -233,7 +233,7 @@ class OperationStore:
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable("cannot wait for the outcome", exc) from exc
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def load_body(self, task_id: str) -> bytes | None:
         """A body stored aside, or None when it has expired."""

@@ -11,6 +11,7 @@ channel.
 
 from __future__ import annotations
 
+import asyncio
 from queue import Empty
 from typing import Any, Protocol
 
@@ -134,6 +135,22 @@ class Channel(virtual.Channel):
         """Produce `message` to the queue's topic; wait for the broker if persistent."""
         self._send(self._topic(queue), message, self.options.partitions_for(queue),
                    self.options.topic_config)
+
+    async def put_async(self, queue: str, message: dict[str, Any]) -> None:
+        """`_put` for a coroutine (the web process' event loop): produce `message` to the
+        queue's topic and wait for the broker's acknowledgement without blocking the loop.
+
+        When that would block (a request to the cluster comes first: it is known to be away,
+        or the topic is not cached or stale) or publishes are not confirmed, `_put` runs in
+        a thread instead: the first publish to each topic, and every one during an outage.
+        """
+        topic = self._topic(queue)
+        future = (self.io.try_send(topic, dumps(message).encode())
+                  if self.options.confirm_publish else None)
+        if future is None:
+            await asyncio.get_running_loop().run_in_executor(None, self._put, queue, message)
+            return
+        await self.io.acknowledged(topic, future)
 
     def _put_exchange(self, exchange: str, message: dict[str, Any], routing_key: str) -> None:
         headers: list[tuple[str, str | bytes | None]] = [

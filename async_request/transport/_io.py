@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 from ._exchange import Binding
@@ -88,8 +91,31 @@ class KafkaIO:
                                     partition=self.spread.next(topic, count))
         if not wait:
             return
-        try:
+        with self._acknowledging(topic):
             self.producer.wait(future, self.options.publish_timeout + 1.0)
+
+    def try_send(self, topic: str, body: bytes) -> Future[tuple[int, int]] | None:
+        """Produce `body` to `topic` without blocking, when that needs no request to the
+        cluster first: it is not known to be away, and `topic`'s partition count is cached
+        and fresh. None otherwise, with nothing sent (then `publish()` is the way)."""
+        if self.health.down:
+            return None
+        count = self.admin.cached(topic)
+        if count is None:
+            return None
+        return self.producer.send(topic, body, partition=self.spread.next(topic, count))
+
+    async def acknowledged(self, topic: str, future: Future[tuple[int, int]]) -> None:
+        """Wait from a coroutine for the broker to acknowledge `future` (from `try_send`),
+        with `publish(wait=True)`'s timeouts and errors."""
+        with self._acknowledging(topic):
+            await self.producer.wait_async(future, self.options.publish_timeout + 1.0)
+
+    @contextmanager
+    def _acknowledging(self, topic: str) -> Iterator[None]:
+        """What a publish to `topic` that waited and failed raises, and forgets."""
+        try:
+            yield
         except TimeoutError:
             self.admin.forget(topic)
             raise PublishTimeout(

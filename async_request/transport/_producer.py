@@ -13,11 +13,14 @@ futures. A daemon thread serves the reports nobody waits for (events) every
 `_SERVE_SECONDS` while librdkafka holds a message or report, and every `_IDLE_SERVE_SECONDS`
 when it holds none (then it only serves librdkafka's error callback, which tells `health`
 that no broker is up): an idle process's thread woke 20 times a second for nothing, 0.4 % of
-a core in each worker and web process.
+a core in each worker and web process. While a coroutine waits in `wait_async()` (the web
+process publishes the replay task from its event loop: `dispatch.py`), that thread polls
+without pause, so the coroutine's report reaches the loop as soon as it arrives.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from concurrent.futures import Future
@@ -36,6 +39,8 @@ _SERVE_SECONDS = 0.05
 _IDLE_SERVE_SECONDS = 0.5
 #: Longest single poll of a waiting caller (it re-checks its future in between).
 _WAIT_POLL_SECONDS = 0.005
+#: How often a waiting coroutine checks its deadline and the cluster's health.
+_CHECK_SECONDS = 0.05
 
 
 class DeliveryProducer:
@@ -54,6 +59,8 @@ class DeliveryProducer:
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._closed = threading.Event()
         self._poll_lock = threading.Lock()
+        self._awaited: set[asyncio.Future[tuple[int, int]]] = set()  # of wait_async()
+        self._wake = threading.Event()  # a coroutine began to wait, or close()
         self._thread = threading.Thread(
             target=self._serve, name="kafka-delivery-reports", daemon=True)
         self._thread.start()
@@ -65,13 +72,30 @@ class DeliveryProducer:
 
     def _serve(self) -> None:
         interval = _SERVE_SECONDS
-        while not self._closed.wait(interval):
+        while not self._closed.is_set():
+            if self._awaited:  # coroutines wait: serve each report as it arrives
+                with self._poll_lock:
+                    self._producer.poll(_WAIT_POLL_SECONDS)
+                continue
+            self._wake.wait(interval)
+            self._wake.clear()
             with self._poll_lock:
                 self._producer.poll(0)
             # len(): messages queued or in flight plus reports not served yet. One sent
             # while this sleeps the longer interval is served by its waiter, or at the
             # latest then (a report nobody waits for only logs a failed delivery).
             interval = _SERVE_SECONDS if len(self._producer) else _IDLE_SERVE_SECONDS
+
+    def _expired(self, started: float, deadline: float) -> bool:
+        """Whether a waiter since `started` gives up now: past `deadline`, or the cluster known
+        to be away for `unreachable_timeout` (then what is still queued is purged)."""
+        now = monotonic()
+        down_since = self.health.down_since
+        if down_since is not None and now - max(started, down_since) >= \
+                self._unreachable_timeout:
+            self._give_up()
+            return True
+        return now >= deadline
 
     def wait(self, future: Future[tuple[int, int]], timeout: float) -> tuple[int, int]:
         """The result of `future` (from `send()`), serving delivery reports meanwhile.
@@ -81,24 +105,37 @@ class DeliveryProducer:
         started = monotonic()
         deadline = started + timeout
         while not future.done():
-            now = monotonic()
-            remaining = deadline - now
-            down_since = self.health.down_since
-            if down_since is not None and now - max(started, down_since) >= \
-                    self._unreachable_timeout:
-                self._give_up()
+            if self._expired(started, deadline):
                 raise TimeoutError()
-            if remaining <= 0:
-                raise TimeoutError()
+            remaining = deadline - monotonic()
             if self._poll_lock.acquire(blocking=False):
                 try:
                     if not future.done():
-                        self._producer.poll(min(remaining, _WAIT_POLL_SECONDS))
+                        self._producer.poll(max(0.0, min(remaining, _WAIT_POLL_SECONDS)))
                 finally:
                     self._poll_lock.release()
             else:  # another thread polls; its poll may set our future
-                futures_wait([future], timeout=min(remaining, 0.001))
+                futures_wait([future], timeout=max(0.0, min(remaining, 0.001)))
         return future.result()
+
+    async def wait_async(self, future: Future[tuple[int, int]], timeout: float
+                         ) -> tuple[int, int]:
+        """`wait()` for a coroutine: the report thread serves the report; the loop goes on."""
+        started = monotonic()
+        deadline = started + timeout
+        waiting = asyncio.wrap_future(future)
+        self._awaited.add(waiting)
+        self._wake.set()
+        try:
+            while not waiting.done():
+                if self._expired(started, deadline):
+                    raise TimeoutError()
+                # asyncio.wait never cancels what it waits for (a cancelled future would
+                # refuse the report's result inside librdkafka's callback).
+                await asyncio.wait([waiting], timeout=_CHECK_SECONDS)
+        finally:
+            self._awaited.discard(waiting)
+        return waiting.result()
 
     def _give_up(self) -> None:
         # No broker is up: drop what is still queued locally (its waiters get _PURGE_QUEUE,
@@ -151,6 +188,7 @@ class DeliveryProducer:
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to `timeout`), then stop the report thread."""
         self._closed.set()
+        self._wake.set()
         self._thread.join(timeout=1.0)
         remaining = self._producer.flush(timeout)
         if remaining:

@@ -134,13 +134,25 @@ class TopicAdmin:
                 self._read_at.clear()
                 self._known_since_outage = outages
 
+    def cached(self, topic: str) -> int | None:
+        """Partition count of `topic` if the cache knows it and it is fresh (no request is
+        sent), else None."""
+        if self.health.outages != self._known_since_outage:
+            return None
+        known = self._known.get(topic)
+        if known is not None and time.monotonic() - self._read_at.get(topic, 0.0) < \
+                self._max_age:
+            return known
+        return None
+
     def partitions(self, topic: str) -> int | None:
         """Partition count of `topic` (cached), or None when it does not exist."""
         self._drop_if_stale()
+        fresh = self.cached(topic)
+        if fresh is not None:
+            return fresh
         known = self._known.get(topic)
         if known is not None:
-            if time.monotonic() - self._read_at.get(topic, 0.0) < self._max_age:
-                return known
             try:  # stale: read it again (partitions may have been added)
                 return self._read_partitions(topic) or known
             except KafkaConnectionError:  # the broker is away: the count we know still holds

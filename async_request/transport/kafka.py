@@ -234,6 +234,8 @@ class Transport(virtual.Transport):
     default_port = DEFAULT_PORT  # type: ignore[assignment]
     driver_type = "kafka"
     driver_name = "confluent-kafka"
+    #: Its channels have `put_async`: async_request.dispatch publishes from the event loop.
+    publishes_from_loop = True
     can_parse_url = True  # we parse kafka://h1:p1,h2:p2 ourselves (several brokers)
     polling_interval = 0.0
 
