@@ -121,6 +121,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--pool", default="prefork")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--broker", choices=("tansu", "apache"), default="tansu",
+                        help="the stack's broker: tansu, or one Apache Kafka node")
     parser.add_argument("--process", choices=("worker", "web"), default="worker",
                         help="the process to sample")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
