@@ -140,8 +140,18 @@ async def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -
         raise EnvelopeError(f"envelope of task {wire_id} delivered as task {task_id}")
     store = get_store()
     named = str(envelope_data.get("owner", ""))
-    claim = await astore.claim(store, task_id, worker,
-                               logged(named, task_id, "running") if named else None)
+    # The claim's round trip to Redis and the envelope's unsealing (Fernet, JSON: ~0.3 ms of
+    # CPU) overlap: the claim's request is on its way before the envelope is opened. What the
+    # unsealing raised is raised only if the claim says to run, as before.
+    claiming = asyncio.ensure_future(astore.claim(
+        store, task_id, worker, logged(named, task_id, "running") if named else None))
+    await asyncio.sleep(0)  # the claim task writes its request
+    unsealed: RequestEnvelope | Exception
+    try:
+        unsealed = RequestEnvelope.from_dict(envelope_data, get_settings().secret_key)
+    except Exception as exc:
+        unsealed = exc
+    claim = await claiming
     if claim.action == "unknown":
         raise EnvelopeError(f"task {task_id} is unknown to the store (withdrawn or expired)")
     owner = Owner.parse(claim.owner)
@@ -159,8 +169,9 @@ async def execute(envelope_data: dict[str, Any], *, task_id: str, worker: str) -
     await anotify(owner, task_id, "running", deadline_sec=0, timeout_sec=5, seq=claim.seq,
                   told=claim.told)
     try:
-        envelope = RequestEnvelope.from_dict(envelope_data, get_settings().secret_key)
-        result = await _replay(envelope, claim, store, worker)
+        if isinstance(unsealed, Exception):
+            raise unsealed
+        result = await _replay(unsealed, claim, store, worker)
     except ReplayCancelledError as exc:
         ended = await astore.cancelled(store, task_id, str(exc),
                                        logged(owner, task_id, "cancelled", str(exc)))

@@ -19,6 +19,7 @@ from async_request.auth import Owner
 from async_request.envelope import RequestEnvelope
 from async_request.exceptions import ConfigurationError, EnvelopeError
 from async_request.execution import execute
+from async_request.execution_async import execute as execute_async
 from async_request.notifications import group_for
 from async_request.settings import get_settings, reset_settings
 from async_request.signals import REVOKED_ERROR, on_task_revoked
@@ -124,6 +125,30 @@ def test_an_envelope_that_cannot_be_opened_ends_failed_and_told(
     assert "cannot be opened" in messages[-1]["error"]
     operation = worker_settings.get(task_id)
     assert operation is not None and operation.state == "failed"
+
+
+def test_the_asyncio_pool_s_execute_fails_an_envelope_it_cannot_open_once_claimed(
+        worker_settings: OperationStore) -> None:
+    """execution_async opens the envelope while the claim is on its way: what opening raised
+    counts only once the claim says run, as in the sync path."""
+    envelope = accepted(worker_settings)
+    task_id = envelope["task_id"]
+    tampered = {**envelope, "sealed": envelope["sealed"][:-8] + "AAAAAAAA"}
+
+    def run() -> None:
+        with pytest.raises(EnvelopeError, match="cannot be opened"):
+            asyncio.run(execute_async(tampered, task_id=task_id, worker="w1"))
+
+    messages = heard(OWNER, run)
+    assert told(messages) == [(task_id, "running"), (task_id, "failed")]
+    operation = worker_settings.get(task_id)
+    assert operation is not None and operation.state == "failed"
+    # Delivered again: the claim says it failed; opening it again changes nothing.
+    with pytest.raises(Exception, match="cannot be opened"):
+        asyncio.run(execute_async(tampered, task_id=task_id, worker="w2"))
+    forged = {**tampered, "task_id": str(uuid.uuid4())}
+    with pytest.raises(EnvelopeError, match="unknown"):
+        asyncio.run(execute_async(forged, task_id=forged["task_id"], worker="w1"))
 
 
 def test_a_failure_is_stored_and_told(worker_settings: OperationStore) -> None:
