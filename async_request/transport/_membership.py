@@ -21,10 +21,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ._group import BrokerGroups, RebalanceWatch, longer_session, stall_limit
+from ._health import health_for
 from ._offsets import PartitionKey
 from ._options import HELD_FETCH_WAIT_MS, METADATA_REFRESH_MS, KafkaOptions
 
 logger = logging.getLogger(__name__)
+
+#: How often a member without partitions looks for its topics after an outage.
+_TOPIC_LOOK_SECONDS = 2.0
 
 
 class GroupMember:
@@ -63,6 +67,11 @@ class GroupMember:
         #: The broker's groups survive a LeaveGroup mid-rebalance (Apache Kafka, `_detect`):
         #: leave without first waiting for the rebalance to end.
         self._leave_is_safe = False
+        #: The cluster's outages (`Health.outages`) when this member last held partitions or
+        #: rejoined for lost topics; the next look for them (`_rejoin_for_lost_topics`).
+        self._outages_seen = health_for(bootstrap).outages
+        self._away = False  # the work consumer itself reported that no broker is up
+        self._next_topic_look = 0.0
 
     def subscribe(self, topics: tuple[str, ...]) -> None:
         """Be subscribed to exactly `topics` (sorted); an empty tuple unsubscribes."""
@@ -86,10 +95,12 @@ class GroupMember:
         self.topics = topics
 
     def check(self) -> None:
-        """After each poll: rejoin after a refused session; report a rebalance that hangs."""
+        """After each poll: rejoin after a refused session or for topics back after an
+        outage; report a rebalance that hangs."""
         if self.session_rejected:
             self.session_rejected = False
             self._rejoin_with_longer_session()
+        self._rejoin_for_lost_topics()
         stuck = self._watch.overdue(monotonic())
         if stuck is not None:
             logger.error(
@@ -99,6 +110,39 @@ class GroupMember:
                 "that left during a rebalance stays leader; docs/transport.md, 'Known "
                 "issues'): restart the broker or delete the group.",
                 self.options.group_id, stuck)
+
+    def _rejoin_for_lost_topics(self) -> None:
+        """A member that rejoined while the cluster was back without its topics (tansu started
+        again, memory storage) holds no partition, and librdkafka does not rebalance when the
+        topics are created again (measured: none of 4 partitions within 45 s, list_topics or
+        not; assigned 1.1 s after a new subscribe). So after an outage, a member without
+        partitions looks every `_TOPIC_LOOK_SECONDS` whether its topics exist and, once they
+        do, subscribes anew, once per outage (a standby of a group with more members than
+        partitions rejoins once, then waits as before)."""
+        work = self.consumer
+        if work is None or not self.topics or self.assigned or self._watch.rebalancing:
+            return
+        outages = health_for(self.bootstrap).outages
+        now = monotonic()
+        if (outages == self._outages_seen and not self._away) or now < self._next_topic_look:
+            return
+        self._next_topic_look = now + _TOPIC_LOOK_SECONDS
+        try:
+            metadata = work.list_topics(timeout=1.0)
+        except KafkaException as exc:
+            logger.debug("kafka: looking for lost topics: %s", exc)
+            return
+        found = metadata.topics
+        if not all(t in found and found[t].error is None and found[t].partitions
+                   for t in self.topics):
+            return
+        self._outages_seen, self._away = outages, False
+        logger.info("kafka: topics %s exist again after the cluster was away; group %r "
+                    "member rejoins", ", ".join(self.topics), self.options.group_id)
+        work.unsubscribe()
+        work.subscribe(list(self.topics), on_assign=self._on_assign,
+                       on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._watch.joining(now)
 
     def close(self) -> None:
         """Leave the group and close the consumer, or, when the process exits and may not
@@ -160,11 +204,15 @@ class GroupMember:
                     "reports" if groups.reports_group_config else "does not report")
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._away = True  # an outage, even in a process that never publishes
         logger.warning("kafka consumer: %s", error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned |= keys
+        if keys:
+            self._outages_seen, self._away = health_for(self.bootstrap).outages, False
         self._gained(keys)
         try:  # librdkafka keeps a partition's pause across revoke and re-assign
             consumer.resume(partitions)

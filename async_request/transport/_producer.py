@@ -43,6 +43,12 @@ _WAIT_POLL_SECONDS = 0.005
 _CHECK_SECONDS = 0.05
 
 
+def _retrieved(future: asyncio.Future[tuple[int, int]]) -> None:
+    """Mark a late report as read: asyncio would log an unread exception as an error."""
+    if not future.cancelled():
+        future.exception()
+
+
 class DeliveryProducer:
     """Thread-safe producer: `send()` → Future[(partition, offset)].
 
@@ -135,6 +141,8 @@ class DeliveryProducer:
                 await asyncio.wait([waiting], timeout=_CHECK_SECONDS)
         finally:
             self._awaited.discard(waiting)
+            if not waiting.done():  # given up on: its report comes later, read by nobody
+                waiting.add_done_callback(_retrieved)
         return waiting.result()
 
     def _give_up(self) -> None:

@@ -159,6 +159,42 @@ def test_broker_stopped_then_back(faults: tuple[IntegrationStack, dict]) -> None
     assert result["state"] == "completed"
 
 
+def test_a_member_that_rejoined_before_its_topic_came_back_is_assigned_it(
+        faults: tuple[IntegrationStack, dict]) -> None:
+    """tansu back empty, and the worker's group member rejoins before anything creates the
+    work topic again: it holds no partition, and librdkafka does not rebalance when the topic
+    appears (a CI run of test_broker_stopped_then_back: none for 2 minutes, the 202's request
+    never ran). Once the web app's next publish has created the topic, the member subscribes
+    anew (`GroupMember._rejoin_for_lost_topics`) and the request completes."""
+    stack, services = faults
+    token = stack.create_user("fault_late_topic")
+    worker = stack.ensure_worker()
+    assert worker.log is not None
+    broker = services["broker"]
+    assert isinstance(broker, Service)
+    port = int(broker.url.rsplit(":", 1)[1])
+    with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        broker.kill()
+        time.sleep(3)  # the member's session (1.5 s) ends while no broker answers
+        seen = worker.log.stat().st_size
+        services["broker"] = start_tansu(port, log_path=stack.workdir / "kafka-late-topic.log")
+        deadline = time.monotonic() + 30
+        while "partitions of this member of group" not in \
+                worker.log.read_text(errors="replace")[seen:]:
+            assert time.monotonic() < deadline, "the worker's member never rejoined"
+            time.sleep(0.2)
+        time.sleep(1.0)  # it rejoined with no topic to be assigned
+        deadline = time.monotonic() + 30
+        while (response := http.get("/api/v1/orders/", headers=auth(
+                token, **{"X-Async-Request": "true"}))).status_code != 202:
+            assert time.monotonic() < deadline, response.text
+            time.sleep(0.5)
+        task_id = response.json()["meta"]["async_request_id"]
+        result = wait_state(http, task_id, token, {"completed", "failed"}, 30)
+    assert result["state"] == "completed"
+    assert "exist again after the cluster was away" in worker.log.read_text(errors="replace")
+
+
 def test_a_broker_back_within_a_second_without_its_topics_is_consumed_from_again(
         faults: tuple[IntegrationStack, dict]) -> None:
     """tansu SIGKILLed and back on its port after 1 s, empty (memory storage), three times:
