@@ -190,7 +190,13 @@ def test_rerun_of_a_cancelled_operation_replays_the_same_request_and_body(
     limited.ensure_worker()
     token = limited.create_user("rerun_cancelled")
     big = os.urandom(600 * 1024)  # above ASYNC_REQUEST_INLINE_BODY_BYTES: kept aside in Redis
-    busy = defer(http, token, "/test/sleep/?seconds=0.8")  # holds the only worker process
+    busy = defer(http, token, "/test/sleep/?seconds=2")  # holds the only worker process
+    # Running before the next one is queued: the work topic has several partitions, so a
+    # worker that fetches both at once (waking from idle) may start either first.
+    deadline = time.monotonic() + 30
+    while status(http, token, busy)["state"] != "running":
+        assert time.monotonic() < deadline, "the first request never started"
+        time.sleep(0.05)
     old = defer(http, token, "/test/echo/?q=1", "POST", content=big)
     cancelled = http.delete(f"{RESULTS}{old}/", headers=auth(token))
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
