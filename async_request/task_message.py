@@ -9,11 +9,12 @@ properties and body (`amqp.create_task_message`) and kombu's channel frames them
 (`prepare_message`, the body's encoding, the delivery info); only the parts of `send_task`
 that resolve options (router, task options, producer) are done once per lane and checked.
 
-`ReplayMessages.fits()` says whether the app's settings are the ones this message is built
-for (task protocol 2, the JSON serializer, no compression, no task-sent events, persistent
-delivery, a lane that routes to its own direct queue and nothing else); when not, the caller
-uses `send_task`. tests/integration/test_task_message.py compares the two messages field by
-field, so a Celery or kombu upgrade that changes either shows up there.
+`ReplayMessages.fits` and `route()` say whether the app's settings are the ones this message
+is built for (task protocol 2, the JSON serializer, no compression, no task-sent events,
+persistent delivery, a lane that routes to its own direct queue and nothing else); when not,
+the caller uses `send_task`. tests/integration/test_dispatch.py reads both messages back from
+the broker and compares them field by field, so a Celery or kombu upgrade that changes either
+shows up there.
 
 Celery's `before_task_publish` and `after_task_publish` signals are sent as `send_task_message`
 sends them (receivers such as tracing may add headers), so a project that listens to them

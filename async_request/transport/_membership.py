@@ -79,9 +79,7 @@ class GroupMember:
             return
         consumer = self._consumer()
         if topics:
-            consumer.subscribe(list(topics), on_assign=self._on_assign,
-                               on_revoke=self._on_revoke, on_lost=self._on_lost)
-            self._watch.joining(monotonic())
+            self._join(consumer, topics)
         elif self.exiting:
             # a stopping worker stays in the group (and keeps serving rebalances) until
             # `close()`, which leaves it or, while it rebalances, abandons it; what it still
@@ -93,6 +91,12 @@ class GroupMember:
             consumer.unsubscribe()
             self._watch.settled()
         self.topics = topics
+
+    def _join(self, consumer: Consumer, topics: tuple[str, ...]) -> None:
+        """Subscribe `consumer` to `topics` with this member's rebalance callbacks."""
+        consumer.subscribe(list(topics), on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._watch.joining(monotonic())
 
     def check(self) -> None:
         """After each poll: rejoin after a refused session or for topics back after an
@@ -140,9 +144,7 @@ class GroupMember:
         logger.info("kafka: topics %s exist again after the cluster was away; group %r "
                     "member rejoins", ", ".join(self.topics), self.options.group_id)
         work.unsubscribe()
-        work.subscribe(list(self.topics), on_assign=self._on_assign,
-                       on_revoke=self._on_revoke, on_lost=self._on_lost)
-        self._watch.joining(now)
+        self._join(work, self.topics)
 
     def close(self) -> None:
         """Leave the group and close the consumer, or, when the process exits and may not

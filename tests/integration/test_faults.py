@@ -87,6 +87,18 @@ def wait_state(http: httpx.Client, task_id: str, token: str, states: set[str],
     raise AssertionError(f"task {task_id} never reached {states}; last {body}")
 
 
+def accepted_once_back(http: httpx.Client, token: str, timeout: float = 30,
+                       every: float = 0.5) -> str:
+    """The id of the first async request accepted (202) within `timeout` s, asking again
+    every `every` s while the broker is not back (503)."""
+    deadline = time.monotonic() + timeout
+    while (response := http.get("/api/v1/orders/", headers=auth(
+            token, **{"X-Async-Request": "true"}))).status_code != 202:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(every)
+    return str(response.json()["meta"]["async_request_id"])
+
+
 def count_reports(stack: IntegrationStack, username: str) -> int:
     code = ("from demo.models import Report; "
             f"print(Report.objects.filter(owner__username={username!r}).count())")
@@ -146,15 +158,7 @@ def test_broker_stopped_then_back(faults: tuple[IntegrationStack, dict]) -> None
         assert max(took) < 10  # a hang guard only; the figures: docs/reliability.md
         time.sleep(6)  # away for a while (a quick return: the test below)
         services["broker"] = start_tansu(port, log_path=stack.workdir / "kafka-restarted.log")
-        deadline = time.monotonic() + 60
-        while True:
-            response = http.get("/api/v1/orders/",
-                                headers=auth(token, **{"X-Async-Request": "true"}))
-            if response.status_code == 202 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert response.status_code == 202, response.text
-        task_id = response.json()["meta"]["async_request_id"]
+        task_id = accepted_once_back(http, token, timeout=60, every=1)
         result = wait_state(http, task_id, token, {"completed", "failed"}, 120)
     assert result["state"] == "completed"
 
@@ -184,12 +188,7 @@ def test_a_member_that_rejoined_before_its_topic_came_back_is_assigned_it(
             assert time.monotonic() < deadline, "the worker's member never rejoined"
             time.sleep(0.2)
         time.sleep(1.0)  # it rejoined with no topic to be assigned
-        deadline = time.monotonic() + 30
-        while (response := http.get("/api/v1/orders/", headers=auth(
-                token, **{"X-Async-Request": "true"}))).status_code != 202:
-            assert time.monotonic() < deadline, response.text
-            time.sleep(0.5)
-        task_id = response.json()["meta"]["async_request_id"]
+        task_id = accepted_once_back(http, token)
         result = wait_state(http, task_id, token, {"completed", "failed"}, 30)
     assert result["state"] == "completed"
     assert "exist again after the cluster was away" in worker.log.read_text(errors="replace")
@@ -213,12 +212,7 @@ def test_a_broker_back_within_a_second_without_its_topics_is_consumed_from_again
             time.sleep(1.0)
             services["broker"] = start_tansu(
                 port, log_path=stack.workdir / f"kafka-quick-{attempt}.log")
-            deadline = time.monotonic() + 30
-            while (response := http.get("/api/v1/orders/", headers=auth(
-                    token, **{"X-Async-Request": "true"}))).status_code != 202:
-                assert time.monotonic() < deadline, response.text
-                time.sleep(0.5)
-            task_id = response.json()["meta"]["async_request_id"]
+            task_id = accepted_once_back(http, token)
             result = wait_state(http, task_id, token, {"completed", "failed"}, 30)
             assert result["state"] == "completed", (attempt, result)
 
