@@ -54,13 +54,16 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             event[name] = value.removeprefix(" ")
 
 
-def until_terminal(events: Iterator[dict[str, Any]], task_id: str) -> list[dict[str, Any]]:
-    seen = []
+def until_terminal(events: Iterator[dict[str, Any]], *task_ids: str) -> list[dict[str, Any]]:
+    """The events up to the last of `task_ids`' completions, in whatever order they end."""
+    seen, waiting = [], set(task_ids)
     for event in events:
         data = json.loads(event["data"])
         seen.append(event)
-        if data.get("task_id") == task_id and data.get("status") == "completed":
-            return seen
+        if data.get("status") == "completed":
+            waiting.discard(data.get("task_id"))
+            if not waiting:
+                return seen
     raise AssertionError("the stream ended before the operation's terminal event")
 
 
@@ -85,9 +88,7 @@ def test_sse_streams_events_and_a_reconnect_gets_what_it_missed(
             time.sleep(0.1)
     with http.stream("GET", url, headers={"last-event-id": str(last_id)}) as stream:
         events = sse_events(stream.iter_lines())
-        got = []
-        for task_id in missed:  # they ran side by side: either may have ended last
-            got += until_terminal(events, task_id)
+        got = until_terminal(events, *missed)  # they ran side by side: either may end last
     ids = [int(e["id"]) for e in got]
     assert ids == sorted(ids) and ids[0] > last_id and len(set(ids)) == len(ids)
     ended = {json.loads(e["data"])["task_id"] for e in got
